@@ -1,0 +1,230 @@
+"""Checkpoint I/O: official timm training checkpoints, plain state_dicts, our own format.
+
+Loading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` with only
+``argparse.Namespace`` (the ``args`` entry of timm checkpoints) allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, ConfigError
+from .models import ParNet, ParNetConfig, list_models, model_config
+from .reparam import official_fuse, reparameterize
+
+log = logging.getLogger("parnet_deploy")
+
+FORMAT = "parnet-deploy"
+FORMAT_VERSION = 1
+FORMS = ("train", "official_fused", "deploy")
+_SAFE_GLOBALS = [argparse.Namespace]
+
+
+# -- reading -----------------------------------------------------------------------------
+def _read_torch(path: Path) -> Any:
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        culprit = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({culprit.group(1)})" if culprit else ""
+        raise CheckpointError(
+            f"{path}: refused to load: the file contains Python objects other than tensors and "
+            f"plain containers{what}; unpickling them could run code. Only tensors, numbers, "
+            f"strings and argparse.Namespace are allowed") from e
+    except Exception as e:  # torch.load raises many types on damaged input
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from e
+    if meta.get("format") != FORMAT:
+        return tensors  # a plain state_dict stored as safetensors
+    return {"format": FORMAT, "format_version": int(meta.get("format_version", 0)),
+            "config": json.loads(meta["config"]), "form": meta.get("form", "train"), "state_dict": tensors}
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+# -- inferring the architecture from tensor shapes -------------------------------------------
+_CONV_KEYS = (".block.rbr_dense.conv.weight", ".block.reparam_conv.weight", ".block.rbr_reparam.weight")
+
+
+def _out_channels(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    for suffix in _CONV_KEYS + (".conv.weight",):
+        if prefix + suffix in state:
+            return state[prefix + suffix].shape[0]
+    raise CheckpointError(f"not a ParNet checkpoint: no weights under {prefix!r}")
+
+
+def _count(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    idx = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return max(idx) + 1 if idx else 0
+
+
+def infer_config(state: Mapping[str, torch.Tensor], act: str) -> ParNetConfig:
+    """Planes, blocks, classes and variant family from the tensor shapes of a state_dict."""
+    if "head.fc.weight" not in state:
+        raise CheckpointError("not a ParNet checkpoint: no 'head.fc.weight' (keys start with "
+                              f"{', '.join(sorted(state)[:3])}, ...)")
+    small = "combine.3.conv.weight" in state
+    n_stem = _count(state, "inits.0.")
+    planes = (_out_channels(state, f"inits.0.{n_stem - 1}"), _out_channels(state, "inits.1"),
+              _out_channels(state, "inits.2"), _out_channels(state, "combine.3"))
+    blocks = tuple(_count(state, f"streams.{k}.") + 1 for k in range(3)) + (1,)
+    num_classes = state["head.fc.weight"].shape[0]
+    for name in list_models():
+        ref = model_config(name)
+        if (ref.planes, ref.num_blocks, ref.small_input) == (planes, blocks, small):
+            return ref.with_overrides(num_classes=num_classes, act=act)
+    return ParNetConfig(planes=planes, num_blocks=blocks, num_classes=num_classes, act=act, small_input=small)
+
+
+def _form_of_keys(state: Mapping[str, torch.Tensor]) -> str:
+    if any(".reparam_conv." in k for k in state):
+        return "deploy"
+    if any(".rbr_reparam." in k for k in state):
+        return "official_fused"
+    return "train"
+
+
+def model_form(model: ParNet) -> str:
+    return _form_of_keys(model.state_dict())
+
+
+def _to_form(model: ParNet, form: str) -> ParNet:
+    if form == "deploy":
+        return reparameterize(model, inplace=True)
+    if form == "official_fused":
+        return official_fuse(model, inplace=True)
+    return model
+
+
+def _load_state(model: ParNet, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    few = lambda keys: ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+    if missing or unexpected:
+        parts = ([f"missing keys: {few(missing)}"] if missing else []) + (
+            [f"unexpected keys: {few(unexpected)}"] if unexpected else [])
+        raise CheckpointError(f"{path}: does not fit {model.config.arch}: " + "; ".join(parts))
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
+    if bad:
+        raise CheckpointError(f"{path}: shape mismatch (checkpoint vs model): {few(bad)}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(path: str | os.PathLike, arch: str | None = None, act: str | None = None,
+                    use_ema: bool = False) -> ParNet:
+    """Load any supported checkpoint into a :class:`ParNet` (eval mode, config on ``model.config``).
+
+    Formats: official timm training checkpoints (``state_dict`` / ``state_dict_ema``,
+    ``module.`` prefixes, ``args`` Namespace), plain state_dicts (``.pt``/``.pth``/
+    ``.safetensors``), and our own ``.pt`` / ``.safetensors`` which record the full config.
+    Deploy-form and officially fused state_dicts load in that form (read off their keys).
+    Official checkpoints carry no activation: ``relu`` is assumed unless ``act`` is given.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    obj = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
+
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        try:
+            config = ParNetConfig.from_dict(dict(obj["config"]))
+        except (ConfigError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: bad recorded config: {e}") from e
+        if act is not None and act != config.act:
+            raise CheckpointError(f"{path}: records act={config.act!r}; refusing to run it with act={act!r}")
+        if arch is not None and arch != config.arch:
+            raise CheckpointError(f"{path}: records arch={config.arch!r}, not {arch!r}")
+        state = dict(obj["state_dict"])
+    else:
+        if isinstance(obj, Mapping) and "state_dict" in obj:
+            key = "state_dict_ema" if use_ema else "state_dict"
+            if key not in obj:
+                raise CheckpointError(f"{path}: has no {key!r} (keys: {', '.join(map(str, obj))})")
+            state = obj[key]
+        elif _is_state_dict(obj):
+            if use_ema:
+                raise CheckpointError(f"{path}: a plain state_dict has no EMA weights")
+            state = obj
+        else:
+            raise CheckpointError(f"{path}: not a checkpoint: expected a state_dict or a dict with "
+                                  f"'state_dict', got {type(obj).__name__}")
+        if not _is_state_dict(state):
+            raise CheckpointError(f"{path}: the state_dict holds non-tensor entries")
+        state = _strip_prefix(state)
+        if act is None:
+            act = "relu"
+            log.info("%s: activation not recorded (official checkpoints never do); using relu, "
+                     "which the released code builds. Pass act='silu' to override.", path.name)
+        try:
+            config = infer_config(state, act) if arch is None else model_config(
+                arch, act=act, num_classes=state.get("head.fc.weight", torch.empty(1000)).shape[0])
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: {e}") from e
+    model = _to_form(ParNet(config), _form_of_keys(state))
+    _load_state(model, state, path)
+    return model.eval()
+
+
+# -- writing -------------------------------------------------------------------------------
+def save_checkpoint(model: ParNet, path: str | os.PathLike) -> Path:
+    """Write ``model`` in our format (``.safetensors`` or anything else as torch ``.pt``), atomically."""
+    path = Path(path)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    form = model_form(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, tmp, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION),
+                                            "config": json.dumps(model.config.to_dict()), "form": form})
+        else:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+                        "form": form, "state_dict": state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_official_checkpoint(model: nn.Module, path: str | os.PathLike, epoch: int = 0) -> Path:
+    """Write ``model`` the way the official timm training script does (for tests and tooling)."""
+    state = {f"module.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    ema = {f"module.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    args = argparse.Namespace(model=getattr(getattr(model, "config", None), "arch", "parnet"), epochs=epoch)
+    torch.save({"epoch": epoch, "arch": args.model, "state_dict": state, "state_dict_ema": ema, "args": args}, path)
+    return Path(path)

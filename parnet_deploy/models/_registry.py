@@ -1,0 +1,35 @@
+"""Registry of named ParNet variants (``create_model`` / ``list_models``)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import ConfigError
+
+_ENTRYPOINTS: dict[str, Callable[..., Any]] = {}
+
+
+def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
+    _ENTRYPOINTS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_ENTRYPOINTS)
+
+
+def model_config(name: str, **overrides: Any):
+    """The :class:`ParNetConfig` of a registered variant, with ``overrides`` applied."""
+    if name not in _ENTRYPOINTS:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    try:
+        return _ENTRYPOINTS[name](**overrides)
+    except TypeError as e:
+        raise ConfigError(f"bad option for {name}: {e}") from e
+
+
+def create_model(name: str, **overrides: Any):
+    """Build a registered variant in train form (eval mode), e.g. ``create_model('parnet_s', act='silu')``."""
+    from .parnet import ParNet
+
+    return ParNet(model_config(name, **overrides)).eval()

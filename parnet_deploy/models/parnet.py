@@ -1,0 +1,463 @@
+"""ParNet — "Non-deep Networks" (Goyal, Bochkovskiy, Deng, Koltun, 2021).
+
+Module names equal the official checkpoint keys (imankgoyal/NonDeepNetworks), so an
+official ``state_dict`` loads with ``strict=True``. Read top to bottom: config, blocks,
+model, named variants. Facts of the official code are collected in ``DESIGN.md``.
+
+Every re-parameterizable module has ``reparameterize()`` (idempotent, in place);
+:func:`parnet_deploy.reparameterize` walks a model and calls them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from . import _fold
+from ._registry import register_model
+
+ACTIVATIONS = ("relu", "silu")
+
+
+@dataclass(frozen=True)
+class ParNetConfig:
+    """Everything that defines a ParNet's architecture (recorded in checkpoints and exports).
+
+    planes: widths of the three streams and of the last block, e.g. ``(92, 192, 384, 1280)``.
+    num_blocks: stream k holds ``num_blocks[k] - 1`` blocks; ``num_blocks[3]`` must be 1.
+    num_classes: classifier outputs.
+    act: ``relu`` (what the released code builds) or ``silu`` (what the paper describes).
+    dropout: before the classifier; a no-op at inference.
+    small_input: the reconstructed 32x32 (CIFAR) variant: stride-1 stem of three blocks and
+        a 1x1 conv instead of the last downsampling block (paper section 3.3).
+    arch: the registered name this config came from, or ``custom``.
+    """
+
+    planes: tuple[int, int, int, int]
+    num_blocks: tuple[int, int, int, int] = (5, 6, 6, 1)
+    num_classes: int = 1000
+    act: str = "relu"
+    dropout: float = 0.0
+    small_input: bool = False
+    arch: str = "custom"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "planes", tuple(int(p) for p in self.planes))
+        object.__setattr__(self, "num_blocks", tuple(int(b) for b in self.num_blocks))
+        if len(self.planes) != 4 or any(p <= 0 for p in self.planes):
+            raise ConfigError(f"planes must be 4 positive ints, got {self.planes}")
+        if any(p % 2 for p in self.planes[1:3]):
+            raise ConfigError(f"planes[1] and planes[2] must be even (groups-2 fusion), got {self.planes}")
+        if len(self.num_blocks) != 4 or any(b < 1 for b in self.num_blocks) or self.num_blocks[3] != 1:
+            raise ConfigError(f"num_blocks must be 4 ints >= 1 with num_blocks[3] == 1, got {self.num_blocks}")
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"act must be one of {ACTIVATIONS}, got {self.act!r}")
+        if self.num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {self.num_classes}")
+
+    @property
+    def input_multiple(self) -> int:
+        """Input sides must be multiples of this (every stride-2 stage needs an even input)."""
+        return 4 if self.small_input else 32
+
+    @property
+    def default_resolution(self) -> int:
+        return 32 if self.small_input else 224
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["planes"], d["num_blocks"] = list(self.planes), list(self.num_blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ParNetConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def with_overrides(self, **overrides: Any) -> "ParNetConfig":
+        """A copy with the non-None ``overrides``; a changed architecture is named ``custom``."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        new = replace(self, **changes)
+        shape_fields = ("planes", "num_blocks", "small_input")
+        if "arch" not in changes and any(getattr(new, f) != getattr(self, f) for f in shape_fields):
+            new = replace(new, arch="custom")
+        return new
+
+
+def make_act(name: str) -> nn.Module:
+    return nn.ReLU() if name == "relu" else nn.SiLU()
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ConvBN(nn.Sequential):
+    """conv (no bias) → BN, keys ``conv`` / ``bn`` as in the official ``conv_bn``."""
+
+    def __init__(self, ci: int, co: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(ci, co, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(co)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _fold.fold_bn_into_conv(self.conv.weight, self.bn)
+
+
+class ConvSigmoid(nn.Module):
+    def __init__(self, ci: int, co: int, groups: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ci, co, 1, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(x))
+
+
+class SkipSqueezeExcite(nn.Module):
+    """Global average pool → 1x1 conv → sigmoid: the per-channel gate (keys ``se.cvsig.conv``)."""
+
+    def __init__(self, ci: int, co: int, groups: int):
+        super().__init__()
+        self.cvsig = ConvSigmoid(ci, co, groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cvsig(x.mean((2, 3), keepdim=True))
+
+
+class RepVGGBlock(nn.Module):
+    """The one ParNet block (official name ``RepVGGBlock``).
+
+    Train form, with identity (RepVGG-SSE): ``act(dense(x) + 1x1(x) + B(x)·σ(W·GAP(B(x))))``;
+    without (Downsampling / Fusion): ``act((dense(x) + 1x1(x)) · 2σ(W·GAP(x)))``.
+
+    Deploy form (after :meth:`reparameterize`): one 3x3 conv with bias holds dense + 1x1
+    (+ the factor 2 of the gate). The SE reads ``GAP(x)`` and applies the identity BN to the
+    pooled vector (``GAP(B(x)) == B(GAP(x))``), so it no longer waits for ``B(x)``; the ONNX
+    exporter then folds that pooled-side BN into the SE conv (weight·s, bias W·t). Keeping
+    it as a shared module here means no parameter is stored twice.
+    """
+
+    def __init__(self, ci: int, co: int, stride: int = 1, groups: int = 1, act: str = "relu"):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ConfigError(f"stride must be 1 or 2, got {stride}")
+        self.ci, self.co, self.stride, self.groups = ci, co, stride, groups
+        self.rbr_dense: ConvBN | None = ConvBN(ci, co, 3, stride, groups)
+        self.rbr_1x1: nn.Module | None = (
+            nn.Sequential(nn.AvgPool2d(2, 2), ConvBN(ci, co, 1, 1, groups)) if stride == 2
+            else ConvBN(ci, co, 1, 1, groups)
+        )
+        self.rbr_identity = nn.BatchNorm2d(ci) if ci == co and stride == 1 else None
+        self.se = SkipSqueezeExcite(ci, co, groups)
+        self.act = make_act(act)
+        self.rbr_reparam: nn.Conv2d | None = None  # the official fuse (baseline only)
+        self.reparam_conv: nn.Conv2d | None = None  # our deploy form
+
+    @property
+    def has_identity(self) -> bool:
+        return self.rbr_identity is not None
+
+    @property
+    def is_deployed(self) -> bool:
+        return self.reparam_conv is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reparam_conv is not None:
+            pooled = x.mean((2, 3), keepdim=True)
+            if self.rbr_identity is None:
+                return self.act(self.reparam_conv(x) * self.se.cvsig(pooled))
+            gate = self.se.cvsig(self.rbr_identity(pooled))  # GAP(B(x)) == B(GAP(x))
+            return self.act(self.reparam_conv(x) + self.rbr_identity(x) * gate)
+        if self.rbr_reparam is not None:
+            dense = self.rbr_reparam(x)
+        else:
+            dense = self.rbr_dense(x) + self.rbr_1x1(x)
+        if self.rbr_identity is not None:
+            b = self.rbr_identity(x)
+            return self.act(dense + b * self.se(b))
+        return self.act(dense * (2.0 * self.se(x)))
+
+    def fused_dense(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kernel and bias (float64) of dense + 1x1 as one 3x3 conv."""
+        k3, b3 = self.rbr_dense.folded()
+        if self.stride == 2:
+            k1, b1 = self.rbr_1x1[1].folded()
+            k1 = _fold.pooled_1x1_to_3x3(k1)
+        else:
+            k1, b1 = self.rbr_1x1.folded()
+            k1 = _fold.plain_1x1_to_3x3(k1)
+        return k3 + k1, b3 + b1
+
+    def _conv(self, kernel: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+        return _fold.make_conv(kernel, bias, stride=self.stride, padding=1, groups=self.groups,
+                               dtype=self.rbr_dense.conv.weight.dtype)
+
+    def official_fuse(self) -> None:
+        """The released code's fuse: dense + 1x1 only (baseline for comparisons)."""
+        if self.rbr_reparam is not None or self.reparam_conv is not None:
+            return
+        self.rbr_reparam = self._conv(*self.fused_dense())
+        self.rbr_dense = self.rbr_1x1 = None
+
+    def reparameterize(self) -> None:
+        if self.reparam_conv is not None:
+            return
+        if self.rbr_reparam is not None:
+            kernel, bias = self.rbr_reparam.weight.double(), self.rbr_reparam.bias.double()
+        else:
+            kernel, bias = self.fused_dense()
+        if self.rbr_identity is None:
+            kernel, bias = 2.0 * kernel, 2.0 * bias  # (conv·2)·σ == conv·(2σ)
+        self.reparam_conv = self._conv(kernel, bias)
+        self.rbr_dense = self.rbr_1x1 = self.rbr_reparam = None
+
+    def permute_input(self, perm: torch.Tensor) -> None:
+        """Absorb ``x[:, perm]`` into the deploy-form convs (non-identity, groups 1 only)."""
+        assert self.is_deployed and not self.has_identity and self.groups == 1
+        for conv in (self.reparam_conv, self.se.cvsig.conv):
+            conv.weight.data = _fold.permute_conv_input(conv.weight.data, perm)
+
+    def scale_input(self, scale: torch.Tensor) -> None:
+        """Absorb ``x * scale`` (per input channel) into the deploy-form convs (non-identity only)."""
+        assert self.is_deployed and not self.has_identity
+        for conv in (self.reparam_conv, self.se.cvsig.conv):
+            conv.weight.data = _fold.scale_conv_input(conv.weight.double(), scale, self.groups).to(
+                conv.weight.dtype)
+
+
+class ParNetUnit(nn.Module):
+    """A block followed, when it is grouped, by a channel shuffle (keys ``<name>.block.*``)."""
+
+    def __init__(self, ci: int, co: int, stride: int = 1, groups: int = 1, act: str = "relu"):
+        super().__init__()
+        self.block = RepVGGBlock(ci, co, stride, groups, act)
+        self.shuffle_groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(x)
+        return channel_shuffle(x, self.shuffle_groups) if self.shuffle_groups > 1 else x
+
+
+class ConvBNAct(nn.Module):
+    """1x1 conv → BN → act: the small-input variant's narrow last layer (keys ``conv`` / ``bn``)."""
+
+    def __init__(self, ci: int, co: int, act: str):
+        super().__init__()
+        self.conv = nn.Conv2d(ci, co, 1, bias=False)
+        self.bn: nn.BatchNorm2d | None = nn.BatchNorm2d(co)
+        self.act = make_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        return self.act(self.bn(x) if self.bn is not None else x)
+
+    def reparameterize(self) -> None:
+        if self.bn is None:
+            return
+        kernel, bias = _fold.fold_bn_into_conv(self.conv.weight, self.bn)
+        self.conv = _fold.make_conv(kernel, bias, stride=1, padding=0, groups=1, dtype=self.conv.weight.dtype)
+        self.bn = None
+
+    def permute_input(self, perm: torch.Tensor) -> None:
+        self.conv.weight.data = _fold.permute_conv_input(self.conv.weight.data, perm)
+
+
+class MultiBatchNorm2d(nn.Module):
+    """One BN per input of a Fusion (keys ``b1``, ``b2``)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.b1 = nn.BatchNorm2d(channels)
+        self.b2 = nn.BatchNorm2d(channels)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.b1(a), self.b2(b)
+
+
+class InterleaveConcat(nn.Module):
+    """Concat two tensors channel-interleaved: a0, b0, a1, b1, ..."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.stack((a, b), dim=2).flatten(1, 2)
+
+
+class ChannelShift(nn.Module):
+    """``x + shift`` per channel: what stays of the Fusion BNs after their scales are folded."""
+
+    def __init__(self, shift: torch.Tensor):
+        super().__init__()
+        self.shift = nn.Parameter(shift.view(1, -1, 1, 1).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
+def _interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.stack((a, b), dim=1).flatten()
+
+
+class Fusion(nn.Sequential):
+    """BN per input → interleaved concat → grouped block (→ optional tail: ``combine.3``).
+
+    Deploy form: each BN's scale is folded into the first block's convs (exact: a scale
+    commutes with zero padding), its shift stays as one :class:`ChannelShift` on the
+    concatenated tensor (a shift does not commute with zero padding). A channel shuffle
+    between the grouped block and a groups-1 tail is folded into the tail's input channels.
+    """
+
+    # Below this |scale| / max|scale| the shift / scale division would lose precision;
+    # such a Fusion keeps its BNs.
+    MIN_RELATIVE_SCALE = 1e-4
+
+    def __init__(self, channels: int, co: int, stride: int, act: str, tail: nn.Module | None = None):
+        modules: list[nn.Module] = [MultiBatchNorm2d(channels), InterleaveConcat(),
+                                    ParNetUnit(2 * channels, co, stride, groups=2, act=act)]
+        if tail is not None:
+            modules.append(tail)
+        super().__init__(*modules)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        pre, concat, *units = self
+        x = pre(concat(a, b)) if isinstance(pre, ChannelShift) else concat(*pre(a, b))
+        for unit in units:
+            x = unit(x)
+        return x
+
+    def reparameterize(self) -> None:
+        for unit in list(self)[2:]:
+            unit.block.reparameterize() if isinstance(unit, ParNetUnit) else unit.reparameterize()
+        first: ParNetUnit = self[2]
+        if isinstance(self[0], MultiBatchNorm2d):
+            s1, t1 = _fold.bn_scale_shift(self[0].b1)
+            s2, t2 = _fold.bn_scale_shift(self[0].b2)
+            scale, shift = _interleave(s1, s2), _interleave(t1, t2)
+            if scale.abs().min() > self.MIN_RELATIVE_SCALE * scale.abs().max():
+                first.block.scale_input(scale)
+                self[0] = ChannelShift((shift / scale).to(self[0].b1.weight.dtype))
+        if len(self) == 4 and first.shuffle_groups > 1:
+            tail = self[3]
+            tail_block = tail.block if isinstance(tail, ParNetUnit) else None
+            if tail_block is None or (not tail_block.has_identity and tail_block.groups == 1):
+                perm = _fold.channel_shuffle_perm(first.block.co, first.shuffle_groups)
+                (tail_block or tail).permute_input(perm)
+                first.shuffle_groups = 1
+
+
+class ClassifierHead(nn.Module):
+    def __init__(self, channels: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(x.mean((2, 3))))
+
+
+class ParNet(nn.Module):
+    """Three streams at /4, /8, /16 fused into one head; depth 12 for every official variant."""
+
+    def __init__(self, config: ParNetConfig):
+        super().__init__()
+        self.config = config
+        p, act = config.planes, config.act
+        if config.small_input:
+            stem = [ParNetUnit(3, p[0], 1, act=act), ParNetUnit(p[0], p[0], 1, act=act),
+                    ParNetUnit(p[0], p[0], 1, act=act)]
+            tail: nn.Module = ConvBNAct(p[2], p[3], act)
+        else:
+            stem = [ParNetUnit(3, min(64, p[0]), 2, act=act), ParNetUnit(min(64, p[0]), p[0], 2, act=act)]
+            tail = ParNetUnit(p[2], p[3], 2, act=act)
+        self.inits = nn.ModuleList([nn.Sequential(*stem), ParNetUnit(p[0], p[1], 2, act=act),
+                                    ParNetUnit(p[1], p[2], 2, act=act)])
+        self.streams = nn.ModuleList([
+            nn.Sequential(*[ParNetUnit(p[k], p[k], 1, act=act) for _ in range(config.num_blocks[k] - 1)])
+            for k in range(3)
+        ])
+        self.downsamples_2 = nn.ModuleList([ParNetUnit(p[0], p[1], 2, act=act), Fusion(p[1], p[2], 2, act)])
+        self.combine = Fusion(p[2], p[2], 1, act, tail=tail)
+        self.head = ClassifierHead(p[3], config.num_classes, config.dropout)
+
+    # -- the pieces the exporter cuts along ------------------------------------------------
+    def stem(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[x0, x1, x2]``: the outputs of ``inits.0``, ``inits.0..1``, ``inits.0..2``."""
+        xs = []
+        for init in self.inits:
+            x = init(x)
+            xs.append(x)
+        return xs
+
+    def fusion(self, y0: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        d0 = self.downsamples_2[0](y0)
+        d1 = self.downsamples_2[1](y1, d0)
+        return self.head(self.combine(y2, d1))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ConfigError(f"expected input of shape (N, 3, H, W), got {tuple(x.shape)}")
+        m = self.config.input_multiple
+        h, w = x.shape[-2:]
+        if h % m or w % m or h == 0 or w == 0:
+            raise ConfigError(f"input sides must be positive multiples of {m} for {self.config.arch}, "
+                              f"got {h}x{w}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.fx.Proxy):
+            self.check_input(x)
+        xs = self.stem(x)
+        ys = [stream(xk) for stream, xk in zip(self.streams, xs)]
+        return self.fusion(*ys)
+
+
+# -- named variants -------------------------------------------------------------------------
+# Official ImageNet configs (released YAMLs; ParNet-S uses 92, not the paper's 96).
+@register_model
+def parnet_s(**overrides: Any) -> ParNetConfig:
+    return ParNetConfig(planes=(92, 192, 384, 1280), arch="parnet_s").with_overrides(**overrides)
+
+
+@register_model
+def parnet_m(**overrides: Any) -> ParNetConfig:
+    return ParNetConfig(planes=(128, 256, 512, 2048), arch="parnet_m").with_overrides(**overrides)
+
+
+@register_model
+def parnet_l(**overrides: Any) -> ParNetConfig:
+    return ParNetConfig(planes=(160, 320, 640, 2560), dropout=0.1, arch="parnet_l").with_overrides(**overrides)
+
+
+@register_model
+def parnet_xl(**overrides: Any) -> ParNetConfig:
+    return ParNetConfig(planes=(200, 400, 800, 3200), dropout=0.1, arch="parnet_xl").with_overrides(**overrides)
+
+
+# Small-input (32x32, CIFAR) variants: a reconstruction of the paper's section 3.3 — no
+# official code exists. Stride-1 stem (blocks at depths 1-2 become RepVGG-SSE-like and one
+# block is added at depth 3), streams one block shorter, a narrow 1x1 conv replaces the last
+# downsampling block. Widths chosen to land within 5% of the paper's 1.3M / 15.5M / 35M.
+SMALL_WIDTHS = {"s": (32, 64, 128, 128), "m": (112, 224, 448, 448), "l": (168, 336, 672, 672)}
+_SMALL = dict(num_blocks=(4, 5, 5, 1), num_classes=10, small_input=True)
+
+
+@register_model
+def parnet_cifar_s(**overrides: Any) -> ParNetConfig:
+    return ParNetConfig(planes=(SMALL_WIDTHS["s"]), arch="parnet_cifar_s", **_SMALL).with_overrides(**overrides)
+
+
+@register_model
+def parnet_cifar_m(**overrides: Any) -> ParNetConfig:
+    return ParNetConfig(planes=(SMALL_WIDTHS["m"]), arch="parnet_cifar_m", **_SMALL).with_overrides(**overrides)
+
+
+@register_model
+def parnet_cifar_l(**overrides: Any) -> ParNetConfig:
+    return ParNetConfig(planes=(SMALL_WIDTHS["l"]), arch="parnet_cifar_l", **_SMALL).with_overrides(**overrides)
+
