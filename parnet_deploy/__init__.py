@@ -1,21 +1,26 @@
-"""parnet-deploy: ParNet checkpoints to the fastest batch-1 inference."""
+"""parnet-deploy: ParNet checkpoints to the fastest batch-1 inference.
+
+Names are resolved lazily so that ``parnet_deploy.runtime`` works without importing PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from .errors import ParnetError
-from .models import ParNet, ParNetConfig, create_model, list_models
-from .reparam import count_params, depth, flops, official_fuse, reparameterize
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ParNet", "ParNetConfig", "ParnetError", "count_params", "create_model", "depth", "flops",
-    "list_models", "load_checkpoint", "official_fuse", "reparameterize", "save_checkpoint",
-]
+_LAZY = {
+    "ParNet": "models", "ParNetConfig": "models", "create_model": "models", "list_models": "models",
+    "count_params": "reparam", "depth": "reparam", "flops": "reparam", "official_fuse": "reparam",
+    "reparameterize": "reparam", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+}
+
+__all__ = ["ParnetError", "__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str):
-    # checkpoint I/O pulls in safetensors; keep `import parnet_deploy` light
-    if name in ("load_checkpoint", "save_checkpoint"):
-        from . import checkpoint
-
-        return getattr(checkpoint, name)
-    raise AttributeError(name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'parnet_deploy' has no attribute {name!r}")

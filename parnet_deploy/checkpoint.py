@@ -152,6 +152,8 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, act: str |
     Official checkpoints carry no activation: ``relu`` is assumed unless ``act`` is given.
     """
     path = Path(path)
+    if arch is not None:
+        model_config(arch)  # an unknown name fails before any file is read
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     obj = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)

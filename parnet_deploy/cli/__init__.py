@@ -1,0 +1,1 @@
+"""Command-line tools: ``parnet-export``, ``parnet-bench`` (thin layers over the library)."""

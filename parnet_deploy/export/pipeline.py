@@ -1,0 +1,166 @@
+"""``export_model``: deploy form → a verified, hash-listed export directory, written atomically."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from .. import __version__
+from ..artifacts import atomic_directory
+from ..errors import ConfigError, ExportError, VerificationError
+from ..models import ParNet
+from ..reparam import reparameterize
+from . import graph as G
+from .manifest import IMAGE, ExportManifest, SubgraphSpec, TensorSpec, hash_files
+from .opgate import check_tensorrt_ops
+from .verify import VerificationResult, verify_export
+
+PRECISIONS = ("fp32", "fp16")
+IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NCHW RGB",
+                          "note": "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``parnet-export`` writes and how.
+
+    output: parent folder (``export``); name: sub-folder (default: the arch);
+    resolution: ``(H, W)`` (default: the variant's native size); opset: ONNX opset (18-20,
+    TensorRT 10 parses up to 20); split: ``replicated`` | ``shared``; precision: ``fp32`` |
+    ``fp16``; force: replace an existing export; verify: run the built-in checks.
+    """
+
+    output: Path = Path("export")
+    name: str | None = None
+    resolution: tuple[int, int] | None = None
+    opset: int = 18
+    split: str = "replicated"
+    precision: str = "fp32"
+    force: bool = False
+    verify: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.split not in G.SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}; choose one of {', '.join(G.SPLITS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.opset not in G.OPSETS:
+            raise ConfigError(f"opset {self.opset} not supported; choose one of {', '.join(map(str, G.OPSETS))}")
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise ConfigError(f"bad export name {self.name!r}")
+
+
+def _tensor_specs(values) -> tuple[TensorSpec, ...]:
+    out = []
+    for v in values:
+        tt = v.type.tensor_type
+        out.append(TensorSpec(v.name, tuple(d.dim_value for d in tt.shape.dim),
+                              str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))))
+    return tuple(out)
+
+
+def _spec_of(model: onnx.ModelProto, name: str, file: str) -> SubgraphSpec:
+    return SubgraphSpec(name, file, _tensor_specs(model.graph.input), _tensor_specs(model.graph.output))
+
+
+class _Steps:
+    """Progress lines with timings: ``[2/7] reparameterize ... 0.41 s``."""
+
+    def __init__(self, total: int, log: Callable[[str], None]):
+        self.total, self.n, self.log = total, 0, log
+
+    def __call__(self, title: str):
+        self.n += 1
+        steps = self
+
+        class _Step:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+                return self
+
+            def __exit__(self, exc_type, *_):
+                if exc_type is None:
+                    steps.log(f"[{steps.n}/{steps.total}] {title} ... {time.perf_counter() - self.t0:.2f} s")
+
+        return _Step()
+
+
+def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
+                 log: Callable[[str], None] = print) -> tuple[Path, ExportManifest]:
+    """Export a train-form (or deploy-form) model; returns the directory and its manifest.
+
+    Raises :class:`VerificationError` (nothing is written) when a check fails.
+    """
+    config.validate()
+    cfg = model.config
+    resolution = config.resolution or (cfg.default_resolution, cfg.default_resolution)
+    try:
+        model.check_input(torch.zeros(1, 3, *resolution))
+    except ConfigError as e:
+        raise ConfigError(f"bad resolution {resolution[0]}x{resolution[1]}: {e}") from e
+    name = config.name or cfg.arch
+    target = config.output / name
+    step = _Steps(7 if config.verify else 6, log)
+
+    with atomic_directory(target, force=config.force) as tmp:
+        with step("reparameterize (exact, deploy form)"):
+            train = model.eval()
+            deploy = reparameterize(model)
+        with step(f"export ONNX (opset {config.opset}, {resolution[0]}x{resolution[1]})"):
+            whole32 = G.torch_to_onnx(deploy, resolution, config.opset)
+            whole = G.to_fp16(whole32) if config.precision == "fp16" else whole32
+        with step(f"cut {config.split} subgraphs (onnx-graphsurgeon)"):
+            parts = {sub: G.cut(whole, ins, outs, sub) for sub, ins, outs in G.subgraph_plan(config.split)}
+        with step("onnx.checker (full) and TensorRT op gate"):
+            for label, proto in [("model", whole), *parts.items()]:
+                try:
+                    onnx.checker.check_model(proto, full_check=True)
+                except onnx.checker.ValidationError as e:
+                    raise ExportError(f"{label}.onnx fails onnx.checker: {str(e).splitlines()[0]}") from e
+                check_tensorrt_ops(proto, f"{label}.onnx")
+        with step("write files and reference input/output"):
+            onnx.save(whole, tmp / "model.onnx")
+            for sub, proto in parts.items():
+                onnx.save(proto, tmp / f"{sub}.onnx")
+            x = np.random.default_rng(config.seed).standard_normal((1, 3, *resolution)).astype(np.float32)
+            with torch.no_grad():
+                logits = deploy(torch.from_numpy(x)).numpy()
+            np.savez(tmp / "reference.npz", image=x, logits=logits)
+        manifest = ExportManifest(
+            name=name, model=cfg.to_dict(), resolution=tuple(resolution), precision=config.precision,
+            split=config.split, opset=config.opset, whole=_spec_of(whole, "model", "model.onnx"),
+            subgraphs=tuple(_spec_of(p, sub, f"{sub}.onnx") for sub, p in parts.items()),
+            files=hash_files(tmp), normalization=IMAGENET_NORMALIZATION,
+            versions=_versions(), verification={"performed": False},
+        )
+        if config.verify:
+            with step("verify with ONNX Runtime"):
+                result = verify_export(manifest, tmp, train, deploy, whole32, seed=config.seed)
+            log(result.report())
+            if not result.passed:
+                raise VerificationError(f"verification FAILED; nothing was written to {target}")
+            manifest.verification = {"performed": True, **_summary(result)}
+        with step("write manifest.json"):
+            manifest.write(tmp)
+    log(f"export written to {target}/ ({', '.join(sorted(manifest.files))}, manifest.json)")
+    return target, manifest
+
+
+def _summary(result: VerificationResult) -> dict:
+    worst = max((o.max_rel for c in result.comparisons for o in c.outputs), default=0.0)
+    return {"passed": result.passed, "comparisons": len(result.comparisons), "worst_max_rel": worst}
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"parnet_deploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}

@@ -1,0 +1,90 @@
+"""Built-in verification of an export: ONNX Runtime vs PyTorch, composed subgraphs vs whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..compare import Comparison, compare
+from ..models import ParNet
+from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
+from ..runtime.executors import StreamsExecutor, WholeExecutor
+from .manifest import ExportManifest
+
+# fp32: the deploy form is exact, ORT differs by summation order only.
+FP32_RTOL = 1e-4
+# fp16 inside (10-bit mantissa): measured 3e-4 .. 1e-3 on ParNet logits; 1e-2 leaves margin
+# without hiding a broken graph (a wrong op shows errors of order 1).
+FP16_RTOL = 1e-2
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    comparisons: tuple[Comparison, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons)
+
+    def report(self) -> str:
+        return "\n".join(c.report() for c in self.comparisons)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "comparisons": [c.to_dict() for c in self.comparisons]}
+
+
+def random_inputs(shape: tuple[int, ...], count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
+
+
+def _torch_logits(model: ParNet, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def verify_export(manifest: ExportManifest, directory: Path, train: ParNet, deploy: ParNet,
+                  fp32_whole: onnx.ModelProto | None, samples: int = 2, seed: int = 0) -> VerificationResult:
+    """Run the written files with ONNX Runtime and compare, per sample, with the references.
+
+    fp32 exports are compared with the PyTorch train and deploy forms (rtol 1e-4); fp16
+    exports with the fp32 ONNX graph run by ONNX Runtime (rtol 1e-2). The composed
+    subgraphs are always compared with the whole graph of the same precision.
+    """
+    backend = OnnxRuntimeBackend(threads=None)
+    whole, streams = WholeExecutor(manifest, directory, backend), StreamsExecutor(manifest, directory, backend)
+    fp32_runner = None
+    if manifest.precision != "fp32":
+        import onnxruntime as ort
+
+        fp32_runner = ort.InferenceSession(fp32_whole.SerializeToString(), providers=["CPUExecutionProvider"])
+    name, image = manifest.output.name, manifest.input.name
+    comparisons = []
+    try:
+        for i, x in enumerate(random_inputs(manifest.input.shape, samples, seed)):
+            got_whole = whole.infer({image: x})
+            got_streams = streams.infer({image: x})
+            tag = f"[sample {i}]"
+            if fp32_runner is None:
+                train_ref = {name: _torch_logits(train, x)}
+                comparisons += [
+                    compare(f"{tag} onnxruntime whole vs torch train form", got_whole, train_ref, FP32_RTOL),
+                    compare(f"{tag} onnxruntime whole vs torch deploy form", got_whole,
+                            {name: _torch_logits(deploy, x)}, FP32_RTOL),
+                    compare(f"{tag} onnxruntime {manifest.split} subgraphs vs torch train form", got_streams,
+                            train_ref, FP32_RTOL),
+                ]
+            else:
+                fp32_ref = {name: fp32_runner.run([name], {image: x})[0]}
+                comparisons.append(compare(f"{tag} {manifest.precision} whole vs fp32 whole", got_whole, fp32_ref,
+                                           FP16_RTOL))
+            comparisons.append(compare(f"{tag} {manifest.split} subgraphs vs whole", got_streams, got_whole,
+                                       FP32_RTOL if fp32_runner is None else FP16_RTOL))
+    finally:
+        whole.close()
+        streams.close()
+    return VerificationResult(tuple(comparisons))

@@ -1,0 +1,111 @@
+"""Executors: run a whole graph, or the per-stream subgraphs as the manifest DAG says.
+
+Independent subgraphs run concurrently on a thread pool (ORT releases the GIL while it
+computes). Both executors are safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..export.manifest import ExportManifest, SubgraphSpec
+from .backends.base import Backend, SubgraphRunner
+
+
+@dataclass(frozen=True)
+class StageTime:
+    name: str
+    start: float  # seconds, perf_counter, relative to the start of the call
+    end: float
+
+    @property
+    def ms(self) -> float:
+        return (self.end - self.start) * 1e3
+
+
+class WholeExecutor:
+    mode = "whole"
+
+    def __init__(self, manifest: ExportManifest, directory: Path, backend: Backend):
+        self.runner = backend.load(directory / manifest.whole.file, manifest.whole)
+        self.outputs = [t.name for t in manifest.whole.outputs]
+
+    def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
+        t0 = time.perf_counter()
+        out = self.runner.infer(feeds)
+        return out, [StageTime("model", 0.0, time.perf_counter() - t0)]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner.infer(feeds)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class StreamsExecutor:
+    """One runner per subgraph; a subgraph starts as soon as all its inputs exist."""
+
+    mode = "streams"
+
+    def __init__(self, manifest: ExportManifest, directory: Path, backend: Backend):
+        self.specs: list[SubgraphSpec] = list(manifest.subgraphs)
+        width = self.max_concurrency(self.specs)
+        self.runners: dict[str, SubgraphRunner] = {
+            s.name: backend.load(directory / s.file, s, concurrency=width) for s in self.specs}
+        self.outputs = [t.name for t in manifest.whole.outputs]
+        self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="parnet-stream")
+
+    @staticmethod
+    def max_concurrency(specs: list[SubgraphSpec]) -> int:
+        """The widest level of the DAG: how many subgraphs can ever run at once."""
+        level: dict[str, int] = {}
+        produced_by = {t.name: s.name for s in specs for t in s.outputs}
+        for s in specs:  # specs are in a valid execution order
+            level[s.name] = 1 + max((level[produced_by[t.name]] for t in s.inputs if t.name in produced_by),
+                                    default=0)
+        counts: dict[int, int] = {}
+        for v in level.values():
+            counts[v] = counts.get(v, 0) + 1
+        return max(counts.values())
+
+    def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
+        t0 = time.perf_counter()
+        values = dict(feeds)
+        pending = list(self.specs)
+        running: dict[Future, SubgraphSpec] = {}
+        times: list[StageTime] = []
+
+        def run(spec: SubgraphSpec, inputs: dict[str, np.ndarray]):
+            start = time.perf_counter() - t0
+            out = self.runners[spec.name].infer(inputs)
+            return out, StageTime(spec.name, start, time.perf_counter() - t0)
+
+        while pending or running:
+            for spec in [s for s in pending if all(t.name in values for t in s.inputs)]:
+                pending.remove(spec)
+                running[self._pool.submit(run, spec, {t.name: values[t.name] for t in spec.inputs})] = spec
+            if not running:
+                raise RuntimeError(f"DAG cannot make progress; waiting: {[s.name for s in pending]}")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                running.pop(fut)
+                out, st = fut.result()
+                values.update(out)
+                times.append(st)
+        return {name: values[name] for name in self.outputs}, times
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.infer_timed(feeds)[0]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for r in self.runners.values():
+            r.close()
+
+
+EXECUTORS = {"whole": WholeExecutor, "streams": StreamsExecutor}
