@@ -1,12 +1,18 @@
-"""`make demo`: the end-to-end story on the CPU default."""
+"""`make demo`: the end-to-end story on the CPU default.
+
+zoo → a ParNet-S checkpoint in the official timm layout → parnet-export → parnet-bench.
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
 import parnet_deploy as pd
+
+OUT = Path("demo_out")
 
 
 def zoo_table() -> None:
@@ -24,11 +30,36 @@ def zoo_table() -> None:
               f"{pd.flops(deploy, res) / 1e9:>9.2f}{res:>6}{pd.depth(deploy):>7}{err:>13.1e}")
 
 
+def step(title: str) -> None:
+    print(f"\n== {title} ==", flush=True)
+
+
 def main() -> int:
-    print("== ParNet model zoo (deploy = exact reparameterization) ==")
+    from .checkpoint import save_official_checkpoint
+    from .cli import bench, export
+
+    step("ParNet model zoo (deploy = exact reparameterization)")
     zoo_table()
+
+    step("a ParNet-S checkpoint in the official timm layout (random weights)")
+    OUT.mkdir(exist_ok=True)
+    ckpt = OUT / "planes_92_192_384_1280_num_blocks_5_6_6_1_sebv_13_dropout_lin.pth.tar"
+    torch.manual_seed(0)
+    save_official_checkpoint(pd.create_model("parnet_s"), ckpt)
+    print(ckpt)
+
+    step(f"parnet-export {ckpt} --split shared --force")
+    if export.main([str(ckpt), "--split", "shared", "--force"]) != 0:
+        return 1
+
+    for mode in ("whole", "streams"):
+        step(f"parnet-bench --engine export/parnet_s --mode {mode}")
+        if bench.main(["--engine", "export/parnet_s", "--mode", mode, "--iterations", "30", "--duration", "2"]) != 0:
+            return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli.common import run
+
+    sys.exit(run("demo", lambda argv: main()))

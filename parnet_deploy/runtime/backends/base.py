@@ -24,6 +24,7 @@ class Backend(Protocol):
     """Prepares a runner per subgraph file; ``describe`` is recorded in benchmark reports."""
 
     name: str
+    parallelism: int  # how many subgraphs can usefully run at once
 
     def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1) -> SubgraphRunner: ...
 

@@ -65,6 +65,11 @@ class OnnxRuntimeBackend:
         else:
             raise UserError(f"unknown device {device!r}; use cpu or cuda[:N]")
 
+    @property
+    def parallelism(self) -> int:
+        """How many subgraphs could usefully run at once (threads on CPU; streams on a GPU)."""
+        return self.threads if self.device == "cpu" else 4
+
     def session_options(self, concurrency: int = 1, optimized_path: Path | None = None):
         ort = _ort()
         so = ort.SessionOptions()

@@ -1,0 +1,169 @@
+"""``parnet-bench --engine DIR``: latency of one runner, with a per-stage breakdown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..export.manifest import ExportManifest
+from ..runtime import load
+from ..runtime.executors import StageTime
+from .environment import environment
+from .stats import LatencyStats
+from .timing import TimingConfig, measure
+
+HIGH_CV = 0.10
+OVERHEAD_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    name: str
+    median_ms: float
+    p99_ms: float
+    start_ms: float  # median offset from the start of the call
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "median_ms": self.median_ms, "p99_ms": self.p99_ms, "start_ms": self.start_ms}
+
+
+@dataclass
+class EngineBenchResult:
+    path: str
+    mode: str
+    schedule: str  # "sequential" or "N concurrent"
+    latency: LatencyStats
+    stages: list[StageSummary]
+    handoffs: dict[str, float]  # "producer->consumer": median gap in ms
+    critical_path: list[str]
+    critical_path_ms: float
+    environment: dict
+    timing: TimingConfig
+    warnings: list[str] = field(default_factory=list)
+    samples_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path, "mode": self.mode, "schedule": self.schedule, "latency_ms": self.latency.to_dict(),
+            "throughput_qps": self.latency.throughput_qps, "iterations": self.latency.count,
+            "stages": [s.to_dict() for s in self.stages], "handoffs_ms": self.handoffs,
+            "critical_path": {"stages": self.critical_path, "ms": self.critical_path_ms},
+            "environment": self.environment,
+            "timing": {"warmup_s": self.timing.warmup_s, "min_iterations": self.timing.min_iterations,
+                       "min_duration_s": self.timing.min_duration_s},
+            "warnings": self.warnings,
+        }
+
+    def table(self) -> str:
+        lat = self.latency
+        lines = [f"{self.path} [{self.mode}, {self.schedule}]  {lat.count} iterations",
+                 f"  latency ms   min {lat.min:.2f} | mean {lat.mean:.2f} | median {lat.median:.2f} | "
+                 f"p90 {lat.p90:.2f} | p95 {lat.p95:.2f} | p99 {lat.p99:.2f} | max {lat.max:.2f} | cv {lat.cv:.1%}",
+                 f"  throughput   {lat.throughput_qps:.1f} qps (batch 1, back to back)",
+                 f"  {'stage':<10}{'start':>9}{'median':>9}{'p99':>9}   (ms)"]
+        for s in self.stages:
+            mark = " *" if s.name in self.critical_path else ""
+            lines.append(f"  {s.name:<10}{s.start_ms:>9.2f}{s.median_ms:>9.2f}{s.p99_ms:>9.2f}{mark}")
+        if self.handoffs:
+            lines.append("  handoffs     " + ", ".join(f"{k} {v:.3f}" for k, v in self.handoffs.items()))
+        lines.append(f"  critical path (*) {' -> '.join(self.critical_path)}: {self.critical_path_ms:.2f} ms"
+                     + (" (reachable with one device per stream)" if self.schedule == "sequential"
+                        and self.mode != "whole" else ""))
+        lines += [f"  WARNING: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def summarize_stages(calls: list[list[StageTime]], order: list[str]) -> list[StageSummary]:
+    out = []
+    for name in order:
+        durations = [s.ms for call in calls for s in call if s.name == name]
+        starts = [s.start * 1e3 for call in calls for s in call if s.name == name]
+        out.append(StageSummary(name, float(np.median(durations)), float(np.percentile(durations, 99)),
+                                float(np.median(starts))))
+    return out
+
+
+def handoffs(manifest: ExportManifest, calls: list[list[StageTime]], sequential: bool) -> dict[str, float]:
+    """Median gap (ms) between a producer finishing and its consumer starting.
+
+    Run one at a time, the subgraphs hand over to the next one in execution order; run
+    concurrently, along the DAG's edges.
+    """
+    if sequential:
+        order = [s.name for s in manifest.subgraphs]
+        pairs = list(zip(order, order[1:]))
+    else:
+        pairs = [(e.producer, c) for e in manifest.dag for c in e.consumers if e.producer != "input"]
+    gaps: dict[str, list[float]] = {}
+    for call in calls:
+        by_name = {s.name: s for s in call}
+        for producer, consumer in pairs:
+            gap = (by_name[consumer].start - by_name[producer].end) * 1e3
+            gaps.setdefault(f"{producer}->{consumer}", []).append(gap)
+    return {k: float(np.median(v)) for k, v in gaps.items()}
+
+
+def critical_path(manifest: ExportManifest, stages: list[StageSummary], mode: str) -> tuple[list[str], float]:
+    """Longest chain of median stage times through the DAG."""
+    duration = {s.name: s.median_ms for s in stages}
+    if mode == "whole":
+        return ["model"], duration["model"]
+    producers = {s.name: [e.producer for e in manifest.dag if s.name in e.consumers and e.producer in duration]
+                 for s in manifest.subgraphs}
+    finish: dict[str, float] = {}
+    best_prev: dict[str, str | None] = {}
+    for s in manifest.subgraphs:  # execution order
+        prev = max(producers[s.name], key=lambda p: finish[p], default=None)
+        finish[s.name] = duration[s.name] + (finish[prev] if prev else 0.0)
+        best_prev[s.name] = prev
+    node: str | None = max(finish, key=finish.get)
+    total = finish[node]
+    path = []
+    while node is not None:
+        path.append(node)
+        node = best_prev[node]
+    return path[::-1], total
+
+
+def diagnose(latency: LatencyStats, compute_ms: float, mode: str) -> list[str]:
+    """trtexec-style self-diagnosis. ``compute_ms``: what the schedule needs if handoffs were free."""
+    warnings = []
+    if latency.cv > HIGH_CV:
+        warnings.append(f"high variation (cv {latency.cv:.0%} > {HIGH_CV:.0%}): other load on the machine or "
+                        f"frequency scaling; compare ratios from one run, not absolute numbers")
+    overhead = latency.median - compute_ms
+    if mode != "whole" and overhead > OVERHEAD_SHARE * latency.median:
+        warnings.append(f"overhead-bound: {overhead:.2f} ms ({overhead / latency.median:.0%}) of each call is "
+                        f"spent outside the critical path's compute (scheduling, handoffs, contention)")
+    return warnings
+
+
+def bench_engine(path: str | Path, mode: str = "whole", backend: str = "onnxruntime", threads: int | None = None,
+                 timing: TimingConfig = TimingConfig(), log: Callable[[str], None] = print) -> EngineBenchResult:
+    timing.validate()
+    with load(path, backend=backend, mode=mode, threads=threads) as runner:
+        x = np.random.default_rng(0).standard_normal(runner.input_spec.shape).astype(np.float32)
+        calls: list[list[StageTime]] = []
+
+        def call() -> None:
+            calls.append(runner.infer_timed(x)[1])
+
+        log(f"benchmarking {path} [{mode}]: warm-up {timing.warmup_s:g} s, then >= {timing.min_iterations} "
+            f"iterations and >= {timing.min_duration_s:g} s ...")
+        samples = measure(call, timing)
+        calls = calls[-len(samples):]  # drop the warm-up calls
+        latency = LatencyStats.from_seconds(samples)
+        order = ["model"] if mode == "whole" else [s.name for s in runner.manifest.subgraphs]
+        stages = summarize_stages(calls, order)
+        path_names, path_ms = critical_path(runner.manifest, stages, mode)
+        workers = getattr(runner.executor, "workers", 1)
+        sequential = workers == 1
+        compute_ms = sum(s.median_ms for s in stages) if sequential else path_ms
+        env = environment({"runtime": runner.backend.describe(), "workers": workers})
+        return EngineBenchResult(
+            str(path), mode, "sequential" if sequential else f"{workers} concurrent", latency, stages,
+            handoffs(runner.manifest, calls, sequential) if mode != "whole" else {}, path_names, path_ms, env,
+            timing, diagnose(latency, compute_ms, mode), [s * 1e3 for s in samples])

@@ -1,0 +1,42 @@
+"""Latency statistics (numpy)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Milliseconds. ``cv`` is the coefficient of variation (std / mean)."""
+
+    min: float
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    cv: float
+    count: int
+
+    @classmethod
+    def from_seconds(cls, samples) -> "LatencyStats":
+        ms = np.asarray(samples, dtype=np.float64) * 1e3
+        if ms.size == 0:
+            raise ValueError("no samples")
+        p = np.percentile(ms, [50, 90, 95, 99])
+        mean = float(ms.mean())
+        return cls(float(ms.min()), mean, float(p[0]), float(p[1]), float(p[2]), float(p[3]), float(ms.max()),
+                   float(ms.std() / mean) if mean > 0 else 0.0, int(ms.size))
+
+    @property
+    def throughput_qps(self) -> float:
+        """Batch-1 queries per second when calls run back to back."""
+        return 1e3 / self.mean
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("count")
+        return d

@@ -1,0 +1,96 @@
+"""``parnet-bench``: batch-1 latency of an export (or engine) directory, or the Table-3 comparison."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import common
+
+DESCRIPTION = """\
+Measure batch-1 latency with trtexec semantics: warm up for --warmup seconds, then run until
+both --iterations calls and --duration seconds are done. Reports min/mean/median/p90/p95/p99/
+max, coefficient of variation, throughput, a per-stage breakdown with handoffs and the critical
+path, and the environment.
+
+  parnet-bench --engine export/parnet_s [--mode streams]
+  parnet-bench --compare ckpt.pt          # torch unfused / fused / ONNX Runtime, one run
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="parnet-bench", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--engine", type=Path, metavar="DIR", help="an export directory (export/<name>)")
+    what.add_argument("--compare", type=Path, metavar="CKPT",
+                      help="checkpoint: compare torch train form, torch deploy form and ONNX Runtime (whole, "
+                           "streams for each split) in one interleaved run")
+    run = p.add_argument_group("runtime")
+    run.add_argument("--backend", default="onnxruntime", choices=["onnxruntime"], help="default onnxruntime")
+    run.add_argument("--mode", default="whole", choices=["whole", "streams"],
+                     help="whole: one session; streams: one per subgraph, independent ones concurrently")
+    run.add_argument("--threads", type=common.positive_int, default=os.cpu_count() or 1,
+                     help="threads in all (default: all cores)")
+    t = p.add_argument_group("timing")
+    t.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds (default 1)")
+    t.add_argument("--iterations", type=common.positive_int, default=50, help="minimum calls (default 50)")
+    t.add_argument("--duration", type=float, default=3.0, help="minimum seconds (default 3)")
+    common.add_checkpoint_args(p)
+    p.add_argument("--resolution", type=common.resolution, help="--compare only: input size (default: native)")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    out.add_argument("--plot", type=Path, metavar="FILE.png", help="latency histogram and CDF")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..bench.plot import plot_latency
+    from ..bench.timing import TimingConfig
+
+    timing = TimingConfig(args.warmup, args.iterations, args.duration)
+    timing.validate()
+    for out in (args.json, args.plot):
+        if out is not None and not out.parent.is_dir():
+            from ..errors import UserError
+
+            raise UserError(f"cannot write {out}: {out.parent} is not a directory")
+    if args.engine is not None:
+        from ..bench.engine import bench_engine
+
+        result = bench_engine(args.engine, mode=args.mode, backend=args.backend, threads=args.threads, timing=timing)
+        print(result.table())
+        data, series = result.to_dict(), {f"{args.mode}": result.samples_ms}
+        title = f"{args.engine} [{args.mode}]"
+    else:
+        from ..bench.compare import run_compare
+        from ..checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.compare, arch=args.arch, act=args.act, use_ema=args.ema)
+        res = args.resolution or (model.config.default_resolution,) * 2
+        result = run_compare(model, res, args.threads, timing)
+        print(result.table())
+        data = result.to_dict()
+        series = {r["name"]: r["samples_ms"] for r in result.rows}
+        for r in data["rows"]:
+            r.pop("samples_ms")
+        title = f"{model.config.arch} {res[0]}x{res[1]} batch 1"
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_latency(series, args.plot, title)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cli() -> None:
+    sys.exit(common.run("parnet-bench", main))
+
+
+if __name__ == "__main__":
+    cli()

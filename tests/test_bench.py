@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import parnet_deploy as pd
+from parnet_deploy.bench.stats import LatencyStats
+from parnet_deploy.export import ExportConfig, export_model
+
+from conftest import TINY, randomize_bn
+
+FAST = ["--warmup", "0.1", "--iterations", "8", "--duration", "0.2"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    torch.manual_seed(0)
+    model = randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY))
+    ckpt = pd.save_checkpoint(model, root / "tiny.pt")
+    d, _ = export_model(model, ExportConfig(output=root, name="tiny", resolution=(64, 64), split="shared",
+                                            verify=False), log=lambda _: None)
+    return root, ckpt, d
+
+
+def _bench(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "parnet_deploy.cli.bench", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_latency_stats_are_ordered():
+    s = LatencyStats.from_seconds(np.random.default_rng(0).gamma(4.0, 0.002, 500))
+    assert s.min <= s.median <= s.p90 <= s.p95 <= s.p99 <= s.max and s.min <= s.mean <= s.max
+    assert s.count == 500 and 0 < s.cv < 1
+    assert s.throughput_qps == pytest.approx(1e3 / s.mean)
+
+
+@pytest.mark.parametrize("mode", ["whole", "streams"])
+def test_engine_bench_json(tiny, mode):
+    root, _, d = tiny
+    out, png = root / f"{mode}.json", root / f"{mode}.png"
+    r = _bench("--engine", d, "--mode", mode, *FAST, "--json", out, "--plot", png, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "latency ms" in r.stdout and "critical path" in r.stdout
+    data = json.loads(out.read_text())
+    lat = data["latency_ms"]
+    assert set(lat) == {"min", "mean", "median", "p90", "p95", "p99", "max", "cv"}
+    assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert data["iterations"] >= 8 and data["throughput_qps"] == pytest.approx(1e3 / lat["mean"])
+    names = [s["name"] for s in data["stages"]]
+    if mode == "whole":
+        assert names == ["model"]
+    else:
+        assert names == ["stem", "stream0", "stream1", "stream2", "fusion"]
+        assert data["critical_path"]["stages"][0] == "stem" and data["critical_path"]["stages"][-1] == "fusion"
+        assert data["critical_path"]["ms"] <= lat["max"]
+        assert "stem->stream0" in data["handoffs_ms"]
+    env = data["environment"]
+    assert env["cores"] >= 1 and env["cpu"] and env["libraries"]["onnxruntime"]
+    assert env["runtime"]["allow_spinning"] == "0"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_rows(tiny):
+    root, ckpt, _ = tiny
+    out = root / "cmp.json"
+    r = _bench("--compare", ckpt, "--resolution", "64", *FAST, "--json", out, cwd=root)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["name"] for row in rows] == [
+        "torch train form (unfused, eager)", "torch deploy form (eager)", "onnxruntime whole graph",
+        "onnxruntime streams (replicated)", "onnxruntime streams (shared)"]
+    assert rows[0]["speedup_vs_unfused"] == 1.0
+    for row in rows:
+        assert row["max_rel_err_vs_train"] <= 1e-4
+        assert row["latency_ms"]["median"] <= row["latency_ms"]["p99"]
+        assert row["speedup_vs_unfused"] == pytest.approx(rows[0]["latency_ms"]["median"] / row["latency_ms"]["median"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "nowhere"], "export directory not found"),
+    (["--engine", "DIR", "--json", "/nonexistent/x.json"], "is not a directory"),
+    (["--engine", "DIR", "--warmup", "-1"], "warm-up and duration must be >= 0"),
+    (["--compare", "missing.pt"], "checkpoint not found"),
+])
+def test_bench_user_errors(tiny, args, message):
+    root, _, d = tiny
+    r = _bench(*[str(d) if a == "DIR" else a for a in args], cwd=root)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,130 @@
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import parnet_deploy as pd
+from parnet_deploy import runtime
+from parnet_deploy.errors import ExportError, UserError
+from parnet_deploy.export import ExportConfig, export_model
+from parnet_deploy.runtime.executors import StreamsExecutor
+
+from conftest import TINY, randomize_bn, rel_err
+
+RES = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY), seed=7)
+
+
+@pytest.fixture(scope="module")
+def export_dirs(model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rt")
+    return {split: export_model(model, ExportConfig(output=root, name=split, resolution=RES, split=split,
+                                                    verify=False), log=lambda _: None)[0]
+            for split in ("replicated", "shared")}
+
+
+def _x(seed=0):
+    return np.random.default_rng(seed).standard_normal((1, 3, *RES)).astype(np.float32)
+
+
+def test_runner_equals_pytorch(model, export_dirs):
+    with runtime.load(export_dirs["replicated"]) as run:
+        out = run(_x())
+    with torch.no_grad():
+        ref = model(torch.from_numpy(_x())).numpy()
+    assert out.shape == (1, 10) and out.dtype == np.float32
+    assert rel_err(out, ref) <= 1e-4
+
+
+@pytest.mark.parametrize("split", ["replicated", "shared"])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_streams_equal_whole(export_dirs, split, workers):
+    from parnet_deploy.export import load_manifest
+    from parnet_deploy.runtime.backends import get_backend
+
+    d = export_dirs[split]
+    whole = runtime.load(d, mode="whole")
+    streams = StreamsExecutor(load_manifest(d), d, get_backend("onnxruntime", threads=2), workers=workers)
+    for seed in range(3):
+        x = _x(seed)
+        assert rel_err(streams.infer({"image": x})["logits"], whole(x)) <= 1e-5
+    out, times = streams.infer_timed({"image": _x()})
+    assert [t.name for t in sorted(times, key=lambda t: t.start)][0] in ("stem", "stream0", "stream1", "stream2")
+    assert max(t.end for t in times) >= max(t.start for t in times)
+    streams.close()
+    whole.close()
+
+
+def test_auto_workers_keep_two_threads_per_subgraph():
+    assert StreamsExecutor.auto_workers(width=3, parallelism=2) == 1
+    assert StreamsExecutor.auto_workers(width=3, parallelism=6) == 3
+    assert StreamsExecutor.auto_workers(width=3, parallelism=16) == 3
+
+
+def test_one_runner_from_many_threads(export_dirs):
+    run = runtime.load(export_dirs["shared"], mode="streams", threads=2)
+    expected = {s: run(_x(s)) for s in range(4)}
+    errors = []
+
+    def worker(seed):
+        for _ in range(5):
+            if not np.array_equal(run(_x(seed)), expected[seed]):
+                errors.append(seed)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.close()
+    assert errors == []
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((1, 3, 64, 64), np.float64), "dtype must be float32"),
+    (np.zeros((1, 3, 32, 32), np.float32), r"shape must be \(1, 3, 64, 64\)"),
+    (np.zeros((3, 64, 64), np.float32), "shape must be"),
+    (np.zeros((1, 3, 64, 128), np.float32)[..., ::2], "C-contiguous"),
+    ([[0.0]], "must be a numpy array"),
+])
+def test_input_validation(export_dirs, bad, message):
+    with runtime.load(export_dirs["replicated"]) as run:
+        with pytest.raises(UserError, match=message):
+            run(bad)
+
+
+def test_tampered_export_refused(export_dirs, tmp_path):
+    d = tmp_path / "t"
+    shutil.copytree(export_dirs["shared"], d)
+    data = bytearray((d / "stem.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (d / "stem.onnx").write_bytes(bytes(data))
+    with pytest.raises(ExportError, match="stem.onnx does not match its sha256"):
+        runtime.load(d, mode="streams")
+
+
+def test_bad_options(export_dirs, tmp_path):
+    with pytest.raises(UserError, match="unknown mode 'fast'"):
+        runtime.load(export_dirs["shared"], mode="fast")
+    with pytest.raises(UserError, match="unknown backend 'tvm'"):
+        runtime.load(export_dirs["shared"], backend="tvm")
+    with pytest.raises(ExportError, match="export directory not found"):
+        runtime.load(tmp_path / "nothing")
+
+
+def test_runtime_does_not_import_torch(export_dirs):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from parnet_deploy import runtime; "
+            f"r = runtime.load({str(export_dirs['shared'])!r}, mode='streams'); "
+            "r(np.zeros((1, 3, 64, 64), np.float32)); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
