@@ -51,7 +51,9 @@ def test_streams_equal_whole(export_dirs, split, workers):
 
     d = export_dirs[split]
     whole = runtime.load(d, mode="whole")
-    streams = StreamsExecutor(load_manifest(d), d, get_backend("onnxruntime", threads=2), workers=workers)
+    backend = get_backend("onnxruntime", threads=2)
+    streams = StreamsExecutor(load_manifest(d), lambda spec, n: backend.load(d / spec.file, spec, n), 2,
+                              workers=workers)
     for seed in range(3):
         x = _x(seed)
         assert rel_err(streams.infer({"image": x})["logits"], whole(x)) <= 1e-5

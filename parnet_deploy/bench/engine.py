@@ -44,6 +44,7 @@ class EngineBenchResult:
     timing: TimingConfig
     warnings: list[str] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)
+    gpu_compute: LatencyStats | None = None  # CUDA events around the device work, beside host wall time
 
     def to_dict(self) -> dict:
         return {
@@ -55,6 +56,7 @@ class EngineBenchResult:
             "timing": {"warmup_s": self.timing.warmup_s, "min_iterations": self.timing.min_iterations,
                        "min_duration_s": self.timing.min_duration_s},
             "warnings": self.warnings,
+            "gpu_compute_ms": self.gpu_compute.to_dict() if self.gpu_compute else None,
         }
 
     def table(self) -> str:
@@ -63,15 +65,20 @@ class EngineBenchResult:
                  f"  latency ms   min {lat.min:.2f} | mean {lat.mean:.2f} | median {lat.median:.2f} | "
                  f"p90 {lat.p90:.2f} | p95 {lat.p95:.2f} | p99 {lat.p99:.2f} | max {lat.max:.2f} | cv {lat.cv:.1%}",
                  f"  throughput   {lat.throughput_qps:.1f} qps (batch 1, back to back)",
+                 *([f"  gpu compute  median {self.gpu_compute.median:.3f} ms | p99 {self.gpu_compute.p99:.3f} ms "
+                    f"(CUDA events; host wall time above)"] if self.gpu_compute else []),
                  f"  {'stage':<10}{'start':>9}{'median':>9}{'p99':>9}   (ms)"]
         for s in self.stages:
             mark = " *" if s.name in self.critical_path else ""
             lines.append(f"  {s.name:<10}{s.start_ms:>9.2f}{s.median_ms:>9.2f}{s.p99_ms:>9.2f}{mark}")
         if self.handoffs:
             lines.append("  handoffs     " + ", ".join(f"{k} {v:.3f}" for k, v in self.handoffs.items()))
-        lines.append(f"  critical path (*) {' -> '.join(self.critical_path)}: {self.critical_path_ms:.2f} ms"
-                     + (" (reachable with one device per stream)" if self.schedule == "sequential"
-                        and self.mode != "whole" else ""))
+        if self.critical_path:
+            lines.append(f"  critical path (*) {' -> '.join(self.critical_path)}: {self.critical_path_ms:.2f} ms"
+                         + (" (reachable with one device per stream)" if self.schedule == "sequential"
+                            and self.mode != "whole" else ""))
+        else:
+            lines.append("  critical path: not measured (stages on other ranks are timed by their own process)")
         lines += [f"  WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -80,6 +87,8 @@ def summarize_stages(calls: list[list[StageTime]], order: list[str]) -> list[Sta
     out = []
     for name in order:
         durations = [s.ms for call in calls for s in call if s.name == name]
+        if not durations:  # ran in another process (distributed mode): not timed here
+            continue
         starts = [s.start * 1e3 for call in calls for s in call if s.name == name]
         out.append(StageSummary(name, float(np.median(durations)), float(np.percentile(durations, 99)),
                                 float(np.median(starts))))
@@ -101,6 +110,8 @@ def handoffs(manifest: ExportManifest, calls: list[list[StageTime]], sequential:
     for call in calls:
         by_name = {s.name: s for s in call}
         for producer, consumer in pairs:
+            if producer not in by_name or consumer not in by_name:
+                continue
             gap = (by_name[consumer].start - by_name[producer].end) * 1e3
             gaps.setdefault(f"{producer}->{consumer}", []).append(gap)
     return {k: float(np.median(v)) for k, v in gaps.items()}
@@ -111,6 +122,8 @@ def critical_path(manifest: ExportManifest, stages: list[StageSummary], mode: st
     duration = {s.name: s.median_ms for s in stages}
     if mode == "whole":
         return ["model"], duration["model"]
+    if any(s.name not in duration for s in manifest.subgraphs):
+        return [], 0.0  # some stages ran in other processes
     producers = {s.name: [e.producer for e in manifest.dag if s.name in e.consumers and e.producer in duration]
                  for s in manifest.subgraphs}
     finish: dict[str, float] = {}
@@ -135,13 +148,13 @@ def diagnose(latency: LatencyStats, compute_ms: float, mode: str) -> list[str]:
         warnings.append(f"high variation (cv {latency.cv:.0%} > {HIGH_CV:.0%}): other load on the machine or "
                         f"frequency scaling; compare ratios from one run, not absolute numbers")
     overhead = latency.median - compute_ms
-    if mode != "whole" and overhead > OVERHEAD_SHARE * latency.median:
+    if mode == "streams" and overhead > OVERHEAD_SHARE * latency.median:
         warnings.append(f"overhead-bound: {overhead:.2f} ms ({overhead / latency.median:.0%}) of each call is "
                         f"spent outside the critical path's compute (scheduling, handoffs, contention)")
     return warnings
 
 
-def bench_engine(path: str | Path, mode: str = "whole", backend: str = "onnxruntime", threads: int | None = None,
+def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = None, threads: int | None = None,
                  timing: TimingConfig = TimingConfig(), log: Callable[[str], None] = print) -> EngineBenchResult:
     timing.validate()
     with load(path, backend=backend, mode=mode, threads=threads) as runner:
@@ -163,7 +176,9 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str = "onnxrunt
         sequential = workers == 1
         compute_ms = sum(s.median_ms for s in stages) if sequential else path_ms
         env = environment({"runtime": runner.backend.describe(), "workers": workers})
+        gpu = getattr(runner.executor, "gpu_time_ms", None)  # CUDA-event compute time (TensorRT)
+        gpu_stats = LatencyStats.from_seconds(np.asarray(gpu[-len(samples):]) / 1e3) if gpu else None
         return EngineBenchResult(
             str(path), mode, "sequential" if sequential else f"{workers} concurrent", latency, stages,
             handoffs(runner.manifest, calls, sequential) if mode != "whole" else {}, path_names, path_ms, env,
-            timing, diagnose(latency, compute_ms, mode), [s * 1e3 for s in samples])
+            timing, diagnose(latency, compute_ms, mode), [s * 1e3 for s in samples], gpu_stats)

@@ -17,6 +17,7 @@ max, coefficient of variation, throughput, a per-stage breakdown with handoffs a
 path, and the environment.
 
   parnet-bench --engine export/parnet_s [--mode streams]
+  parnet-bench --engine engines/parnet_s --mode distributed
   parnet-bench --compare ckpt.pt          # torch unfused / fused / ONNX Runtime, one run
 """
 
@@ -25,14 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parnet-bench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--engine", type=Path, metavar="DIR", help="an export directory (export/<name>)")
+    what.add_argument("--engine", type=Path, metavar="DIR",
+                      help="an export directory (export/<name>) or an engine directory (engines/<name>)")
     what.add_argument("--compare", type=Path, metavar="CKPT",
                       help="checkpoint: compare torch train form, torch deploy form and ONNX Runtime (whole, "
                            "streams for each split) in one interleaved run")
     run = p.add_argument_group("runtime")
-    run.add_argument("--backend", default="onnxruntime", choices=["onnxruntime"], help="default onnxruntime")
-    run.add_argument("--mode", default="whole", choices=["whole", "streams"],
-                     help="whole: one session; streams: one per subgraph, independent ones concurrently")
+    run.add_argument("--backend", choices=["onnxruntime", "tensorrt"],
+                     help="exports: onnxruntime (default) or tensorrt; engine directories name their own")
+    run.add_argument("--mode", default="whole", choices=["whole", "streams", "distributed"],
+                     help="whole: one session; streams: one per subgraph, independent ones concurrently; "
+                          "distributed: one process per device (torch.distributed, gloo on CPU / NCCL on GPUs)")
     run.add_argument("--threads", type=common.positive_int, default=os.cpu_count() or 1,
                      help="threads in all (default: all cores)")
     t = p.add_argument_group("timing")

@@ -11,8 +11,7 @@ import torch
 
 from ..compare import Comparison, compare
 from ..models import ParNet
-from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
-from ..runtime.executors import StreamsExecutor, WholeExecutor
+from ..runtime.api import ParnetRunner
 from .manifest import ExportManifest
 
 # fp32: the deploy form is exact, ORT differs by summation order only.
@@ -55,8 +54,7 @@ def verify_export(manifest: ExportManifest, directory: Path, train: ParNet, depl
     exports with the fp32 ONNX graph run by ONNX Runtime (rtol 1e-2). The composed
     subgraphs are always compared with the whole graph of the same precision.
     """
-    backend = OnnxRuntimeBackend(threads=None)
-    whole, streams = WholeExecutor(manifest, directory, backend), StreamsExecutor(manifest, directory, backend)
+    whole, streams = ParnetRunner(manifest, directory, mode="whole"), ParnetRunner(manifest, directory, mode="streams")
     fp32_runner = None
     if manifest.precision != "fp32":
         import onnxruntime as ort

@@ -1,4 +1,4 @@
-"""``parnet_deploy.runtime.load(path)``: a ready-to-call runner over an export directory."""
+"""``parnet_deploy.runtime.load(path)``: a ready-to-call runner over an export or engine directory."""
 
 from __future__ import annotations
 
@@ -7,32 +7,55 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..export.manifest import ExportManifest, load_manifest
+from ..export.manifest import ExportManifest, SubgraphSpec, load_manifest
 from .backends import get_backend
 from .executors import EXECUTORS, StageTime
 
-MODES = tuple(EXECUTORS)
+MODES = (*EXECUTORS, "distributed")
 
 
 class ParnetRunner:
     """``runner(x)``: float32 ``(1, 3, H, W)`` image → logits ``(1, classes)``.
 
     Thread safety: one runner may be called from several threads at once (ONNX Runtime
-    sessions are thread-safe and every call keeps its own intermediate tensors).
-    Usable as a context manager; :meth:`close` releases the sessions.
+    sessions are thread-safe and every call keeps its own intermediate tensors; the
+    distributed executor serialises calls). Usable as a context manager; :meth:`close`
+    releases sessions and worker processes.
     """
 
     def __init__(self, manifest: ExportManifest, directory: Path, backend: str = "onnxruntime",
-                 mode: str = "whole", threads: int | None = None, device: str | None = None):
-        if mode not in EXECUTORS:
+                 mode: str = "whole", threads: int | None = None, device: str | None = None,
+                 placement: dict[str, str] | None = None, devices: dict[str, str] | None = None,
+                 timeout_s: float = 30.0):
+        if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         self.manifest = manifest
         self.directory = directory
         self.mode = mode
-        self.backend = get_backend(backend, threads=threads, device=device)
-        self.executor = EXECUTORS[mode](manifest, directory, self.backend)
+        # one backend per device the subgraphs are placed on (export directories: just one)
+        self.placement = placement or {s.name: "default" for s in (manifest.whole, *manifest.subgraphs)}
+        device_of = devices or {"default": device}
+        self.backends = {tag: get_backend(backend, threads=threads, device=device_of[tag])
+                         for tag in sorted(set(self.placement.values()))}
+        self.backend = self.backends[self.placement[manifest.whole.name]]
+        if mode == "distributed":
+            from .distributed import DistributedExecutor
+
+            self.executor = DistributedExecutor(manifest, directory, backend, threads=threads,
+                                                placement=placement, devices=devices, timeout_s=timeout_s)
+        elif mode == "streams" and backend == "tensorrt":
+            from .cuda_executor import CudaStreamsExecutor
+
+            self.executor = CudaStreamsExecutor(manifest, self._load_runner)
+        else:
+            parallelism = sum(b.parallelism for b in self.backends.values())
+            self.executor = EXECUTORS[mode](manifest, self._load_runner, parallelism)
         self.input_spec = manifest.input
         self.output_spec = manifest.output
+
+    def _load_runner(self, spec: SubgraphSpec, concurrency: int):
+        backend = self.backends[self.placement[spec.name]]
+        return backend.load(self.directory / spec.file, spec, concurrency=concurrency)
 
     # -- validation ----------------------------------------------------------------------
     def check_input(self, x: np.ndarray) -> None:
@@ -70,14 +93,30 @@ class ParnetRunner:
         self.close()
 
 
-def load(path: str | Path, backend: str = "onnxruntime", mode: str = "whole", threads: int | None = None,
-         device: str | None = None) -> ParnetRunner:
-    """Open an export directory (hashes verified against its manifest) and prepare a runner.
+def load(path: str | Path, backend: str | None = None, mode: str = "whole", threads: int | None = None,
+         device: str | None = None, timeout_s: float = 30.0) -> ParnetRunner:
+    """Open an export directory (``parnet-export``) or an engine directory (``parnet-build``).
 
-    mode: ``whole`` (one session on ``model.onnx``) or ``streams`` (one session per
-    subgraph, independent ones concurrently). threads: intra-op threads in all (default:
-    all cores). device: ``cpu`` (default) or ``cuda[:N]``.
+    Every file's sha256 is checked against the directory's manifest; engines are also
+    checked against this machine (backend version, GPU compute capability / CPU model).
+
+    backend: ``onnxruntime`` (default for exports) or ``tensorrt``; engine directories name
+    their own. mode: ``whole`` (one session on the whole graph), ``streams`` (one session per
+    subgraph, independent ones concurrently when the cores allow) or ``distributed`` (one
+    process per device, torch.distributed). threads: intra-op threads in all (default: all
+    cores). device: ``cpu`` (default) or ``cuda[:N]`` for exports. timeout_s: distributed only,
+    how long a call waits for a rank before raising.
     """
+    from ..engines.manifest import is_engine_dir
+
     directory = Path(path)
+    if is_engine_dir(directory):
+        from ..engines.loading import open_engines
+
+        return open_engines(directory, backend=backend, mode=mode, threads=threads, timeout_s=timeout_s)
+    if backend == "tensorrt":
+        raise UserError(f"{directory} is an export (ONNX); TensorRT runs engines: "
+                        f"parnet-build {directory} --backend tensorrt, then load engines/<name>")
     manifest = load_manifest(directory)
-    return ParnetRunner(manifest, directory, backend=backend, mode=mode, threads=threads, device=device)
+    return ParnetRunner(manifest, directory, backend=backend or "onnxruntime", mode=mode, threads=threads,
+                        device=device, timeout_s=timeout_s)

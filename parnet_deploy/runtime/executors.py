@@ -7,14 +7,17 @@ computes). Both executors are safe to call from several threads at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..export.manifest import ExportManifest, SubgraphSpec
-from .backends.base import Backend, SubgraphRunner
+from .backends.base import SubgraphRunner
+
+# (spec, concurrency) -> a runner for that subgraph on the device it is placed on
+LoadRunner = Callable[[SubgraphSpec, int], SubgraphRunner]
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,8 @@ class StageTime:
 class WholeExecutor:
     mode = "whole"
 
-    def __init__(self, manifest: ExportManifest, directory: Path, backend: Backend):
-        self.runner = backend.load(directory / manifest.whole.file, manifest.whole)
+    def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, parallelism: int = 1):
+        self.runner = load_runner(manifest.whole, 1)
         self.outputs = [t.name for t in manifest.whole.outputs]
 
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
@@ -52,11 +55,11 @@ class StreamsExecutor:
 
     mode = "streams"
 
-    def __init__(self, manifest: ExportManifest, directory: Path, backend: Backend, workers: int | None = None):
+    def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, parallelism: int,
+                 workers: int | None = None):
         self.specs: list[SubgraphSpec] = list(manifest.subgraphs)
-        self.workers = workers or self.auto_workers(self.max_concurrency(self.specs), backend.parallelism)
-        self.runners: dict[str, SubgraphRunner] = {
-            s.name: backend.load(directory / s.file, s, concurrency=self.workers) for s in self.specs}
+        self.workers = workers or self.auto_workers(self.max_concurrency(self.specs), parallelism)
+        self.runners: dict[str, SubgraphRunner] = {s.name: load_runner(s, self.workers) for s in self.specs}
         self.outputs = [t.name for t in manifest.whole.outputs]
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="parnet-stream")
 

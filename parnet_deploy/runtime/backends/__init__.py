@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .base import Backend, SubgraphRunner
 
-BACKENDS = ("onnxruntime",)
+BACKENDS = ("onnxruntime", "tensorrt")
 
 
 def get_backend(name: str, threads: int | None = None, device: str | None = None) -> Backend:
@@ -17,6 +17,10 @@ def get_backend(name: str, threads: int | None = None, device: str | None = None
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(threads=threads, device=device)
+    if name == "tensorrt":
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend(threads=threads, device=device)
     raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -1,0 +1,1 @@
+"""Builders turn one ONNX file into one engine file for one device (imported lazily)."""

@@ -1,0 +1,93 @@
+"""TensorRT backend (TensorRT 10/11 Python API + torch.cuda). Needs an NVIDIA GPU.
+
+One execution context and one non-default CUDA stream per subgraph; device buffers are
+pre-allocated ``torch.cuda`` tensors bound once with ``set_tensor_address``; inference is
+``execute_async_v3``. torch.cuda (not pycuda) owns streams, events and memory, so there is
+one CUDA context in the process. Not runnable on CPU-only machines: tests are marked gpu.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import BackendMissingError, UserError
+from ...export.manifest import SubgraphSpec
+
+INSTALL_HINT = "pip install 'parnet-deploy[gpu]' (tensorrt>=10 and a CUDA build of torch; needs an NVIDIA GPU)"
+
+
+def _modules():
+    try:
+        import tensorrt as trt
+        import torch
+    except ImportError as e:
+        raise BackendMissingError("tensorrt", INSTALL_HINT) from e
+    if not torch.cuda.is_available():
+        raise BackendMissingError("tensorrt", "no CUDA device is visible to torch.cuda")
+    return trt, torch
+
+
+class TensorRTRunner:  # pragma: no cover - needs a GPU
+    def __init__(self, engine_path: Path, spec: SubgraphSpec, device_index: int):
+        trt, torch = _modules()
+        self.torch, self.spec, self.device = torch, spec, torch.device("cuda", device_index)
+        with torch.cuda.device(self.device):
+            self.logger = trt.Logger(trt.Logger.WARNING)
+            self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
+            if self.engine is None:
+                raise UserError(f"TensorRT cannot deserialize {engine_path.name}; rebuild it with parnet-build")
+            self.context = self.engine.create_execution_context()
+            self.stream = torch.cuda.Stream(device=self.device)
+            self.buffers: dict[str, object] = {}
+            for i in range(self.engine.num_io_tensors):
+                name = self.engine.get_tensor_name(i)
+                shape = tuple(self.engine.get_tensor_shape(name))
+                dtype = getattr(torch, np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))).name)
+                self.buffers[name] = torch.empty(shape, dtype=dtype, device=self.device)
+                self.context.set_tensor_address(name, self.buffers[name].data_ptr())
+        self.done = torch.cuda.Event(enable_timing=True)
+        self.started = torch.cuda.Event(enable_timing=True)
+
+    def enqueue(self, wait_for: list = ()) -> None:
+        """Queue one run on this subgraph's stream after ``wait_for`` events; records ``done``."""
+        with self.torch.cuda.stream(self.stream):
+            for event in wait_for:
+                self.stream.wait_event(event)
+            self.started.record(self.stream)
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise UserError(f"TensorRT execution of {self.spec.name} failed")
+            self.done.record(self.stream)
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, value in feeds.items():
+            self.buffers[name].copy_(self.torch.from_numpy(np.ascontiguousarray(value)), non_blocking=False)
+        self.enqueue()
+        self.stream.synchronize()
+        return {t.name: self.buffers[t.name].cpu().numpy() for t in self.spec.outputs}
+
+    def close(self) -> None:
+        self.context = self.engine = None
+        self.buffers.clear()
+
+
+class TensorRTBackend:  # pragma: no cover - needs a GPU
+    name = "tensorrt"
+
+    def __init__(self, threads: int | None = None, device: str | None = None):
+        trt, torch = _modules()
+        self.version = trt.__version__
+        device = device or "cuda:0"
+        if not device.startswith("cuda"):
+            raise UserError(f"TensorRT runs on CUDA devices, not {device!r}")
+        self.index = int(device.partition(":")[2] or 0)
+        self.parallelism = 4  # independent CUDA streams overlap on one GPU
+
+    def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1) -> TensorRTRunner:
+        return TensorRTRunner(path, spec, self.index)
+
+    def describe(self) -> dict[str, str]:
+        _, torch = _modules()
+        return {"backend": "tensorrt", "version": self.version, "device": f"cuda:{self.index}",
+                "gpu": torch.cuda.get_device_name(self.index)}

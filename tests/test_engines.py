@@ -1,0 +1,253 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import parnet_deploy as pd
+from parnet_deploy import runtime
+from parnet_deploy.engines import placement as pl
+from parnet_deploy.engines.build import BuildConfig, build_engines
+from parnet_deploy.engines.manifest import (DeviceRecord, EngineIncompatibleError, check_compatible,
+                                            load_engines)
+from parnet_deploy.errors import ExportError, ParnetError
+from parnet_deploy.export import ExportConfig, export_model, load_manifest
+from parnet_deploy.export.manifest import SubgraphSpec, TensorSpec
+
+from conftest import TINY, randomize_bn, rel_err
+
+RES = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eng")
+    torch.manual_seed(0)
+    model = randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY), seed=11)
+    return root, {split: export_model(model, ExportConfig(output=root / "export", name=split, resolution=RES,
+                                                          split=split, verify=False), log=lambda _: None)[0]
+                  for split in ("replicated", "shared")}
+
+
+@pytest.fixture(scope="module")
+def engines(exports):
+    root, dirs = exports
+    d, manifest = build_engines(dirs["shared"], BuildConfig(output=root / "engines", measure_iterations=3),
+                                log=lambda _: None)
+    return d, manifest
+
+
+def _x(seed=0):
+    return np.random.default_rng(seed).standard_normal((1, 3, *RES)).astype(np.float32)
+
+
+def _build_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "parnet_deploy.cli.build", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_onnxruntime_build_round_trip(exports, engines):
+    _, dirs = exports
+    d, manifest = engines
+    assert manifest.backend["name"] == "onnxruntime" and manifest.backend["version"]
+    assert manifest.devices["cpu"].kind == "cpu" and manifest.devices["cpu"].name
+    assert set(manifest.placement) == {"model", "stem", "stream0", "stream1", "stream2", "fusion"}
+    export = load_manifest(dirs["shared"])
+    assert manifest.sources == {f: s.sha256 for f, s in export.files.items() if f.endswith(".onnx")}
+    assert set(manifest.files) == {f"cpu/{n}.ort.onnx" for n in manifest.placement}
+    assert manifest.predicted["predicted_ms"] > 0 and manifest.predicted["critical_path"][-1] == "fusion"
+    reference = runtime.load(dirs["shared"])(_x())
+    for mode in ("whole", "streams"):
+        with runtime.load(d, mode=mode) as run:
+            assert rel_err(run(_x()), reference) <= 1e-5
+
+
+def test_engine_dir_bench(engines, tmp_path):
+    d, _ = engines
+    out = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "-m", "parnet_deploy.cli.bench", "--engine", str(d), "--mode", "streams",
+                        "--warmup", "0.1", "--iterations", "5", "--duration", "0.1", "--json", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["latency_ms"]["median"] > 0
+
+
+def _copy(d, tmp_path):
+    c = tmp_path / "copy"
+    shutil.copytree(d, c)
+    return c
+
+
+def _edit(d, fn):
+    raw = json.loads((d / "engines.json").read_text())
+    fn(raw)
+    (d / "engines.json").write_text(json.dumps(raw))
+
+
+def test_other_backend_version_is_refused_with_rebuild_message(engines, tmp_path):
+    d = _copy(engines[0], tmp_path)
+    _edit(d, lambda raw: raw["backend"].update(version="0.0.1"))
+    with pytest.raises(EngineIncompatibleError, match=r"built with onnxruntime 0\.0\.1.*rebuild with: parnet-build"):
+        runtime.load(d)
+
+
+def test_other_cpu_is_refused(engines, tmp_path):
+    d = _copy(engines[0], tmp_path)
+    _edit(d, lambda raw: raw["devices"]["cpu"].update(name="Some Other CPU"))
+    with pytest.raises(EngineIncompatibleError, match="optimized for Some Other CPU; this CPU is"):
+        runtime.load(d)
+
+
+def test_other_compute_capability_is_refused(engines):
+    _, manifest = engines
+    gpu = DeviceRecord("cuda0-nvidia-a100-sm80", "cuda", "NVIDIA A100", 0, "8.0", "GPU-1")
+    m = replace(manifest, backend={"name": "tensorrt", "version": "10.3.0"},
+                devices={gpu.tag: gpu}, placement={k: gpu.tag for k in manifest.placement})
+    here = DeviceRecord("cuda0-nvidia-h100-sm90", "cuda", "NVIDIA H100", 0, "9.0", "GPU-2")
+    with pytest.raises(EngineIncompatibleError, match=r"compute capability 8\.0 \(NVIDIA A100\); this GPU is 9\.0"):
+        check_compatible(m, "10.3.0", {gpu.tag: here})
+    with pytest.raises(EngineIncompatibleError, match=r"built with tensorrt 10\.3\.0, this is tensorrt 10\.5\.0"):
+        check_compatible(m, "10.5.0", {gpu.tag: gpu})
+    with pytest.raises(EngineIncompatibleError, match="no such device here"):
+        check_compatible(m, "10.3.0", {gpu.tag: None})
+    check_compatible(m, "10.3.0", {gpu.tag: replace(gpu, uuid="GPU-3")})  # same kind of GPU: fine
+
+
+def test_tampered_engine_is_refused(engines, tmp_path):
+    d = _copy(engines[0], tmp_path)
+    with open(d / "cpu" / "stream1.ort.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ExportError, match="cpu/stream1.ort.onnx does not match its sha256"):
+        load_engines(d)
+
+
+def test_build_cli_errors(exports, tmp_path):
+    root, dirs = exports
+    r = _build_cli(tmp_path / "missing", cwd=tmp_path)
+    assert r.returncode == 2 and "export directory not found" in r.stderr
+    r = _build_cli(dirs["shared"], "--devices", "0,x", cwd=tmp_path)
+    assert r.returncode == 2 and "--devices" in r.stderr
+    r = _build_cli(dirs["shared"], "--placement", "nope.json", cwd=tmp_path)
+    assert r.returncode == 2 and "--placement" in r.stderr
+    r = _build_cli(dirs["shared"], "--backend", "tensorrt", cwd=tmp_path)
+    assert r.returncode == 2 and "pip install" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "engines").exists() or os.listdir(tmp_path / "engines") == []
+
+
+def test_tensorrt_on_an_export_explains(exports):
+    _, dirs = exports
+    with pytest.raises(ParnetError, match="TensorRT runs engines: parnet-build"):
+        runtime.load(dirs["shared"], backend="tensorrt")
+
+
+# -- distributed (gloo, 3 processes on this CPU) ----------------------------------------------
+@pytest.mark.parametrize("split", ["replicated", "shared"])
+def test_distributed_gloo_equals_whole(exports, split):
+    _, dirs = exports
+    whole = runtime.load(dirs[split])
+    with runtime.load(dirs[split], mode="distributed", timeout_s=20) as run:
+        assert run.executor.plan.world == 3
+        for seed in range(3):
+            assert rel_err(run(_x(seed)), whole(_x(seed))) <= 1e-6
+
+
+def test_killed_rank_raises_instead_of_hanging(exports):
+    _, dirs = exports
+    run = runtime.load(dirs["replicated"], mode="distributed", timeout_s=5)
+    run(_x())
+    os.kill(run.executor.procs[1].pid, signal.SIGKILL)
+    run.executor.procs[1].wait(timeout=5)
+    t0 = time.monotonic()
+    with pytest.raises(ParnetError, match="rank 2 exited"):
+        run(_x())
+    assert time.monotonic() - t0 < 5
+    run.close()
+
+
+def test_unresponsive_rank_times_out(exports):
+    _, dirs = exports
+    run = runtime.load(dirs["shared"], mode="distributed", timeout_s=2)
+    run(_x())
+    pid = run.executor.procs[0].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ParnetError, match="distributed call failed"):
+            run(_x())
+        assert time.monotonic() - t0 < 10
+        with pytest.raises(ParnetError, match="broken"):
+            run(_x())
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        run.close()
+    assert all(p.poll() is not None for p in run.executor.procs)
+
+
+# -- placement ------------------------------------------------------------------------------
+def _t(name, c):
+    return TensorSpec(name, (1, c, 8, 8), "float32")
+
+
+def _toy_manifest(exports):
+    _, dirs = exports
+    return load_manifest(dirs["shared"])
+
+
+def test_placement_spreads_streams_when_the_link_is_fast(exports):
+    m = _toy_manifest(exports)
+    devices = ["a", "b", "c"]
+    cost = {(s.name, d): {"stem": 1.0, "fusion": 2.0}.get(s.name, 10.0) for s in m.subgraphs for d in devices}
+    best = pl.plan(m, devices, cost, pl.Link(gbytes_per_s=100.0, latency_ms=0.01))
+    streams = [best.assignment[f"stream{k}"] for k in range(3)]
+    assert len(set(streams)) == 3
+    assert best.predicted_ms == pytest.approx(1 + 10 + 2, abs=0.2)
+    single = pl.simulate(list(m.subgraphs), {s.name: "a" for s in m.subgraphs}, cost, pl.Link(), "a",
+                         ["image"], ["logits"])
+    assert single.predicted_ms == pytest.approx(33.0) and best.predicted_ms < single.predicted_ms
+    assert best.critical_path[0] == "stem" and best.critical_path[-1] == "fusion"
+
+
+def test_placement_keeps_everything_home_when_the_link_is_slow(exports):
+    m = _toy_manifest(exports)
+    devices = ["a", "b", "c"]
+    cost = {(s.name, d): 5.0 for s in m.subgraphs for d in devices}
+    best = pl.plan(m, devices, cost, pl.Link(gbytes_per_s=1e-6, latency_ms=50.0))
+    assert set(best.assignment.values()) == {"a"} and best.predicted_ms == pytest.approx(25.0)
+
+
+def test_placement_prefers_the_faster_device(exports):
+    m = _toy_manifest(exports)
+    cost = {(s.name, d): (1.0 if d == "fast" else 4.0) for s in m.subgraphs for d in ("slow", "fast")}
+    best = pl.plan(m, ["slow", "fast"], cost, pl.Link(gbytes_per_s=1e3, latency_ms=0.0))
+    assert best.predicted_ms < 5 * 4.0
+
+
+# -- on a GPU (skipped here) --------------------------------------------------------------------
+@pytest.mark.gpu
+def test_tensorrt_engines_match_onnxruntime(exports, tmp_path):
+    _, dirs = exports
+    d, _ = build_engines(dirs["shared"], BuildConfig(backend="tensorrt", output=tmp_path, measure_iterations=3),
+                         log=lambda _: None)
+    reference = runtime.load(dirs["shared"])(_x())
+    for mode in ("whole", "streams"):
+        with runtime.load(d, mode=mode) as run:
+            assert rel_err(run(_x()), reference) <= 1e-3  # TF32 convolutions
+
+
+@pytest.mark.gpu
+def test_tensorrt_multi_gpu_distributed_nccl(exports, tmp_path):
+    if torch.cuda.device_count() < 3:
+        pytest.skip("needs 3 GPUs")
+    _, dirs = exports
+    d, _ = build_engines(dirs["replicated"], BuildConfig(backend="tensorrt", devices="0,1,2", placement="official",
+                                                         output=tmp_path), log=lambda _: None)
+    reference = runtime.load(dirs["replicated"])(_x())
+    with runtime.load(d, mode="distributed") as run:
+        assert rel_err(run(_x()), reference) <= 1e-3
