@@ -32,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("engines"), help="parent folder (default: engines)")
     p.add_argument("--timing-cache", type=Path, help="TensorRT timing cache to reuse and update")
     p.add_argument("--force", action="store_true", help="replace existing engines of the same name")
+    q = p.add_argument_group("int8")
+    q.add_argument("--precision", choices=["export", "int8"], default="export",
+                   help="export: the export's own precision (fp32/fp16); int8: static PTQ to Q/DQ (needs --calib), "
+                        "written to engines/<name>-int8")
+    q.add_argument("--calib", metavar="SOURCE", help="calibration images: digits, a .npz, or a folder of images")
+    q.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    q.add_argument("--eval", dest="eval_source", metavar="SOURCE",
+                   help="labeled set for the accuracy gate (default: digits -> held-out split, else --calib)")
+    q.add_argument("--max-drop", type=float, default=1.0,
+                   help="fail when int8 top-1 drops more than this many points vs fp32 (default 1.0)")
     return p
 
 
@@ -44,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
 
         raise UserError(f"--placement: expected auto, official or a JSON file; {args.placement} does not exist")
     build_engines(args.export_dir, BuildConfig(backend=args.backend, devices=args.devices, placement=args.placement,
-                                               output=args.output, timing_cache=args.timing_cache, force=args.force))
+                                               output=args.output, timing_cache=args.timing_cache, force=args.force,
+                                               precision=args.precision, calib=args.calib,
+                                               calib_method=args.calib_method, max_drop=args.max_drop,
+                                               eval_source=args.eval_source))
     return 0
 
 

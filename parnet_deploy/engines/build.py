@@ -34,6 +34,11 @@ class BuildConfig:
     force: bool = False
     measure_iterations: int = 20
     link: pl.Link = pl.Link()
+    precision: str = "export"  # "export": as exported (fp32/fp16); "int8": quantize (needs calib)
+    calib: str | None = None  # digits | file.npz | folder
+    calib_method: str = "minmax"
+    max_drop: float = 1.0  # top-1 points (or % disagreement with fp32 on unlabeled data)
+    eval_source: str | None = None  # default: digits -> digits:heldout, otherwise the calib source
 
 
 def builder(backend: str):
@@ -67,6 +72,54 @@ def measure_costs(directory: Path, manifest, records: list[DeviceRecord], backen
     return costs
 
 
+def quantize_subgraphs(export_dir: Path, export, out: Path, config: BuildConfig,
+                       log: Callable[[str], None]) -> dict:
+    """Q/DQ whole graph (accuracy-gated), then the subgraphs cut from it with the same names."""
+    import onnx
+
+    from ..data import load_source
+    from ..export.graph import cut, subgraph_plan
+    from ..precision.accuracy import evaluate
+    from ..precision.int8 import Int8Config, quantize_until_accurate
+    from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    res = tuple(export.resolution)
+    mean, std = export.normalization["mean"], export.normalization["std"]
+    calib_name = "digits:train" if config.calib == "digits" else config.calib
+    eval_name = config.eval_source or ("digits:heldout" if config.calib == "digits" else config.calib)
+    calib, heldout = load_source(calib_name, res, mean, std), load_source(eval_name, res, mean, std)
+    backend = OnnxRuntimeBackend()
+    fp32 = evaluate(backend.load(export_dir / export.whole.file, export.whole).infer_array, heldout)
+    labeled = heldout.labels is not None
+
+    def accept(path: Path) -> tuple[bool, str]:
+        q = evaluate(backend.load(path, export.whole).infer_array, heldout)
+        agree = q.agreement(fp32)
+        if labeled:
+            drop = (fp32.top1 - q.top1) * 100
+            summary = f"top-1 {q.top1:.2%} vs fp32 {fp32.top1:.2%} (drop {drop:.2f} points), agreement {agree:.2%}"
+        else:
+            drop = (1 - agree) * 100
+            summary = f"agreement with fp32 {agree:.2%} (unlabeled data)"
+        accept.last = {"top1_fp32": fp32.top1, "top1_int8": q.top1, "agreement": agree, "drop_points": drop}
+        return drop <= config.max_drop, summary
+
+    out.mkdir()
+    flavor = "tensorrt" if config.backend == "tensorrt" else "onnxruntime"
+    cfg = Int8Config(method=config.calib_method, flavor=flavor)
+    log(f"quantizing to int8 ({cfg.method} calibration on {calib.name}, {flavor} Q/DQ flavor); "
+        f"accuracy on {heldout.name}, max drop {config.max_drop} points")
+    level, kept_float, summary = quantize_until_accurate(export_dir / export.whole.file, out / export.whole.file,
+                                                         calib, cfg, accept, log)
+    whole = onnx.load(out / export.whole.file)
+    for name, ins, outs in subgraph_plan(export.split):
+        onnx.save(cut(whole, ins, outs, name), out / f"{name}.onnx")
+    if kept_float:
+        log(f"  kept in float: {', '.join(kept_float)}")
+    return {"method": cfg.method, "flavor": flavor, "calibration": calib.name, "evaluation": heldout.name,
+            "level": level.name, "kept_float": kept_float, "max_drop": config.max_drop, **accept.last}
+
+
 def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
                   log: Callable[[str], None] = print) -> tuple[Path, EnginesManifest]:
     export_dir = Path(export_dir)
@@ -76,16 +129,26 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
     items = dev.parse_devices(config.devices, config.backend)
     records = dev.discover(items)
     by_item = dict(zip(items, records))
-    target = config.output / export.name
-    options = {"precision": export.precision, "timing_cache": str(config.timing_cache) if config.timing_cache else None}
+    if config.precision not in ("export", "int8"):
+        raise UserError(f"unknown precision {config.precision!r}; use int8, or export to get the export's own")
+    int8 = config.precision == "int8"
+    if int8 and (config.calib is None or export.precision != "fp32"):
+        raise UserError("--precision int8 needs --calib SOURCE and an fp32 export")
+    target = config.output / (f"{export.name}-int8" if int8 else export.name)
+    options = {"precision": "int8" if int8 else export.precision,
+               "timing_cache": str(config.timing_cache) if config.timing_cache else None}
     log(f"building {export.name} with {config.backend} {backend_version} for "
         + ", ".join(f"{r.tag} ({r.describe()})" for r in records))
     with atomic_directory(target, force=config.force) as tmp:
+        source_dir = export_dir
+        if int8:
+            source_dir = tmp / "qdq"
+            options["int8"] = quantize_subgraphs(export_dir, export, source_dir, config, log)
         for rec in records:
             (tmp / rec.tag).mkdir()
             for spec in (export.whole, *export.subgraphs):
                 t0 = time.perf_counter()
-                impl.build(export_dir / spec.file, tmp / rec.tag / f"{spec.name}{ENGINE_SUFFIX[config.backend]}",
+                impl.build(source_dir / spec.file, tmp / rec.tag / f"{spec.name}{ENGINE_SUFFIX[config.backend]}",
                            rec.index, options)
                 log(f"  {rec.tag}/{spec.name} ... {time.perf_counter() - t0:.2f} s")
         tags = [r.tag for r in records]
@@ -106,9 +169,10 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
                  for p in sorted(tmp.glob("*/*")) if p.is_file()}
         manifest = EnginesManifest(
             name=export.name, backend={"name": config.backend, "version": backend_version},
-            precision=export.precision, devices={r.tag: r for r in records}, placement=assignment,
+            precision=options["precision"], devices={r.tag: r for r in records}, placement=assignment,
             export=export.to_dict(), sources={f: spec.sha256 for f, spec in export.files.items()
-                                              if f.endswith(".onnx")},
+                                              if f.endswith(".onnx")} if not int8 else
+            {f"qdq/{p.name}": sha256_file(p) for p in sorted(source_dir.glob("*.onnx"))},
             files=files, build_options={k: v for k, v in options.items() if v is not None},
             timing_cache={"file": str(config.timing_cache), "sha256": sha256_file(config.timing_cache)}
             if config.timing_cache and config.timing_cache.is_file() else None,

@@ -42,6 +42,10 @@ class OnnxRuntimeRunner:
             return dict(zip(self._outputs, binding.copy_outputs_to_cpu()))
         return dict(zip(self._outputs, self.session.run(self._outputs, feeds)))
 
+    def infer_array(self, x: np.ndarray) -> np.ndarray:
+        """Single input, single output: the friendly form used by evaluation."""
+        return self.infer({self.spec.inputs[0].name: x})[self.spec.outputs[0].name]
+
     def close(self) -> None:
         self.session = None
 
