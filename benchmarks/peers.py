@@ -56,3 +56,24 @@ def openvino(model: ParNet, workdir: Path, resolution: tuple[int, int], threads:
 
         out.append(Candidate(f"OpenVINO {precision} (runs {actual.to_string()})", run, precision=precision))
     return out
+
+
+def int8(model: ParNet, workdir: Path, resolution: tuple[int, int], threads: int,
+         log: Callable[[str], None]) -> list[Candidate]:
+    """Our int8 build (ORT u8s8 Q/DQ). Weights are random here, so accuracy is not judged in
+    this row (it is measured on digits by parnet-eval and the int8 build's gate); latency is."""
+    from parnet_deploy.engines.build import BuildConfig, build_engines
+    from parnet_deploy.runtime import load
+
+    d, _ = export_model(model, ExportConfig(output=workdir, name="int8src", resolution=resolution, verify=False),
+                        log=lambda _: None)
+    calib = workdir / "calib.npz"
+    rng = np.random.default_rng(0)
+    np.savez(calib, images=rng.standard_normal((16, 3, *resolution)).astype(np.float32))
+    e, _ = build_engines(d, BuildConfig(output=workdir / "engines", precision="int8", calib=str(calib),
+                                        max_drop=100.0, measure_iterations=1), log=lambda _: None)
+    out = []
+    for mode in ("whole", "streams"):
+        r = load(e, mode=mode, threads=threads)
+        out.append(Candidate(f"onnxruntime int8 {mode} (Q/DQ u8s8)", r, precision="int8", close=r.close))
+    return out

@@ -1,6 +1,7 @@
-"""`make demo`: the end-to-end story on the CPU default.
+"""`make demo`: the end-to-end story on the CPU default, with real data and no downloads.
 
-zoo → a ParNet-S checkpoint in the official timm layout → parnet-export → parnet-bench.
+zoo → train a small ParNet on digits (or reuse it) → parnet-export → parnet-build int8 →
+parnet-bench (fp32 whole, streams, int8) → accuracy of every stage (parnet-eval).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import parnet_deploy as pd
 
 OUT = Path("demo_out")
+CKPT = OUT / "digits_parnet.pt"
 
 
 def zoo_table() -> None:
@@ -35,26 +37,32 @@ def step(title: str) -> None:
 
 
 def main() -> int:
-    from .checkpoint import save_official_checkpoint
-    from .cli import bench, export
+    from . import train
+    from .cli import bench, build, eval as evaluate, export
 
     step("ParNet model zoo (deploy = exact reparameterization)")
     zoo_table()
 
-    step("a ParNet-S checkpoint in the official timm layout (random weights)")
     OUT.mkdir(exist_ok=True)
-    ckpt = OUT / "planes_92_192_384_1280_num_blocks_5_6_6_1_sebv_13_dropout_lin.pth.tar"
-    torch.manual_seed(0)
-    save_official_checkpoint(pd.create_model("parnet_s"), ckpt)
-    print(ckpt)
-
-    step(f"parnet-export {ckpt} --split shared --force")
-    if export.main([str(ckpt), "--split", "shared", "--force"]) != 0:
-        return 1
-
-    for mode in ("whole", "streams"):
-        step(f"parnet-bench --engine export/parnet_s --mode {mode}")
-        if bench.main(["--engine", "export/parnet_s", "--mode", mode, "--iterations", "30", "--duration", "2"]) != 0:
+    if CKPT.is_file():
+        step(f"reusing {CKPT} (delete it to train again)")
+    else:
+        step(f"parnet-train --output {CKPT}  (digits, bundled with scikit-learn)")
+        if train.main(["--output", str(CKPT)]) != 0:
+            return 1
+    commands = [
+        (export.main, [str(CKPT), "--name", "digits", "--split", "shared", "--force"]),
+        (build.main, ["export/digits", "--precision", "int8", "--calib", "digits", "--force"]),
+        (bench.main, ["--engine", "export/digits", "--mode", "whole", "--iterations", "200", "--duration", "1"]),
+        (bench.main, ["--engine", "export/digits", "--mode", "streams", "--iterations", "200", "--duration", "1"]),
+        (bench.main, ["--engine", "engines/digits-int8", "--mode", "whole", "--iterations", "200", "--duration", "1"]),
+        (evaluate.main, [str(CKPT), "--data", "digits", "--calib", "digits"]),
+    ]
+    names = {export.main: "parnet-export", build.main: "parnet-build", bench.main: "parnet-bench",
+             evaluate.main: "parnet-eval"}
+    for fn, argv in commands:
+        step(f"{names[fn]} {' '.join(argv)}")
+        if fn(argv) != 0:
             return 1
     return 0
 

@@ -31,6 +31,14 @@ class ExportError(UserError):
     """An export directory is missing, incomplete, tampered with or fails a check."""
 
 
+class ArtifactNotFoundError(ExportError):
+    """An export/engine directory, its manifest, or a file it lists does not exist."""
+
+
+class ArtifactMismatchError(ExportError):
+    """A file does not match the sha256 its manifest records (modified after it was written)."""
+
+
 class VerificationError(ParnetError):
     """A numerical check failed (outputs differ beyond tolerance)."""
 

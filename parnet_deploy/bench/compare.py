@@ -24,7 +24,9 @@ from .environment import environment
 from .stats import LatencyStats
 from .timing import TimingConfig, measure_interleaved
 
-RTOL = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 1e-2}
+# int8 rows are judged by accuracy on a labeled set (parnet-eval, the int8 build's gate),
+# not by logits of a random-weight model: no numerical check here.
+RTOL = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 1e-2, "int8": float("inf")}
 
 
 @dataclass

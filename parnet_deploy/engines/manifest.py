@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..artifacts import sha256_file, write_json
-from ..errors import ExportError, UserError
+from ..errors import ArtifactMismatchError, ArtifactNotFoundError, ExportError, UserError
 from ..export.manifest import ExportManifest, FileSpec
 
 SCHEMA = "parnet-deploy/engines"
@@ -109,7 +109,7 @@ def load_engines(directory: str | Path, verify: bool = True) -> EnginesManifest:
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
-        raise ExportError(f"{directory}: no {MANIFEST} (not an engine directory; build one with parnet-build)")
+        raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an engine directory; build one with parnet-build)")
     try:
         raw = json.loads(path.read_text())
         if raw.get("schema") != SCHEMA:
@@ -126,9 +126,9 @@ def load_engines(directory: str | Path, verify: bool = True) -> EnginesManifest:
                 raise ExportError(f"{directory}: manifest names a file outside the directory: {name!r}")
             p = directory / name
             if not p.is_file():
-                raise ExportError(f"{directory}: {name} is missing (listed in {MANIFEST}); rebuild")
+                raise ArtifactNotFoundError(f"{directory}: {name} is missing (listed in {MANIFEST}); rebuild")
             if sha256_file(p) != spec.sha256:
-                raise ExportError(f"{directory}: {name} does not match its sha256 in {MANIFEST} "
+                raise ArtifactMismatchError(f"{directory}: {name} does not match its sha256 in {MANIFEST} "
                                   f"(modified after the build?); rebuild with parnet-build")
     return manifest
 

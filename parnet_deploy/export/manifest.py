@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import sha256_file, write_json
-from ..errors import ExportError
+from ..errors import ArtifactMismatchError, ArtifactNotFoundError, ExportError
 
 SCHEMA = "parnet-deploy/export"
 SCHEMA_VERSION = 1
@@ -148,9 +148,9 @@ def load_manifest(directory: str | Path, verify: bool = True) -> ExportManifest:
     directory = Path(directory)
     path = directory / MANIFEST
     if not directory.is_dir():
-        raise ExportError(f"export directory not found: {directory}")
+        raise ArtifactNotFoundError(f"export directory not found: {directory}")
     if not path.is_file():
-        raise ExportError(f"{directory}: no {MANIFEST} (not an export directory, or an interrupted export)")
+        raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an export directory, or an interrupted export)")
     try:
         raw = json.loads(path.read_text())
         if raw.get("schema") != SCHEMA:
@@ -172,7 +172,7 @@ def verify_files(directory: Path, files: dict[str, FileSpec]) -> None:
         if Path(name).name != name:
             raise ExportError(f"{directory}: manifest names a file outside the directory: {name!r}")
         if not p.is_file():
-            raise ExportError(f"{directory}: {name} is missing (listed in the manifest)")
+            raise ArtifactNotFoundError(f"{directory}: {name} is missing (listed in the manifest)")
         if sha256_file(p) != spec.sha256:
-            raise ExportError(f"{directory}: {name} does not match its sha256 in the manifest "
+            raise ArtifactMismatchError(f"{directory}: {name} does not match its sha256 in the manifest "
                               f"(modified after export?); re-export it")
