@@ -59,18 +59,18 @@ class CompareResult:
         return "\n".join(lines)
 
 
+def torch_runner(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy image in, numpy logits out, no autograd."""
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+    return run
+
+
 def torch_candidates(model: ParNet, threads: int) -> list[Candidate]:
     torch.set_num_threads(threads)
-    deploy = reparameterize(model)
-
-    def runner(m):
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return m(torch.from_numpy(x)).numpy()
-        return run
-
-    return [Candidate("torch train form (unfused, eager)", runner(model.eval())),
-            Candidate("torch deploy form (eager)", runner(deploy))]
+    return [Candidate("torch train form (unfused, eager)", torch_runner(model.eval())),
+            Candidate("torch deploy form (eager)", torch_runner(reparameterize(model)))]
 
 
 def runtime_candidates(model: ParNet, workdir: Path, resolution: tuple[int, int], threads: int,

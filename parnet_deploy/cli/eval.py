@@ -50,15 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         from ..errors import UserError
 
         raise UserError(f"{args.data}: accuracy needs labels")
-    import torch
+    from ..bench.compare import torch_runner
 
-    def torch_run(m):
-        def run(x):
-            with torch.inference_mode():
-                return m(torch.from_numpy(x)).numpy()
-        return run
-
-    stages = {"torch train form": torch_run(model.eval()), "torch deploy form": torch_run(reparameterize(model))}
+    stages = {"torch train form": torch_runner(model.eval()), "torch deploy form": torch_runner(reparameterize(model))}
     with tempfile.TemporaryDirectory(prefix="parnet-eval-") as tmp:
         quiet = lambda _: None  # noqa: E731
         d32, _ = export_model(model, ExportConfig(output=Path(tmp), name="fp32", resolution=res, split="shared",
@@ -72,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
             d8, m8 = build_engines(d32, BuildConfig(output=Path(tmp) / "engines", precision="int8", calib=args.calib,
                                                     calib_method=args.calib_method, max_drop=100.0,
-                                                    measure_iterations=1, eval_source=args.data), log=print)
+                                                    measure_iterations=1, eval_source=args.data), log=quiet)
             runners["onnxruntime int8 (Q/DQ) whole"] = load(d8)
         stages |= runners
         results = {name: evaluate(run, data) for name, run in stages.items()}

@@ -14,14 +14,13 @@ to the CPU and the ONNX Runtime version. Loading refuses a mismatch with a rebui
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from ..artifacts import sha256_file, write_json
-from ..errors import ArtifactMismatchError, ArtifactNotFoundError, ExportError, UserError
-from ..export.manifest import ExportManifest, FileSpec
+from ..artifacts import write_json
+from ..errors import ArtifactNotFoundError, ExportError, UserError
+from ..export.manifest import ExportManifest, FileSpec, read_manifest_json, verify_files
 
 SCHEMA = "parnet-deploy/engines"
 SCHEMA_VERSION = 1
@@ -110,26 +109,13 @@ def load_engines(directory: str | Path, verify: bool = True) -> EnginesManifest:
     path = directory / MANIFEST
     if not path.is_file():
         raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an engine directory; build one with parnet-build)")
+    raw = read_manifest_json(path, SCHEMA, SCHEMA_VERSION, "rebuild")
     try:
-        raw = json.loads(path.read_text())
-        if raw.get("schema") != SCHEMA:
-            raise ExportError(f"{path}: not a parnet-deploy engines manifest")
-        if raw.get("schema_version") != SCHEMA_VERSION:
-            raise ExportError(f"{path}: schema version {raw.get('schema_version')} is not supported; rebuild")
         manifest = EnginesManifest.from_dict(raw)
-    except (ValueError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise ExportError(f"{path}: malformed engines manifest: {e}") from e
     if verify:
-        for name, spec in manifest.files.items():
-            parts = PurePosixPath(name).parts
-            if len(parts) > 2 or ".." in parts or PurePosixPath(name).is_absolute():
-                raise ExportError(f"{directory}: manifest names a file outside the directory: {name!r}")
-            p = directory / name
-            if not p.is_file():
-                raise ArtifactNotFoundError(f"{directory}: {name} is missing (listed in {MANIFEST}); rebuild")
-            if sha256_file(p) != spec.sha256:
-                raise ArtifactMismatchError(f"{directory}: {name} does not match its sha256 in {MANIFEST} "
-                                  f"(modified after the build?); rebuild with parnet-build")
+        verify_files(directory, manifest.files, MANIFEST, max_depth=2, redo="rebuild with parnet-build")
     return manifest
 
 

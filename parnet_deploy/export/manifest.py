@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..artifacts import sha256_file, write_json
@@ -143,6 +143,35 @@ def hash_files(directory: Path) -> dict[str, FileSpec]:
             for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
 
 
+def read_manifest_json(path: Path, schema: str, version: int, redo: str) -> dict[str, Any]:
+    """The raw JSON of a manifest whose schema name and version this toolkit reads."""
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as e:
+        raise ExportError(f"{path}: malformed manifest: {e}") from e
+    if not isinstance(raw, dict) or raw.get("schema") != schema:
+        raise ExportError(f"{path}: not a {schema} manifest")
+    if raw.get("schema_version") != version:
+        raise ExportError(f"{path}: schema version {raw.get('schema_version')} is not supported "
+                          f"(this toolkit reads {version}); {redo}")
+    return raw
+
+
+def verify_files(directory: Path, files: dict[str, FileSpec], manifest_name: str = MANIFEST, max_depth: int = 1,
+                 redo: str = "re-export it") -> None:
+    """Every listed file exists inside ``directory`` and has the recorded sha256."""
+    for name, spec in files.items():
+        parts = PurePosixPath(name).parts
+        if len(parts) > max_depth or ".." in parts or PurePosixPath(name).is_absolute():
+            raise ExportError(f"{directory}: {manifest_name} names a file outside the directory: {name!r}")
+        p = directory / name
+        if not p.is_file():
+            raise ArtifactNotFoundError(f"{directory}: {name} is missing (listed in {manifest_name}); {redo}")
+        if sha256_file(p) != spec.sha256:
+            raise ArtifactMismatchError(f"{directory}: {name} does not match its sha256 in {manifest_name} "
+                                        f"(modified after it was written?); {redo}")
+
+
 def load_manifest(directory: str | Path, verify: bool = True) -> ExportManifest:
     """Read ``manifest.json`` and (by default) check every file's sha256 against it."""
     directory = Path(directory)
@@ -151,28 +180,11 @@ def load_manifest(directory: str | Path, verify: bool = True) -> ExportManifest:
         raise ArtifactNotFoundError(f"export directory not found: {directory}")
     if not path.is_file():
         raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an export directory, or an interrupted export)")
+    raw = read_manifest_json(path, SCHEMA, SCHEMA_VERSION, "re-export")
     try:
-        raw = json.loads(path.read_text())
-        if raw.get("schema") != SCHEMA:
-            raise ExportError(f"{path}: not a parnet-deploy export manifest")
-        if raw.get("schema_version") != SCHEMA_VERSION:
-            raise ExportError(f"{path}: schema version {raw.get('schema_version')} is not supported "
-                              f"(this toolkit reads {SCHEMA_VERSION}); re-export")
         manifest = ExportManifest.from_dict(raw)
-    except (ValueError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise ExportError(f"{path}: malformed manifest: {e}") from e
     if verify:
         verify_files(directory, manifest.files)
     return manifest
-
-
-def verify_files(directory: Path, files: dict[str, FileSpec]) -> None:
-    for name, spec in files.items():
-        p = directory / name
-        if Path(name).name != name:
-            raise ExportError(f"{directory}: manifest names a file outside the directory: {name!r}")
-        if not p.is_file():
-            raise ArtifactNotFoundError(f"{directory}: {name} is missing (listed in the manifest)")
-        if sha256_file(p) != spec.sha256:
-            raise ArtifactMismatchError(f"{directory}: {name} does not match its sha256 in the manifest "
-                              f"(modified after export?); re-export it")

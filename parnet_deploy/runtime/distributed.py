@@ -31,6 +31,9 @@ from ..export.manifest import ExportManifest
 from .executors import StageTime
 
 STOP, RUN = 0, 1
+# Start-up spawns interpreters that import ONNX Runtime and build sessions: seconds, more on a
+# loaded machine. It gets its own, longer deadline; timeout_s bounds each call.
+STARTUP_TIMEOUT_S = 120.0
 
 
 class DistributedError(ParnetError):
@@ -88,10 +91,14 @@ def _make_group(rank: int, world: int, host: str, port: int, nccl: bool, timeout
     _, dist = _torch()
     timeout = datetime.timedelta(seconds=timeout_s)
     if store is None:
-        store = dist.TCPStore(host, port, world, False, timeout=timeout)
+        store = dist.TCPStore(host, port, world, False, timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
+    startup = datetime.timedelta(seconds=max(timeout_s, STARTUP_TIMEOUT_S))
     if nccl:  # pragma: no cover - needs GPUs
-        return store, dist.ProcessGroupNCCL(store, rank, world, timeout=timeout)
-    return store, dist.ProcessGroupGloo(store, rank, world, timeout)
+        group = dist.ProcessGroupNCCL(store, rank, world, timeout=startup)
+    else:
+        group = dist.ProcessGroupGloo(store, rank, world, startup)
+    group.set_timeout(timeout)  # rendezvous may take long; every operation after it may not
+    return store, group
 
 
 class _RankProgram:
@@ -222,8 +229,8 @@ class DistributedExecutor:
         nccl = all(d.startswith("cuda") for d in self.plan.device_of.values())
         per_rank = None if threads is None else max(1, threads // self.plan.world)
         runners = _load_runners(self.plan, 0, directory, backend, per_rank)
-        timeout = datetime.timedelta(seconds=timeout_s)
-        self.store = dist.TCPStore("127.0.0.1", 0, self.plan.world, True, timeout=timeout, wait_for_workers=False)
+        self.store = dist.TCPStore("127.0.0.1", 0, self.plan.world, True, wait_for_workers=False,
+                                   timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
         self.procs: list[subprocess.Popen] = []
         for r in range(1, self.plan.world):
             proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, text=True)
@@ -236,7 +243,7 @@ class DistributedExecutor:
             _, self.group = _make_group(0, self.plan.world, "127.0.0.1", self.store.port, nccl, timeout_s, self.store)
         except Exception as e:
             self._kill()
-            raise DistributedError(f"distributed start-up failed (ranks did not join within {timeout_s:g} s): "
+            raise DistributedError(f"distributed start-up failed (ranks did not join within {STARTUP_TIMEOUT_S:g} s): "
                                    f"{str(e).splitlines()[0]}") from e
         self.program = _RankProgram(self.plan, 0, self.group, runners, nccl, timeout_s)
         self._ctrl = torch.ones(1, dtype=torch.int64)
