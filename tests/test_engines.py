@@ -19,7 +19,6 @@ from parnet_deploy.engines.manifest import (DeviceRecord, EngineIncompatibleErro
                                             load_engines)
 from parnet_deploy.errors import ExportError, ParnetError
 from parnet_deploy.export import ExportConfig, export_model, load_manifest
-from parnet_deploy.export.manifest import SubgraphSpec, TensorSpec
 
 from conftest import TINY, randomize_bn, rel_err
 
@@ -191,10 +190,6 @@ def test_unresponsive_rank_times_out(exports):
 
 
 # -- placement ------------------------------------------------------------------------------
-def _t(name, c):
-    return TensorSpec(name, (1, c, 8, 8), "float32")
-
-
 def _toy_manifest(exports):
     _, dirs = exports
     return load_manifest(dirs["shared"])

@@ -1,9 +1,7 @@
 import json
 import os
-import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx

@@ -158,7 +158,7 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
             best = pl.plan(export, tags, costs, config.link)
             assignment, predicted = best.assignment, best.to_dict() | {"costs_ms": {f"{s}@{d}": v for (s, d), v
                                                                                     in costs.items()}}
-            log(f"placement (auto): " + ", ".join(f"{k} -> {v}" for k, v in assignment.items())
+            log("placement (auto): " + ", ".join(f"{k} -> {v}" for k, v in assignment.items())
                 + f"; predicted critical path {' -> '.join(best.critical_path)}: {best.predicted_ms:.2f} ms")
         elif config.placement == "official":
             assignment = pl.official(export, tags)

@@ -18,7 +18,7 @@ from ..errors import ConfigError, ExportError, VerificationError
 from ..models import ParNet
 from ..reparam import reparameterize
 from . import graph as G
-from .manifest import IMAGE, ExportManifest, SubgraphSpec, TensorSpec, hash_files
+from .manifest import ExportManifest, SubgraphSpec, TensorSpec, hash_files
 from .opgate import check_tensorrt_ops
 from .verify import VerificationResult, verify_export
 

@@ -10,11 +10,10 @@ Every re-parameterizable module has ``reparameterize()`` (idempotent, in place);
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
