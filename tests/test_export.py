@@ -134,6 +134,9 @@ def test_deploy_form_exports_fewer_nodes_than_official_fuse(model):
     # every pooled-side identity BN was folded into its SE conv: only main-path BNs remain
     n_identity = sum(1 for m in model.modules() if getattr(m, "rbr_identity", None) is not None)
     assert sum(n.op_type == "BatchNormalization" for n in ours.graph.node) == n_identity
+    # SE pools are GlobalAveragePool (quantizable); only the classifier's pool stays a ReduceMean
+    assert sum(n.op_type == "GlobalAveragePool" for n in ours.graph.node) >= 20
+    assert sum(n.op_type == "ReduceMean" for n in ours.graph.node) == 1
 
 
 def test_op_gate_rejects_unsupported_ops():

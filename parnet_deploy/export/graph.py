@@ -90,6 +90,7 @@ def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18) -
                                     verbose=False, report=False)
     graph = gs.import_onnx(program.model_proto)
     passes.fold_batchnorm_into_pointwise_conv(graph)
+    passes.reduce_mean_to_global_average_pool(graph)
     graph.outputs = [t for t in graph.outputs if t.name == LOGITS]
     graph.name = model.config.arch
     proto = gs.export_onnx(graph.cleanup().toposort())

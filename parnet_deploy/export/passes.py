@@ -47,3 +47,27 @@ def fold_batchnorm_into_pointwise_conv(graph: gs.Graph) -> int:
         folded += 1
     graph.cleanup()
     return folded
+
+
+def reduce_mean_to_global_average_pool(graph: gs.Graph) -> int:
+    """``ReduceMean(axes=[2, 3], keepdims=1)`` on a 4-D tensor → ``GlobalAveragePool``.
+
+    Same numbers; but int8 runtimes run GlobalAveragePool quantized (ONNX Runtime:
+    QLinearGlobalAveragePool) while a ReduceMean is dequantized to float first (measured:
+    12% of ParNet-S int8 time), and TensorRT maps it to a pooling layer.
+    """
+    replaced = 0
+    for node in [n for n in graph.nodes if n.op == "ReduceMean"]:
+        x = node.inputs[0]
+        axes = node.attrs.get("axes")
+        if axes is None and len(node.inputs) > 1:
+            axes = _const(node.inputs[1])
+        rank = len(x.shape) if x.shape is not None else 0
+        if axes is None or rank != 4 or node.attrs.get("keepdims", 1) != 1:
+            continue
+        if sorted(int(a) % 4 for a in np.asarray(axes).ravel()) != [2, 3]:
+            continue
+        node.op, node.inputs, node.attrs = "GlobalAveragePool", [x], {}
+        replaced += 1
+    graph.cleanup()
+    return replaced
