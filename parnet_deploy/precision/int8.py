@@ -6,7 +6,7 @@ Activations depend on who runs the graph (measured, ParNet-S 224, 2 cores):
 
 - ``tensorrt`` flavor: int8 symmetric (TensorRT's explicit quantization needs zero points of 0).
 - ``onnxruntime`` flavor: uint8 asymmetric: ORT's x86 kernels are u8s8; the s8s8 graph
-  ran 1.6x *slower* than fp32 there, the u8s8 one 0.44x of fp32.
+  ran 1.6x *slower* than fp32 there, the u8s8 one 0.39x of fp32 (benchmarks/results).
 
 RepVGG-style reparameterized nets can lose accuracy under naive PTQ, so the build measures
 accuracy and, when the drop is too large, keeps more in float, step by step (`LEVELS`),
