@@ -91,6 +91,7 @@ def quantize_subgraphs(export_dir: Path, export, out: Path, config: BuildConfig,
     backend = OnnxRuntimeBackend()
     fp32 = evaluate(backend.load(export_dir / export.whole.file, export.whole).infer_array, heldout)
     labeled = heldout.labels is not None
+    last: dict = {}  # the accepted level's measurements, for engines.json
 
     def accept(path: Path) -> tuple[bool, str]:
         q = evaluate(backend.load(path, export.whole).infer_array, heldout)
@@ -101,7 +102,7 @@ def quantize_subgraphs(export_dir: Path, export, out: Path, config: BuildConfig,
         else:
             drop = (1 - agree) * 100
             summary = f"agreement with fp32 {agree:.2%} (unlabeled data)"
-        accept.last = {"top1_fp32": fp32.top1, "top1_int8": q.top1, "agreement": agree, "drop_points": drop}
+        last.update({"top1_fp32": fp32.top1, "top1_int8": q.top1, "agreement": agree, "drop_points": drop})
         return drop <= config.max_drop, summary
 
     out.mkdir()
@@ -117,7 +118,7 @@ def quantize_subgraphs(export_dir: Path, export, out: Path, config: BuildConfig,
     if kept_float:
         log(f"  kept in float: {', '.join(kept_float)}")
     return {"method": cfg.method, "flavor": flavor, "calibration": calib.name, "evaluation": heldout.name,
-            "level": level.name, "kept_float": kept_float, "max_drop": config.max_drop, **accept.last}
+            "level": level.name, "kept_float": kept_float, "max_drop": config.max_drop, **last}
 
 
 def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
