@@ -226,7 +226,7 @@ def save_checkpoint(model: ParNet, path: str | os.PathLike) -> Path:
 def save_official_checkpoint(model: nn.Module, path: str | os.PathLike, epoch: int = 0) -> Path:
     """Write ``model`` the way the official timm training script does (for tests and tooling)."""
     state = {f"module.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-    ema = {f"module.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    ema = {k: v.clone() for k, v in state.items()}
     args = argparse.Namespace(model=getattr(getattr(model, "config", None), "arch", "parnet"), epochs=epoch)
     torch.save({"epoch": epoch, "arch": args.model, "state_dict": state, "state_dict_ema": ema, "args": args}, path)
     return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from collections.abc import Callable
@@ -77,20 +78,12 @@ class _Steps:
     def __init__(self, total: int, log: Callable[[str], None]):
         self.total, self.n, self.log = total, 0, log
 
+    @contextlib.contextmanager
     def __call__(self, title: str):
         self.n += 1
-        steps = self
-
-        class _Step:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-                return self
-
-            def __exit__(self, exc_type, *_):
-                if exc_type is None:
-                    steps.log(f"[{steps.n}/{steps.total}] {title} ... {time.perf_counter() - self.t0:.2f} s")
-
-        return _Step()
+        t0 = time.perf_counter()
+        yield
+        self.log(f"[{self.n}/{self.total}] {title} ... {time.perf_counter() - t0:.2f} s")
 
 
 def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
