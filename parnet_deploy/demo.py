@@ -1,7 +1,8 @@
 """`make demo`: the end-to-end story on the CPU default, with real data and no downloads.
 
-zoo → train a small ParNet on digits (or reuse it) → parnet-export → parnet-build int8 →
-parnet-bench (fp32 whole, streams, int8) → accuracy of every stage (parnet-eval).
+zoo → train a small ParNet on digits (or reuse it) → parnet-export → parnet-build (auto: the
+fastest CPU backend) → parnet-quantize (one int8 Q/DQ graph) → parnet-build int8 → parnet-bench
+(fp32 whole, streams, int8 engines) → accuracy of every stage (parnet-eval).
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ def step(title: str) -> None:
 
 
 def main() -> int:
-    from . import train
-    from .cli import bench, build, eval as evaluate, export
+    from .cli import bench, build, eval as evaluate, export, quantize, train
 
     step("ParNet model zoo (deploy = exact reparameterization)")
     zoo_table()
@@ -52,14 +52,16 @@ def main() -> int:
             return 1
     commands = [
         (export.main, [str(CKPT), "--name", "digits", "--split", "shared", "--force"]),
-        (build.main, ["export/digits", "--precision", "int8", "--calib", "digits", "--force"]),
-        (bench.main, ["--engine", "export/digits", "--mode", "whole", "--iterations", "200", "--duration", "1"]),
-        (bench.main, ["--engine", "export/digits", "--mode", "streams", "--iterations", "200", "--duration", "1"]),
+        (build.main, ["export/digits", "--force"]),
+        (quantize.main, ["export/digits", "--calib", "digits", "--force"]),
+        (build.main, ["export/digits-int8", "--force"]),
+        (bench.main, ["--engine", "engines/digits", "--mode", "whole", "--iterations", "200", "--duration", "1"]),
+        (bench.main, ["--engine", "engines/digits", "--mode", "streams", "--iterations", "200", "--duration", "1"]),
         (bench.main, ["--engine", "engines/digits-int8", "--mode", "whole", "--iterations", "200", "--duration", "1"]),
         (evaluate.main, [str(CKPT), "--data", "digits", "--calib", "digits"]),
     ]
     names = {export.main: "parnet-export", build.main: "parnet-build", bench.main: "parnet-bench",
-             evaluate.main: "parnet-eval"}
+             evaluate.main: "parnet-eval", quantize.main: "parnet-quantize"}
     for fn, argv in commands:
         step(f"{names[fn]} {' '.join(argv)}")
         if fn(argv) != 0:

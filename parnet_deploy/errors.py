@@ -45,6 +45,18 @@ class VerificationError(ParnetError):
     exit_code = 1
 
 
+class ToolchainError(ParnetError):
+    """A tool we rely on rejected our own output (onnx.checker, the TensorRT op gate): a bug, not the user's."""
+
+    exit_code = 1
+
+
+class RuntimeFailure(ParnetError):
+    """An engine failed while executing, or a runner was used after close()."""
+
+    exit_code = 1
+
+
 class BackendMissingError(UserError):
     """An optional backend is not installed; the message says what to install."""
 

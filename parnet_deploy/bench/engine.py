@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.manifest import ExportManifest
+from ..artifacts.export_manifest import ExportManifest
+from ..backends import StageTime
 from ..runtime import load
-from ..runtime.executors import StageTime
 from .environment import environment
 from .stats import LatencyStats
 from .timing import TimingConfig, measure
@@ -105,7 +105,7 @@ def handoffs(manifest: ExportManifest, calls: list[list[StageTime]], sequential:
         order = [s.name for s in manifest.subgraphs]
         pairs = list(zip(order, order[1:]))
     else:
-        pairs = [(e.producer, c) for e in manifest.dag for c in e.consumers if e.producer != "input"]
+        pairs = [(e.producer, c) for e in manifest.dag.edges for c in e.consumers if e.producer != "input"]
     gaps: dict[str, list[float]] = {}
     for call in calls:
         by_name = {s.name: s for s in call}
@@ -124,8 +124,7 @@ def critical_path(manifest: ExportManifest, stages: list[StageSummary], mode: st
         return ["model"], duration["model"]
     if any(s.name not in duration for s in manifest.subgraphs):
         return [], 0.0  # some stages ran in other processes
-    producers = {s.name: [e.producer for e in manifest.dag if s.name in e.consumers and e.producer in duration]
-                 for s in manifest.subgraphs}
+    producers = {s.name: [p for p in manifest.dag.predecessors(s.name) if p in duration] for s in manifest.subgraphs}
     finish: dict[str, float] = {}
     best_prev: dict[str, str | None] = {}
     for s in manifest.subgraphs:  # execution order
@@ -155,9 +154,10 @@ def diagnose(latency: LatencyStats, compute_ms: float, mode: str) -> list[str]:
 
 
 def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = None, threads: int | None = None,
-                 timing: TimingConfig = TimingConfig(), log: Callable[[str], None] = print) -> EngineBenchResult:
+                 timing: TimingConfig = TimingConfig(), log: Callable[[str], None] = print,
+                 precision: str | None = None) -> EngineBenchResult:
     timing.validate()
-    with load(path, backend=backend, mode=mode, threads=threads) as runner:
+    with load(path, backend=backend, mode=mode, threads=threads, precision=precision) as runner:
         x = np.random.default_rng(0).standard_normal(runner.input_spec.shape).astype(np.float32)
         calls: list[list[StageTime]] = []
 
@@ -172,11 +172,11 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = No
         order = ["model"] if mode == "whole" else [s.name for s in runner.manifest.subgraphs]
         stages = summarize_stages(calls, order)
         path_names, path_ms = critical_path(runner.manifest, stages, mode)
-        workers = getattr(runner.executor, "workers", 1)
+        workers = runner.executor.workers
         sequential = workers == 1
         compute_ms = sum(s.median_ms for s in stages) if sequential else path_ms
         env = environment({"runtime": runner.backend.describe(), "workers": workers})
-        gpu = getattr(runner.executor, "gpu_time_ms", None)  # CUDA-event compute time (TensorRT)
+        gpu = runner.executor.gpu_time_ms  # CUDA-event compute time (TensorRT)
         gpu_stats = LatencyStats.from_seconds(np.asarray(gpu[-len(samples):]) / 1e3) if gpu else None
         return EngineBenchResult(
             str(path), mode, "one session" if mode == "whole" else "sequential" if sequential else f"{workers} concurrent",

@@ -6,16 +6,7 @@ import os
 import platform
 from importlib import metadata
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from ..hardware import cpu_model
 
 
 def _version(dist: str) -> str | None:

@@ -52,7 +52,7 @@ def status_of(exc: BaseException) -> int:
         return E_NOT_FOUND
     if isinstance(exc, ArtifactMismatchError):
         return E_INCOMPATIBLE
-    from ..engines.manifest import EngineIncompatibleError
+    from ..artifacts.engines_manifest import EngineIncompatibleError
 
     if isinstance(exc, EngineIncompatibleError):
         return E_INCOMPATIBLE

@@ -18,11 +18,15 @@ path, and the environment.
 
   parnet-bench --engine export/parnet_s [--mode streams]
   parnet-bench --engine engines/parnet_s --mode distributed
-  parnet-bench --compare ckpt.pt          # torch unfused / fused / ONNX Runtime, one run
+  parnet-bench --engine export/parnet_s --backend openvino [--precision bf16]
+  parnet-bench --compare ckpt.pt          # torch unfused / fused / ONNX Runtime / OpenVINO, one run
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..backends import BACKENDS
+    from ..runtime import MODES
+
     p = argparse.ArgumentParser(prog="parnet-bench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
@@ -32,17 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="checkpoint: compare torch train form, torch deploy form and ONNX Runtime (whole, "
                            "streams for each split) in one interleaved run")
     run = p.add_argument_group("runtime")
-    run.add_argument("--backend", choices=["onnxruntime", "tensorrt"],
-                     help="exports: onnxruntime (default) or tensorrt; engine directories name their own")
-    run.add_argument("--mode", default="whole", choices=["whole", "streams", "distributed"],
+    run.add_argument("--backend", choices=BACKENDS,
+                     help="exports: onnxruntime (default) or openvino; engine directories name their own")
+    run.add_argument("--precision", choices=["bf16"],
+                     help="exports only: bf16 runs an fp32 export with OpenVINO's bf16 inference precision")
+    run.add_argument("--mode", default="whole", choices=MODES,
                      help="whole: one session; streams: one per subgraph, independent ones concurrently; "
                           "distributed: one process per device (torch.distributed, gloo on CPU / NCCL on GPUs)")
     run.add_argument("--threads", type=common.positive_int, default=os.cpu_count() or 1,
                      help="threads in all (default: all cores)")
     t = p.add_argument_group("timing")
-    t.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds (default 1)")
+    t.add_argument("--warmup", type=common.finite_seconds, default=1.0, help="warm-up seconds (default 1)")
     t.add_argument("--iterations", type=common.positive_int, default=50, help="minimum calls (default 50)")
-    t.add_argument("--duration", type=float, default=3.0, help="minimum seconds (default 3)")
+    t.add_argument("--duration", type=common.finite_seconds, default=3.0, help="minimum seconds (default 3)")
     common.add_checkpoint_args(p)
     p.add_argument("--resolution", type=common.resolution, help="--compare only: input size (default: native)")
     out = p.add_argument_group("output")
@@ -53,20 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..bench.plot import plot_latency
     from ..bench.timing import TimingConfig
 
     timing = TimingConfig(args.warmup, args.iterations, args.duration)
     timing.validate()
-    for out in (args.json, args.plot):
-        if out is not None and not out.parent.is_dir():
-            from ..errors import UserError
-
-            raise UserError(f"cannot write {out}: {out.parent} is not a directory")
+    common.check_writable_file(args.json, (".json",))
+    common.check_writable_file(args.plot, (".png", ".svg", ".pdf"))
     if args.engine is not None:
         from ..bench.engine import bench_engine
 
-        result = bench_engine(args.engine, mode=args.mode, backend=args.backend, threads=args.threads, timing=timing)
+        result = bench_engine(args.engine, mode=args.mode, backend=args.backend, threads=args.threads, timing=timing,
+                              precision=args.precision)
         print(result.table())
         data, series = result.to_dict(), {f"{args.mode}": result.samples_ms}
         title = f"{args.engine} [{args.mode}]"
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.plot:
+        from ..bench.plot import plot_latency
+
         plot_latency(series, args.plot, title)
         print(f"wrote {args.plot}")
     return 0

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import ParnetError, UserError
+from ..models.config import ACTIVATIONS
+
+# modules that only the [export] extra installs: a CLI that needs one says so in one line
+EXTRA_OF = {"torch": "export", "onnxscript": "export", "onnx_graphsurgeon": "export", "onnxconverter_common": "export",
+            "safetensors": "export", "sklearn": "export", "matplotlib": "plot"}
+MAX_SIDE = 4096
 
 
 def run(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
@@ -26,6 +34,13 @@ def run(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | No
     except ParnetError as e:
         print(f"{prog}: FAILED: {e}", file=sys.stderr)
         return e.exit_code
+    except ModuleNotFoundError as e:
+        top = (e.name or "").partition(".")[0]
+        if top not in EXTRA_OF:
+            raise
+        print(f"{prog}: error: this needs {top}, which is not installed: pip install 'parnet-deploy[{EXTRA_OF[top]}]'",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
@@ -39,8 +54,8 @@ def resolution(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected 224 or HxW, got {text!r}") from None
     if len(parts) == 1:
         parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"expected 224 or HxW, got {text!r}")
+    if len(parts) != 2 or min(parts) <= 0 or max(parts) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"expected 224 or HxW with sides in 1..{MAX_SIDE}, got {text!r}")
     return parts[0], parts[1]
 
 
@@ -57,7 +72,29 @@ def positive_int(text: str) -> int:
 def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("checkpoint")
     g.add_argument("--arch", help="model name (see --list-models); default: inferred from tensor shapes")
-    g.add_argument("--act", choices=["relu", "silu"],
+    g.add_argument("--act", choices=ACTIVATIONS,
                    help="activation; official checkpoints do not record it and the released code builds relu "
                         "(the default for them)")
     g.add_argument("--ema", action="store_true", help="use the EMA weights of a timm training checkpoint")
+
+
+def finite_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def check_writable_file(path: Path | None, suffixes: tuple[str, ...] = ()) -> None:
+    """Fail before the work, not after it: the parent exists, the path is not a directory, the suffix fits."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a directory")
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: {path.parent} is not a directory")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UserError(f"cannot write {path}: expected a {' or '.join(suffixes)} file")

@@ -1,32 +1,40 @@
-"""``build_engines``: export directory → ``engines/<name>/<device-tag>/`` + ``engines.json``."""
+"""``build_engines``: export directory → ``engines/<name>/<device-tag>/`` + ``engines.json``.
+
+Any registered backend builds through the same :class:`Backend` interface. ``--backend auto``
+builds with every CPU backend installed here, measures each on the whole graph, and keeps
+the fastest. Reduced precisions are accuracy-gated on the backend that will run them.
+"""
 
 from __future__ import annotations
 
-import importlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ..artifacts import atomic_directory, sha256_file
+from ..artifacts.engines_manifest import (WHOLE, BackendRecord, BuildOptions, DeviceRecord, EnginesManifest, Trial)
+from ..artifacts.export_manifest import ExportManifest, load_manifest
+from ..artifacts.files import FileSpec, atomic_directory, sha256_file
+from ..backends import BACKENDS, available_backends, backend_class, get_backend
 from ..errors import UserError
-from ..export.manifest import FileSpec, load_manifest
-from . import devices as dev
+from ..hardware import native_bf16
 from . import placement as pl
-from .manifest import ENGINE_SUFFIX, WHOLE, DeviceRecord, EnginesManifest
+from .gate import AccuracyGate, gate_accuracy
+from .measure import median_ms
 
-BACKENDS = ("onnxruntime", "tensorrt")
+PRECISIONS = ("export", "bf16", "int8")  # export: the export's own (fp32 / fp16 / int8 Q/DQ)
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """backend: ``onnxruntime`` | ``tensorrt``; devices: ``cpu`` or GPU indices; placement:
-    ``auto`` (measure, then minimise the critical path), ``official`` (stream k on device k)
-    or a JSON file; timing_cache: TensorRT timing cache to reuse and update."""
+    """backend: a registered backend, or ``auto`` (every CPU backend here, keep the fastest);
+    devices: ``cpu`` or GPU indices; placement: ``auto`` (measure, then minimise the critical
+    path), ``official`` (stream k on device k) or a JSON file; precision: ``export``, ``bf16``
+    (OpenVINO's inference-precision hint, native-bf16 CPUs only) or ``int8`` (an int8 export,
+    or an fp32 one quantized here with ``calib``); timing_cache: a folder of TensorRT caches."""
 
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     devices: str | None = None
     placement: str = "auto"
     output: Path = Path("engines")
@@ -34,150 +42,194 @@ class BuildConfig:
     force: bool = False
     measure_iterations: int = 20
     link: pl.Link = pl.Link()
-    precision: str = "export"  # "export": as exported (fp32/fp16); "int8": quantize (needs calib)
+    precision: str = "export"
     calib: str | None = None  # digits | file.npz | folder
     calib_method: str = "minmax"
     max_drop: float = 1.0  # top-1 points (or % disagreement with fp32 on unlabeled data)
     eval_source: str | None = None  # default: digits -> digits:heldout, otherwise the calib source
+    workspace_mib: int = 2048
+
+    def validate(self) -> None:
+        if self.backend != "auto" and self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if not (0 <= self.max_drop <= 100):
+            raise UserError(f"--max-drop must be between 0 and 100 points, got {self.max_drop}")
+        if self.measure_iterations < 1:
+            raise UserError("measure_iterations must be >= 1")
+
+    @property
+    def eval_name(self) -> str | None:
+        if self.eval_source:
+            return self.eval_source
+        return "digits:heldout" if self.calib == "digits" else self.calib
 
 
-def builder(backend: str):
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return importlib.import_module(f".builders.{backend}", __package__)
+def parse_devices(text: str | None, kinds: tuple[str, ...]) -> list[str]:
+    """``--devices``: ``cpu`` or a comma list of CUDA indices (``0,1,2``)."""
+    if text is None:
+        return ["cpu"] if "cpu" in kinds else ["0"]
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items or not all(t == "cpu" or t.isdigit() for t in items) or len(set(items)) != len(items):
+        raise UserError(f"--devices: expected 'cpu' or distinct GPU indices like 0,1,2, got {text!r}")
+    if "cpu" in items and "cpu" not in kinds:
+        raise UserError("--devices: this backend builds for GPUs only")
+    if any(t != "cpu" for t in items) and "cuda" not in kinds:
+        raise UserError("--devices: this backend builds for the CPU only")
+    return items
 
 
-def measure_costs(directory: Path, manifest, records: list[DeviceRecord], backend: str, iterations: int,
-                  log: Callable[[str], None]) -> dict[tuple[str, str], float]:
-    """Median latency (ms) of every subgraph engine on every device, run alone."""
-    from ..runtime.backends import get_backend
+def discover(backend: str, items: list[str]) -> list[DeviceRecord]:
+    cls = backend_class(backend)
+    records = []
+    for item in items:
+        rec = cls.device(item)
+        if rec is None:
+            raise UserError(f"--devices: no device {item!r} here for {backend}")
+        records.append(rec)
+    return records
 
-    costs = {}
+
+def engine_precision(export: ExportManifest, config: BuildConfig) -> str:
+    return export.precision if config.precision in ("export", "int8") else config.precision
+
+
+def candidates(config: BuildConfig, precision: str) -> list[str]:
+    if config.backend != "auto":
+        names = [config.backend]
+    else:
+        names = [n for n in available_backends("cpu") if precision in backend_class(n).precisions]
+        if not names:
+            raise UserError(f"--backend auto: no CPU backend installed here builds {precision}")
+    for n in names:
+        if precision not in backend_class(n).precisions:
+            raise UserError(f"{n} cannot build {precision} engines; it builds {', '.join(backend_class(n).precisions)}")
+    if precision == "bf16" and not native_bf16():
+        raise UserError("bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); this one would emulate it, slowly")
+    return names
+
+
+def build_one(backend: str, source_dir: Path, export: ExportManifest, records: list[DeviceRecord], out: Path,
+              options: BuildOptions, log: Callable[[str], None]) -> dict[str, dict[str, str]]:
+    """Engines for every subgraph and the whole graph on every device; returns tag → subgraph → file."""
+    cls = backend_class(backend)
+    engines: dict[str, dict[str, str]] = {}
     for rec in records:
-        device = "cpu" if rec.kind == "cpu" else f"cuda:{rec.index}"
-        be = get_backend(backend, device=device)
-        for spec in manifest.subgraphs:
-            runner = be.load(directory / rec.tag / f"{spec.name}{ENGINE_SUFFIX[backend]}", spec)
-            feeds = {t.name: np.random.default_rng(0).standard_normal(t.shape).astype(t.dtype) for t in spec.inputs}
-            runner.infer(feeds)
-            times = []
-            for _ in range(iterations):
-                t0 = time.perf_counter()
-                runner.infer(feeds)
-                times.append(time.perf_counter() - t0)
-            runner.close()
-            costs[(spec.name, rec.tag)] = float(np.median(times) * 1e3)
-        log(f"  measured on {rec.tag}: " + ", ".join(f"{s.name} {costs[(s.name, rec.tag)]:.2f} ms"
-                                                    for s in manifest.subgraphs))
-    return costs
+        (out / rec.tag).mkdir()
+        engines[rec.tag] = {}
+        for spec in (export.whole, *export.subgraphs):
+            t0 = time.perf_counter()
+            file = f"{spec.name}{cls.engine_suffix}"
+            cls.build(source_dir / spec.file, out / rec.tag / file, rec, options)
+            engines[rec.tag][spec.name] = file
+            log(f"  {backend} {rec.tag}/{file} ... {time.perf_counter() - t0:.2f} s")
+    return engines
 
 
-def quantize_subgraphs(export_dir: Path, export, out: Path, config: BuildConfig,
-                       log: Callable[[str], None]) -> dict:
-    """Q/DQ whole graph (accuracy-gated), then the subgraphs cut from it with the same names."""
-    import onnx
+def choose_backend(names: list[str], source_dir: Path, export: ExportManifest, options: BuildOptions,
+                   iterations: int, log: Callable[[str], None]) -> tuple[str, tuple[Trial, ...]]:
+    """Build the whole graph with every candidate, measure it, keep the fastest."""
+    if len(names) == 1:
+        return names[0], ()
+    cpu = backend_class(names[0]).device("cpu")
+    times = {}
+    with tempfile.TemporaryDirectory(prefix="parnet-auto-") as tmp:
+        for name in names:
+            cls = backend_class(name)
+            engine = Path(tmp) / f"{name}{cls.engine_suffix}"
+            cls.build(source_dir / export.whole.file, engine, cpu, options)
+            runner = get_backend(name, precision=options.precision).load(engine, export.whole)
+            try:
+                times[name] = median_ms(runner, iterations)
+            finally:
+                runner.close()
+    best = min(times, key=times.get)
+    log(f"--backend auto ({options.precision}, whole graph, median of {iterations} calls): "
+        + ", ".join(f"{n} {t:.2f} ms" for n, t in times.items()) + f" -> {best}")
+    return best, tuple(Trial(n, options.precision, t, n == best) for n, t in times.items())
 
-    from ..data import load_source
-    from ..export.graph import cut, subgraph_plan
-    from ..precision.accuracy import evaluate
-    from ..precision.int8 import Int8Config, quantize_until_accurate
-    from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    res = tuple(export.resolution)
-    mean, std = export.normalization["mean"], export.normalization["std"]
-    calib_name = "digits:train" if config.calib == "digits" else config.calib
-    eval_name = config.eval_source or ("digits:heldout" if config.calib == "digits" else config.calib)
-    calib, heldout = load_source(calib_name, res, mean, std), load_source(eval_name, res, mean, std)
-    backend = OnnxRuntimeBackend()
-    fp32 = evaluate(backend.load(export_dir / export.whole.file, export.whole).infer_array, heldout)
-    labeled = heldout.labels is not None
-    last: dict = {}  # the accepted level's measurements, for engines.json
-
-    def accept(path: Path) -> tuple[bool, str]:
-        q = evaluate(backend.load(path, export.whole).infer_array, heldout)
-        agree = q.agreement(fp32)
-        if labeled:
-            drop = (fp32.top1 - q.top1) * 100
-            summary = f"top-1 {q.top1:.2%} vs fp32 {fp32.top1:.2%} (drop {drop:.2f} points), agreement {agree:.2%}"
-        else:
-            drop = (1 - agree) * 100
-            summary = f"agreement with fp32 {agree:.2%} (unlabeled data)"
-        last.update({"top1_fp32": fp32.top1, "top1_int8": q.top1, "agreement": agree, "drop_points": drop})
-        return drop <= config.max_drop, summary
-
-    out.mkdir()
-    flavor = "tensorrt" if config.backend == "tensorrt" else "onnxruntime"
-    cfg = Int8Config(method=config.calib_method, flavor=flavor)
-    log(f"quantizing to int8 ({cfg.method} calibration on {calib.name}, {flavor} Q/DQ flavor); "
-        f"accuracy on {heldout.name}, max drop {config.max_drop} points")
-    level, kept_float, summary = quantize_until_accurate(export_dir / export.whole.file, out / export.whole.file,
-                                                         calib, cfg, accept, log)
-    whole = onnx.load(out / export.whole.file)
-    for name, ins, outs in subgraph_plan(export.split):
-        onnx.save(cut(whole, ins, outs, name), out / f"{name}.onnx")
-    if kept_float:
-        log(f"  kept in float: {', '.join(kept_float)}")
-    return {"method": cfg.method, "flavor": flavor, "calibration": calib.name, "evaluation": heldout.name,
-            "level": level.name, "kept_float": kept_float, "max_drop": config.max_drop, **last}
+def choose_placement(config: BuildConfig, export: ExportManifest, backend: str, tmp: Path,
+                     engines: dict[str, dict[str, str]], records: list[DeviceRecord], items: list[str],
+                     log: Callable[[str], None]) -> tuple[dict[str, str], dict | None]:
+    tags = [r.tag for r in records]
+    predicted = None
+    if len(tags) == 1:
+        assignment = {s.name: tags[0] for s in export.subgraphs}
+    elif config.placement == "auto":
+        costs = {}
+        for rec in records:
+            device = "cpu" if rec.kind == "cpu" else f"cuda:{rec.index}"
+            be = get_backend(backend, device=device, precision=engine_precision(export, config))
+            for spec in export.subgraphs:
+                runner = be.load(tmp / rec.tag / engines[rec.tag][spec.name], spec)
+                try:
+                    costs[(spec.name, rec.tag)] = median_ms(runner, config.measure_iterations)
+                finally:
+                    runner.close()
+            log(f"  measured on {rec.tag}: " + ", ".join(f"{s.name} {costs[(s.name, rec.tag)]:.2f} ms"
+                                                        for s in export.subgraphs))
+        best = pl.plan(export, tags, costs, config.link)
+        assignment = best.assignment
+        predicted = best.to_dict() | {"costs_ms": {f"{s}@{d}": v for (s, d), v in costs.items()}}
+        log("placement (auto): " + ", ".join(f"{k} -> {v}" for k, v in assignment.items())
+            + f"; predicted critical path {' -> '.join(best.critical_path)}: {best.predicted_ms:.2f} ms")
+    elif config.placement == "official":
+        assignment = pl.official(export, tags)
+    else:
+        by_item = dict(zip(items, tags))
+        assignment = {k: by_item[v] for k, v in pl.from_file(Path(config.placement), export, items).items()}
+    return {WHOLE: tags[0]} | assignment, predicted
 
 
 def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
                   log: Callable[[str], None] = print) -> tuple[Path, EnginesManifest]:
+    config.validate()
     export_dir = Path(export_dir)
-    export = load_manifest(export_dir)  # verifies the export's hashes
-    impl = builder(config.backend)
-    backend_version = impl.version()  # a missing backend fails here, with its install hint
-    items = dev.parse_devices(config.devices, config.backend)
-    records = dev.discover(items)
-    by_item = dict(zip(items, records))
-    if config.precision not in ("export", "int8"):
-        raise UserError(f"unknown precision {config.precision!r}; use int8, or export to get the export's own")
-    int8 = config.precision == "int8"
-    if int8 and (config.calib is None or export.precision != "fp32"):
-        raise UserError("--precision int8 needs --calib SOURCE and an fp32 export")
-    target = config.output / (f"{export.name}-int8" if int8 else export.name)
-    options = {"precision": "int8" if int8 else export.precision,
-               "timing_cache": str(config.timing_cache) if config.timing_cache else None}
-    log(f"building {export.name} with {config.backend} {backend_version} for "
-        + ", ".join(f"{r.tag} ({r.describe()})" for r in records))
-    with atomic_directory(target, force=config.force) as tmp:
-        source_dir = export_dir
-        if int8:
-            source_dir = tmp / "qdq"
-            options["int8"] = quantize_subgraphs(export_dir, export, source_dir, config, log)
-        for rec in records:
-            (tmp / rec.tag).mkdir()
-            for spec in (export.whole, *export.subgraphs):
-                t0 = time.perf_counter()
-                impl.build(source_dir / spec.file, tmp / rec.tag / f"{spec.name}{ENGINE_SUFFIX[config.backend]}",
-                           rec.index, options)
-                log(f"  {rec.tag}/{spec.name} ... {time.perf_counter() - t0:.2f} s")
-        tags = [r.tag for r in records]
-        predicted = None
-        if config.placement == "auto":
-            costs = measure_costs(tmp, export, records, config.backend, config.measure_iterations, log)
-            best = pl.plan(export, tags, costs, config.link)
-            assignment, predicted = best.assignment, best.to_dict() | {"costs_ms": {f"{s}@{d}": v for (s, d), v
-                                                                                    in costs.items()}}
-            log("placement (auto): " + ", ".join(f"{k} -> {v}" for k, v in assignment.items())
-                + f"; predicted critical path {' -> '.join(best.critical_path)}: {best.predicted_ms:.2f} ms")
-        elif config.placement == "official":
-            assignment = pl.official(export, tags)
-        else:
-            assignment = {k: by_item[v].tag for k, v in pl.from_file(Path(config.placement), export, items).items()}
-        assignment = {WHOLE: tags[0]} | assignment
+    export = load_manifest(export_dir)  # verifies the export's sizes and hashes
+    quantize = config.precision == "int8" and export.precision != "int8"
+    if quantize and (config.calib is None or export.precision != "fp32"):
+        raise UserError("--precision int8 needs an int8 export (parnet-quantize), or an fp32 export and --calib SOURCE")
+    if config.precision == "bf16" and export.precision != "fp32":
+        raise UserError(f"--precision bf16 runs an fp32 export in bf16; {export_dir} is {export.precision}")
+    if config.precision == "bf16" and config.eval_name is None:
+        raise UserError("--precision bf16 is accuracy-gated: give a labeled set with --eval SOURCE (e.g. digits)")
+    suffix = {"export": "", "bf16": "-bf16", "int8": "" if export.precision == "int8" else "-int8"}[config.precision]
+    target = config.output / f"{export.name}{suffix}"
+
+    with tempfile.TemporaryDirectory(prefix="parnet-build-") as scratch, \
+            atomic_directory(target, force=config.force) as tmp:
+        source_dir, source = export_dir, export
+        if quantize:
+            from ..precision.quantize import QuantizeConfig, quantize_export
+
+            source_dir, source = quantize_export(export_dir, QuantizeConfig(
+                calib=config.calib, method=config.calib_method, max_drop=config.max_drop,
+                eval_source=config.eval_source, output=Path(scratch)), log=log)
+        precision = engine_precision(source, config)
+        names = candidates(config, precision)
+        options = BuildOptions(precision=precision, workspace_mib=config.workspace_mib,
+                               timing_cache=str(config.timing_cache) if config.timing_cache else None)
+        backend, trials = choose_backend(names, source_dir, source, options, config.measure_iterations, log)
+        cls = backend_class(backend)
+        items = parse_devices(config.devices, cls.device_kinds)
+        records = discover(backend, items)
+        log(f"building {source.name} ({precision}) with {backend} {cls.version()} for "
+            + ", ".join(f"{r.tag} ({r.describe()})" for r in records))
+        engines = build_one(backend, source_dir, source, records, tmp, options, log)
+        assignment, predicted = choose_placement(config, source, backend, tmp, engines, records, items, log)
+        gate: AccuracyGate | None = None
+        if precision in ("bf16", "int8") and config.eval_name is not None:
+            gate = gate_accuracy(export_dir, export, backend, tmp / records[0].tag / engines[records[0].tag][WHOLE],
+                                 source.whole, precision, config.eval_name, config.max_drop, log)
         files = {f"{p.parent.name}/{p.name}": FileSpec(sha256_file(p), p.stat().st_size)
                  for p in sorted(tmp.glob("*/*")) if p.is_file()}
         manifest = EnginesManifest(
-            name=export.name, backend={"name": config.backend, "version": backend_version},
-            precision=options["precision"], devices={r.tag: r for r in records}, placement=assignment,
-            export=export.to_dict(), sources={f: spec.sha256 for f, spec in export.files.items()
-                                              if f.endswith(".onnx")} if not int8 else
-            {f"qdq/{p.name}": sha256_file(p) for p in sorted(source_dir.glob("*.onnx"))},
-            files=files, build_options={k: v for k, v in options.items() if v is not None},
-            timing_cache={"file": str(config.timing_cache), "sha256": sha256_file(config.timing_cache)}
-            if config.timing_cache and config.timing_cache.is_file() else None,
-            predicted=predicted)
+            name=target.name, backend=BackendRecord(backend, cls.version()), precision=precision, options=options,
+            devices={r.tag: r for r in records}, engines=engines, placement=assignment, export=source,
+            sources={f: spec.sha256 for f, spec in source.files.items()}, files=files,
+            predicted=predicted, selection=trials, accuracy=gate.to_dict() if gate else None)
         manifest.write(tmp)
     log(f"engines written to {target}/")
     return target, manifest

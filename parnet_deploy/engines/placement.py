@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..export.manifest import ExportManifest, SubgraphSpec, TensorSpec
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def official(manifest: ExportManifest, devices: list[str]) -> dict[str, str]:
     """The paper's split: stream k on device k (mod count), stem and fusion on the first device."""
     out = {}
     for s in manifest.subgraphs:
-        k = int(s.name[-1]) if s.name.startswith("stream") else 0
+        k = s.stream or 0
         out[s.name] = devices[k % len(devices)]
     return out
 

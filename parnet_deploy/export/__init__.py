@@ -3,7 +3,7 @@
 Only the manifest is imported eagerly; the exporter (PyTorch) is imported on use.
 """
 
-from .manifest import ExportManifest, SubgraphSpec, TensorSpec, load_manifest
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec, load_manifest
 
 
 def __getattr__(name: str):

@@ -7,9 +7,6 @@ input it feeds carry the same name, so the DAG is read off the names.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import warnings
 
 import onnx
@@ -18,11 +15,11 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..quiet import quiet
 from ..models import ParNet
 from . import passes
-from .manifest import IMAGE, LOGITS
+from ..artifacts.export_manifest import IMAGE, LOGITS, SPLITS
 
-SPLITS = ("replicated", "shared")
 STREAMS = 3
 OPSETS = (18, 19, 20)
 
@@ -35,18 +32,18 @@ def stream_output(k: int) -> str:
     return f"y{k}"
 
 
-def subgraph_plan(split: str) -> list[tuple[str, list[str], list[str]]]:
-    """``(name, inputs, outputs)`` of each subgraph, in a valid execution order.
+def subgraph_plan(split: str) -> list[tuple[str, list[str], list[str], int | None]]:
+    """``(name, inputs, outputs, stream)`` of each subgraph, in a valid execution order.
 
     ``replicated`` (the official multi-GPU split): stream k takes the image and recomputes
     its stem prefix. ``shared``: a ``stem`` subgraph computes x0, x1, x2 once.
     """
-    fusion = ("fusion", [stream_output(k) for k in range(STREAMS)], [LOGITS])
+    fusion = ("fusion", [stream_output(k) for k in range(STREAMS)], [LOGITS], None)
     if split == "replicated":
-        return [(f"stream{k}", [IMAGE], [stream_output(k)]) for k in range(STREAMS)] + [fusion]
+        return [(f"stream{k}", [IMAGE], [stream_output(k)], k) for k in range(STREAMS)] + [fusion]
     if split == "shared":
-        stem = ("stem", [IMAGE], [stream_input(k) for k in range(STREAMS)])
-        return [stem] + [(f"stream{k}", [stream_input(k)], [stream_output(k)]) for k in range(STREAMS)] + [fusion]
+        stem = ("stem", [IMAGE], [stream_input(k) for k in range(STREAMS)], None)
+        return [stem] + [(f"stream{k}", [stream_input(k)], [stream_output(k)], k) for k in range(STREAMS)] + [fusion]
     raise ExportError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
 
 
@@ -63,20 +60,6 @@ class _NamedCuts(nn.Module):
         return (self.model.fusion(*ys), *xs, *ys)
 
 
-@contextlib.contextmanager
-def _quiet_exporter():
-    """The dynamo exporter prints progress and logs about torchvision ops; keep the CLI readable."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18) -> onnx.ModelProto:
     """Export the (deploy-form) model to one ONNX graph ``image → logits`` with named cut points."""
     if opset not in OPSETS:
@@ -84,7 +67,7 @@ def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18) -
     x = torch.zeros(1, 3, *resolution)
     model.check_input(x)
     names = [LOGITS] + [stream_input(k) for k in range(STREAMS)] + [stream_output(k) for k in range(STREAMS)]
-    with _quiet_exporter(), torch.no_grad():
+    with quiet("torch.onnx"), torch.no_grad():
         program = torch.onnx.export(_NamedCuts(model.eval()), (x,), None, dynamo=True, opset_version=opset,
                                     input_names=[IMAGE], output_names=names, external_data=False,
                                     verbose=False, report=False)

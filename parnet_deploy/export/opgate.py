@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import onnx
 
-from ..errors import ExportError
+from ..errors import ToolchainError
 
 TENSORRT_SUPPORTED_OPS = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
@@ -59,8 +59,8 @@ def _all_nodes(nodes: Iterable[onnx.NodeProto]) -> Iterable[onnx.NodeProto]:
 def check_tensorrt_ops(model: onnx.ModelProto, label: str) -> None:
     bad = unsupported_ops(model)
     if bad:
-        raise ExportError(f"{label}: ops not supported by TensorRT's ONNX parser: {', '.join(bad)} "
+        raise ToolchainError(f"{label}: ops not supported by TensorRT's ONNX parser: {', '.join(bad)} "
                           f"(source: {TENSORRT_SOURCE})")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset > TENSORRT_MAX_OPSET:
-        raise ExportError(f"{label}: opset {opset} is newer than TensorRT 10 parses (<= {TENSORRT_MAX_OPSET})")
+        raise ToolchainError(f"{label}: opset {opset} is newer than TensorRT 10 parses (<= {TENSORRT_MAX_OPSET})")

@@ -6,7 +6,7 @@ import contextlib
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +14,17 @@ import onnx
 import torch
 
 from .. import __version__
-from ..artifacts import atomic_directory
-from ..errors import ConfigError, ExportError, VerificationError
+from ..artifacts.export_manifest import IMAGENET_NORMALIZATION, ExportManifest, SubgraphSpec, TensorSpec
+from ..artifacts.files import atomic_directory, hash_files
+from ..artifacts.schema import NAME
+from ..errors import ConfigError, ToolchainError, VerificationError
 from ..models import ParNet
 from ..reparam import reparameterize
 from . import graph as G
-from .manifest import ExportManifest, SubgraphSpec, TensorSpec, hash_files
 from .opgate import check_tensorrt_ops
 from .verify import VerificationResult, verify_export
 
-PRECISIONS = ("fp32", "fp16")
-IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NCHW RGB",
-                          "note": "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"}
+PRECISIONS = ("fp32", "fp16")  # what parnet-export writes; int8 exports come from parnet-quantize
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,9 @@ class ExportConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.opset not in G.OPSETS:
             raise ConfigError(f"opset {self.opset} not supported; choose one of {', '.join(map(str, G.OPSETS))}")
-        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
-            raise ConfigError(f"bad export name {self.name!r}")
+        if self.name is not None and not (NAME.fullmatch(self.name) and ".." not in self.name):
+            raise ConfigError(f"bad export name {self.name!r}: use letters, digits, '.', '_', '-' (at most 64, "
+                              f"starting with a letter or digit)")
 
 
 def _tensor_specs(values) -> tuple[TensorSpec, ...]:
@@ -68,8 +68,8 @@ def _tensor_specs(values) -> tuple[TensorSpec, ...]:
     return tuple(out)
 
 
-def _spec_of(model: onnx.ModelProto, name: str, file: str) -> SubgraphSpec:
-    return SubgraphSpec(name, file, _tensor_specs(model.graph.input), _tensor_specs(model.graph.output))
+def spec_of(model: onnx.ModelProto, name: str, file: str, stream: int | None = None) -> SubgraphSpec:
+    return SubgraphSpec(name, file, _tensor_specs(model.graph.input), _tensor_specs(model.graph.output), stream)
 
 
 class _Steps:
@@ -111,13 +111,14 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
             whole32 = G.torch_to_onnx(deploy, resolution, config.opset)
             whole = G.to_fp16(whole32) if config.precision == "fp16" else whole32
         with step(f"cut {config.split} subgraphs (onnx-graphsurgeon)"):
-            parts = {sub: G.cut(whole, ins, outs, sub) for sub, ins, outs in G.subgraph_plan(config.split)}
+            plan = G.subgraph_plan(config.split)
+            parts = {sub: G.cut(whole, ins, outs, sub) for sub, ins, outs, _ in plan}
         with step("onnx.checker (full) and TensorRT op gate"):
             for label, proto in [("model", whole), *parts.items()]:
                 try:
                     onnx.checker.check_model(proto, full_check=True)
                 except onnx.checker.ValidationError as e:
-                    raise ExportError(f"{label}.onnx fails onnx.checker: {str(e).splitlines()[0]}") from e
+                    raise ToolchainError(f"{label}.onnx fails onnx.checker: {str(e).splitlines()[0]}") from e
                 check_tensorrt_ops(proto, f"{label}.onnx")
         with step("write files and reference input/output"):
             onnx.save(whole, tmp / "model.onnx")
@@ -128,9 +129,9 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
                 logits = deploy(torch.from_numpy(x)).numpy()
             np.savez(tmp / "reference.npz", image=x, logits=logits)
         manifest = ExportManifest(
-            name=name, model=cfg.to_dict(), resolution=tuple(resolution), precision=config.precision,
-            split=config.split, opset=config.opset, whole=_spec_of(whole, "model", "model.onnx"),
-            subgraphs=tuple(_spec_of(p, sub, f"{sub}.onnx") for sub, p in parts.items()),
+            name=name, model=cfg, resolution=tuple(resolution), precision=config.precision,
+            split=config.split, opset=config.opset, whole=spec_of(whole, "model", "model.onnx"),
+            subgraphs=tuple(spec_of(parts[sub], sub, f"{sub}.onnx", k) for sub, _, _, k in plan),
             files=hash_files(tmp), normalization=IMAGENET_NORMALIZATION,
             versions=_versions(), verification={"performed": False},
         )
@@ -140,7 +141,7 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
             log(result.report())
             if not result.passed:
                 raise VerificationError(f"verification FAILED; nothing was written to {target}")
-            manifest.verification = {"performed": True, **_summary(result)}
+            manifest = replace(manifest, verification={"performed": True, **_summary(result)})
         with step("write manifest.json"):
             manifest.write(tmp)
     log(f"export written to {target}/ ({', '.join(sorted(manifest.files))}, manifest.json)")

@@ -9,10 +9,9 @@ import numpy as np
 import onnx
 import torch
 
+from ..artifacts.export_manifest import ExportManifest
 from ..compare import Comparison, compare
 from ..models import ParNet
-from ..runtime.api import ParnetRunner
-from .manifest import ExportManifest
 
 # fp32: the deploy form is exact, ORT differs by summation order only.
 FP32_RTOL = 1e-4
@@ -46,6 +45,32 @@ def _torch_logits(model: ParNet, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
 
+class _OrtGraphs:
+    """The written files run by ONNX Runtime directly: the whole graph, and the subgraphs composed
+    in DAG order (export sits below the runtime; it checks its output with ORT as a tool)."""
+
+    def __init__(self, manifest: ExportManifest, directory: Path):
+        import onnxruntime as ort
+
+        def session(file: str):
+            return ort.InferenceSession(str(directory / file), providers=["CPUExecutionProvider"])
+
+        self.manifest = manifest
+        self.whole = session(manifest.whole.file)
+        self.parts = {s.name: session(s.file) for s in manifest.subgraphs}
+
+    def run_whole(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        name = self.manifest.output.name
+        return {name: self.whole.run([name], feeds)[0]}
+
+    def run_composed(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = dict(feeds)
+        for s in self.manifest.subgraphs:  # an execution order
+            outs = [t.name for t in s.outputs]
+            values.update(zip(outs, self.parts[s.name].run(outs, {t.name: values[t.name] for t in s.inputs})))
+        return {self.manifest.output.name: values[self.manifest.output.name]}
+
+
 def verify_export(manifest: ExportManifest, directory: Path, train: ParNet, deploy: ParNet,
                   fp32_whole: onnx.ModelProto | None, samples: int = 2, seed: int = 0) -> VerificationResult:
     """Run the written files with ONNX Runtime and compare, per sample, with the references.
@@ -54,7 +79,7 @@ def verify_export(manifest: ExportManifest, directory: Path, train: ParNet, depl
     exports with the fp32 ONNX graph run by ONNX Runtime (rtol 1e-2). The composed
     subgraphs are always compared with the whole graph of the same precision.
     """
-    whole, streams = ParnetRunner(manifest, directory, mode="whole"), ParnetRunner(manifest, directory, mode="streams")
+    graphs = _OrtGraphs(manifest, directory)
     fp32_runner = None
     if manifest.precision != "fp32":
         import onnxruntime as ort
@@ -62,27 +87,23 @@ def verify_export(manifest: ExportManifest, directory: Path, train: ParNet, depl
         fp32_runner = ort.InferenceSession(fp32_whole.SerializeToString(), providers=["CPUExecutionProvider"])
     name, image = manifest.output.name, manifest.input.name
     comparisons = []
-    try:
-        for i, x in enumerate(random_inputs(manifest.input.shape, samples, seed)):
-            got_whole = whole.infer({image: x})
-            got_streams = streams.infer({image: x})
-            tag = f"[sample {i}]"
-            if fp32_runner is None:
-                train_ref = {name: _torch_logits(train, x)}
-                comparisons += [
-                    compare(f"{tag} onnxruntime whole vs torch train form", got_whole, train_ref, FP32_RTOL),
-                    compare(f"{tag} onnxruntime whole vs torch deploy form", got_whole,
-                            {name: _torch_logits(deploy, x)}, FP32_RTOL),
-                    compare(f"{tag} onnxruntime {manifest.split} subgraphs vs torch train form", got_streams,
-                            train_ref, FP32_RTOL),
-                ]
-            else:
-                fp32_ref = {name: fp32_runner.run([name], {image: x})[0]}
-                comparisons.append(compare(f"{tag} {manifest.precision} whole vs fp32 whole", got_whole, fp32_ref,
-                                           FP16_RTOL))
-            comparisons.append(compare(f"{tag} {manifest.split} subgraphs vs whole", got_streams, got_whole,
-                                       FP32_RTOL if fp32_runner is None else FP16_RTOL))
-    finally:
-        whole.close()
-        streams.close()
+    for i, x in enumerate(random_inputs(manifest.input.shape, samples, seed)):
+        got_whole = graphs.run_whole({image: x})
+        got_streams = graphs.run_composed({image: x})
+        tag = f"[sample {i}]"
+        if fp32_runner is None:
+            train_ref = {name: _torch_logits(train, x)}
+            comparisons += [
+                compare(f"{tag} onnxruntime whole vs torch train form", got_whole, train_ref, FP32_RTOL),
+                compare(f"{tag} onnxruntime whole vs torch deploy form", got_whole,
+                        {name: _torch_logits(deploy, x)}, FP32_RTOL),
+                compare(f"{tag} onnxruntime {manifest.split} subgraphs vs torch train form", got_streams,
+                        train_ref, FP32_RTOL),
+            ]
+        else:
+            fp32_ref = {name: fp32_runner.run([name], {image: x})[0]}
+            comparisons.append(compare(f"{tag} {manifest.precision} whole vs fp32 whole", got_whole, fp32_ref,
+                                       FP16_RTOL))
+        comparisons.append(compare(f"{tag} {manifest.split} subgraphs vs whole", got_streams, got_whole,
+                                   FP32_RTOL if fp32_runner is None else FP16_RTOL))
     return VerificationResult(tuple(comparisons))

@@ -1,4 +1,5 @@
-"""Registry of named ParNet variants (``create_model`` / ``list_models``)."""
+"""Registry of named ParNet variants: names → config functions. Imports no model code (timm's
+``_registry`` / ``_factory`` split); ``_factory.create_model`` builds the model."""
 
 from __future__ import annotations
 
@@ -26,10 +27,3 @@ def model_config(name: str, **overrides: Any):
         return _ENTRYPOINTS[name](**overrides)
     except TypeError as e:
         raise ConfigError(f"bad option for {name}: {e}") from e
-
-
-def create_model(name: str, **overrides: Any):
-    """Build a registered variant in train form (eval mode), e.g. ``create_model('parnet_s', act='silu')``."""
-    from .parnet import ParNet
-
-    return ParNet(model_config(name, **overrides)).eval()

@@ -1,8 +1,8 @@
 """ParNet — "Non-deep Networks" (Goyal, Bochkovskiy, Deng, Koltun, 2021).
 
 Module names equal the official checkpoint keys (imankgoyal/NonDeepNetworks), so an
-official ``state_dict`` loads with ``strict=True``. Read top to bottom: config, blocks,
-model, named variants. Facts of the official code are collected in ``DESIGN.md``.
+official ``state_dict`` loads with ``strict=True``. Read top to bottom: blocks, then the
+model; the config and the named variants are in ``config.py`` (no PyTorch). Facts of the official code are collected in ``DESIGN.md``.
 
 Every re-parameterizable module has ``reparameterize()`` (idempotent, in place);
 :func:`parnet_deploy.reparameterize` walks a model and calls them.
@@ -10,85 +10,14 @@ Every re-parameterizable module has ``reparameterize()`` (idempotent, in place);
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
-
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from . import _fold
-from ._registry import register_model
+from .config import ACTIVATIONS, ParNetConfig
 
-ACTIVATIONS = ("relu", "silu")
-
-
-@dataclass(frozen=True)
-class ParNetConfig:
-    """Everything that defines a ParNet's architecture (recorded in checkpoints and exports).
-
-    planes: widths of the three streams and of the last block, e.g. ``(92, 192, 384, 1280)``.
-    num_blocks: stream k holds ``num_blocks[k] - 1`` blocks; ``num_blocks[3]`` must be 1.
-    num_classes: classifier outputs.
-    act: ``relu`` (what the released code builds) or ``silu`` (what the paper describes).
-    dropout: before the classifier; a no-op at inference.
-    small_input: the reconstructed 32x32 (CIFAR) variant: stride-1 stem of three blocks and
-        a 1x1 conv instead of the last downsampling block (paper section 3.3).
-    arch: the registered name this config came from, or ``custom``.
-    """
-
-    planes: tuple[int, int, int, int]
-    num_blocks: tuple[int, int, int, int] = (5, 6, 6, 1)
-    num_classes: int = 1000
-    act: str = "relu"
-    dropout: float = 0.0
-    small_input: bool = False
-    arch: str = "custom"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "planes", tuple(int(p) for p in self.planes))
-        object.__setattr__(self, "num_blocks", tuple(int(b) for b in self.num_blocks))
-        if len(self.planes) != 4 or any(p <= 0 for p in self.planes):
-            raise ConfigError(f"planes must be 4 positive ints, got {self.planes}")
-        if any(p % 2 for p in self.planes[1:3]):
-            raise ConfigError(f"planes[1] and planes[2] must be even (groups-2 fusion), got {self.planes}")
-        if len(self.num_blocks) != 4 or any(b < 1 for b in self.num_blocks) or self.num_blocks[3] != 1:
-            raise ConfigError(f"num_blocks must be 4 ints >= 1 with num_blocks[3] == 1, got {self.num_blocks}")
-        if self.act not in ACTIVATIONS:
-            raise ConfigError(f"act must be one of {ACTIVATIONS}, got {self.act!r}")
-        if self.num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {self.num_classes}")
-
-    @property
-    def input_multiple(self) -> int:
-        """Input sides must be multiples of this (every stride-2 stage needs an even input)."""
-        return 4 if self.small_input else 32
-
-    @property
-    def default_resolution(self) -> int:
-        return 32 if self.small_input else 224
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["planes"], d["num_blocks"] = list(self.planes), list(self.num_blocks)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ParNetConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown config fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def with_overrides(self, **overrides: Any) -> "ParNetConfig":
-        """A copy with the non-None ``overrides``; a changed architecture is named ``custom``."""
-        changes = {k: v for k, v in overrides.items() if v is not None}
-        new = replace(self, **changes)
-        shape_fields = ("planes", "num_blocks", "small_input")
-        if "arch" not in changes and any(getattr(new, f) != getattr(self, f) for f in shape_fields):
-            new = replace(new, arch="custom")
-        return new
+__all__ = ["ACTIVATIONS", "ParNet", "ParNetConfig"]
 
 
 def make_act(name: str) -> nn.Module:
@@ -414,49 +343,3 @@ class ParNet(nn.Module):
         xs = self.stem(x)
         ys = [stream(xk) for stream, xk in zip(self.streams, xs)]
         return self.fusion(*ys)
-
-
-# -- named variants -------------------------------------------------------------------------
-# Official ImageNet configs (released YAMLs; ParNet-S uses 92, not the paper's 96).
-@register_model
-def parnet_s(**overrides: Any) -> ParNetConfig:
-    return ParNetConfig(planes=(92, 192, 384, 1280), arch="parnet_s").with_overrides(**overrides)
-
-
-@register_model
-def parnet_m(**overrides: Any) -> ParNetConfig:
-    return ParNetConfig(planes=(128, 256, 512, 2048), arch="parnet_m").with_overrides(**overrides)
-
-
-@register_model
-def parnet_l(**overrides: Any) -> ParNetConfig:
-    return ParNetConfig(planes=(160, 320, 640, 2560), dropout=0.1, arch="parnet_l").with_overrides(**overrides)
-
-
-@register_model
-def parnet_xl(**overrides: Any) -> ParNetConfig:
-    return ParNetConfig(planes=(200, 400, 800, 3200), dropout=0.1, arch="parnet_xl").with_overrides(**overrides)
-
-
-# Small-input (32x32, CIFAR) variants: a reconstruction of the paper's section 3.3 — no
-# official code exists. Stride-1 stem (blocks at depths 1-2 become RepVGG-SSE-like and one
-# block is added at depth 3), streams one block shorter, a narrow 1x1 conv replaces the last
-# downsampling block. Widths chosen to land within 5% of the paper's 1.3M / 15.5M / 35M.
-SMALL_WIDTHS = {"s": (32, 64, 128, 128), "m": (112, 224, 448, 448), "l": (168, 336, 672, 672)}
-_SMALL = dict(num_blocks=(4, 5, 5, 1), num_classes=10, small_input=True)
-
-
-@register_model
-def parnet_cifar_s(**overrides: Any) -> ParNetConfig:
-    return ParNetConfig(planes=(SMALL_WIDTHS["s"]), arch="parnet_cifar_s", **_SMALL).with_overrides(**overrides)
-
-
-@register_model
-def parnet_cifar_m(**overrides: Any) -> ParNetConfig:
-    return ParNetConfig(planes=(SMALL_WIDTHS["m"]), arch="parnet_cifar_m", **_SMALL).with_overrides(**overrides)
-
-
-@register_model
-def parnet_cifar_l(**overrides: Any) -> ParNetConfig:
-    return ParNetConfig(planes=(SMALL_WIDTHS["l"]), arch="parnet_cifar_l", **_SMALL).with_overrides(**overrides)
-

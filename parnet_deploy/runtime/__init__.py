@@ -1,5 +1,6 @@
-"""Runtime: executes exports (and engines) without PyTorch."""
+"""Runtime: executes exports and engines. Imports no PyTorch (but the distributed mode)."""
 
-from .api import MODES, ParnetRunner, load
+from .api import load
+from .runner import MODES, ParnetRunner
 
 __all__ = ["MODES", "ParnetRunner", "load"]

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.export_manifest import ExportManifest
+from ..backends import StageTime, get_backend
 from ..errors import ParnetError, UserError
-from ..export.manifest import ExportManifest
-from .executors import StageTime
 
 STOP, RUN = 0, 1
 # Start-up spawns interpreters that import ONNX Runtime and build sessions: seconds, more on a
@@ -48,19 +48,19 @@ class RankPlan:
     rank_of: dict[str, int]  # subgraph → rank
     device_of: dict[int, str]  # rank → "cpu" | "cuda:N"
     world: int
+    precision: str
 
     @classmethod
     def make(cls, manifest: ExportManifest, placement: dict[str, str] | None,
-             devices: dict[str, str] | None) -> "RankPlan":
+             devices: dict[str, str] | None, precision: str) -> "RankPlan":
         if placement is None:  # export directory: the official split, all on this CPU
-            placement = {s.name: (f"r{s.name[-1]}" if s.name.startswith("stream") else "r0")
-                         for s in manifest.subgraphs}
+            placement = {s.name: f"r{s.stream or 0}" for s in manifest.subgraphs}
             devices = {tag: "cpu" for tag in set(placement.values())}
         home = placement.get(manifest.subgraphs[-1].name)
         order = [home] + [t for t in dict.fromkeys(placement[s.name] for s in manifest.subgraphs) if t != home]
         rank_of = {s.name: order.index(placement[s.name]) for s in manifest.subgraphs}
         device_of = {order.index(t): devices[t] for t in order}
-        return cls(manifest.to_dict(), rank_of, device_of, len(order))
+        return cls(manifest.to_dict(), rank_of, device_of, len(order), precision)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -68,11 +68,12 @@ class RankPlan:
     @classmethod
     def from_json(cls, text: str) -> "RankPlan":
         d = json.loads(text)
-        return cls(d["manifest"], d["rank_of"], {int(k): v for k, v in d["device_of"].items()}, d["world"])
+        return cls(d["manifest"], d["rank_of"], {int(k): v for k, v in d["device_of"].items()}, d["world"],
+                   d["precision"])
 
     @property
     def export(self) -> ExportManifest:
-        return ExportManifest.from_dict(self.manifest)
+        return ExportManifest.parse(self.manifest)
 
     def tags(self) -> dict[str, int]:
         """A message tag per tensor that crosses ranks."""
@@ -113,17 +114,13 @@ class _RankProgram:
         self.runners = runners
         self.tags = plan.tags()
         self.device = plan.device_of[rank] if nccl else "cpu"
-        producer = {t.name: plan.rank_of[s.name] for s in self.export.subgraphs for t in s.outputs}
+        dag = self.export.dag
         image = self.export.input.name
-        producer[image] = 0
-        self.producer = producer
-        consumers: dict[str, set[int]] = {}
-        for s in self.export.subgraphs:
-            for t in s.inputs:
-                consumers.setdefault(t.name, set()).add(plan.rank_of[s.name])
-        consumers.setdefault(self.export.output.name, set()).add(0)  # logits end on rank 0
-        self.consumers = consumers
-        self.broadcast_image = any(r != 0 for r in consumers.get(image, ()))
+        tensors = {t.name for s in self.export.subgraphs for t in s.inputs + s.outputs}
+        self.producer = {n: 0 if dag.producer(n) == "input" else plan.rank_of[dag.producer(n)] for n in tensors}
+        self.consumers = {n: {plan.rank_of[c] for c in dag.consumers(n)} for n in tensors}
+        self.consumers[self.export.output.name].add(0)  # logits end on rank 0
+        self.broadcast_image = any(r != 0 for r in self.consumers.get(image, ()))
         self.specs = {t.name: t for s in self.export.subgraphs for t in s.inputs + s.outputs}
 
     def _tensor(self, value: np.ndarray):
@@ -172,10 +169,7 @@ class _RankProgram:
 
 
 def _load_runners(plan: RankPlan, rank: int, directory: Path, backend: str, threads: int | None) -> dict:
-    from .backends import get_backend
-
-    device = plan.device_of[rank]
-    be = get_backend(backend, threads=threads, device=device)
+    be = get_backend(backend, threads=threads, device=plan.device_of[rank], precision=plan.precision)
     return {s.name: be.load(directory / s.file, s) for s in plan.export.subgraphs if plan.rank_of[s.name] == rank}
 
 
@@ -214,14 +208,15 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
 
 class DistributedExecutor:
     mode = "distributed"
+    gpu_time_ms = None
 
     def __init__(self, manifest: ExportManifest, directory: Path, backend: str, threads: int | None = None,
                  placement: dict[str, str] | None = None, devices: dict[str, str] | None = None,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, precision: str = "fp32"):
         torch, dist = _torch()
-        if timeout_s <= 0:
-            raise UserError(f"timeout must be > 0 s, got {timeout_s}")
-        self.plan = RankPlan.make(manifest, placement, devices)
+        if not timeout_s > 0 or timeout_s == float("inf"):
+            raise UserError(f"timeout must be a finite number of seconds > 0, got {timeout_s}")
+        self.plan = RankPlan.make(manifest, placement, devices, precision)
         self.timeout_s = timeout_s
         self.outputs = [t.name for t in manifest.whole.outputs]
         self.workers = self.plan.world

@@ -7,32 +7,19 @@ computes). Both executors are safe to call from several threads at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..export.manifest import ExportManifest, SubgraphSpec
-from .backends.base import SubgraphRunner
-
-# (spec, concurrency) -> a runner for that subgraph on the device it is placed on
-LoadRunner = Callable[[SubgraphSpec, int], SubgraphRunner]
-
-
-@dataclass(frozen=True)
-class StageTime:
-    name: str
-    start: float  # seconds, perf_counter, relative to the start of the call
-    end: float
-
-    @property
-    def ms(self) -> float:
-        return (self.end - self.start) * 1e3
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ..backends.base import Executor, LoadRunner, Runner, StageTime
+from ..errors import RuntimeFailure
 
 
 class WholeExecutor:
     mode = "whole"
+    workers = 1
+    gpu_time_ms = None
 
     def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, parallelism: int = 1):
         self.runner = load_runner(manifest.whole, 1)
@@ -54,12 +41,13 @@ class StreamsExecutor:
     """One runner per subgraph; a subgraph starts as soon as all its inputs exist."""
 
     mode = "streams"
+    gpu_time_ms = None
 
     def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, parallelism: int,
                  workers: int | None = None):
         self.specs: list[SubgraphSpec] = list(manifest.subgraphs)
-        self.workers = workers or self.auto_workers(self.max_concurrency(self.specs), parallelism)
-        self.runners: dict[str, SubgraphRunner] = {s.name: load_runner(s, self.workers) for s in self.specs}
+        self.workers = workers or self.auto_workers(manifest.dag.width, parallelism)
+        self.runners: dict[str, Runner] = {s.name: load_runner(s, self.workers) for s in self.specs}
         self.outputs = [t.name for t in manifest.whole.outputs]
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="parnet-stream")
 
@@ -72,19 +60,6 @@ class StreamsExecutor:
         GPU or many cores independent streams overlap.
         """
         return max(1, min(width, parallelism // 2))
-
-    @staticmethod
-    def max_concurrency(specs: list[SubgraphSpec]) -> int:
-        """The widest level of the DAG: how many subgraphs can ever run at once."""
-        level: dict[str, int] = {}
-        produced_by = {t.name: s.name for s in specs for t in s.outputs}
-        for s in specs:  # specs are in a valid execution order
-            level[s.name] = 1 + max((level[produced_by[t.name]] for t in s.inputs if t.name in produced_by),
-                                    default=0)
-        counts: dict[int, int] = {}
-        for v in level.values():
-            counts[v] = counts.get(v, 0) + 1
-        return max(counts.values())
 
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
         if self.workers == 1:
@@ -105,7 +80,7 @@ class StreamsExecutor:
                 pending.remove(spec)
                 running[self._pool.submit(run, spec, {t.name: values[t.name] for t in spec.inputs})] = spec
             if not running:
-                raise RuntimeError(f"DAG cannot make progress; waiting: {[s.name for s in pending]}")
+                raise RuntimeFailure(f"DAG cannot make progress; waiting: {[s.name for s in pending]}")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 running.pop(fut)
@@ -134,4 +109,4 @@ class StreamsExecutor:
             r.close()
 
 
-EXECUTORS = {"whole": WholeExecutor, "streams": StreamsExecutor}
+EXECUTORS: dict[str, type[Executor]] = {"whole": WholeExecutor, "streams": StreamsExecutor}

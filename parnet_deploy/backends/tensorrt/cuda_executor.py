@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from ..export.manifest import ExportManifest
-from .executors import LoadRunner, StageTime
+from ...artifacts.export_manifest import ExportManifest
+from ..base import LoadRunner, StageTime
 
 
 class CudaStreamsExecutor:  # pragma: no cover - needs a GPU
@@ -31,7 +31,7 @@ class CudaStreamsExecutor:  # pragma: no cover - needs a GPU
         self.workers = len(self.specs)
         self.input = manifest.input.name
         self.outputs = [t.name for t in manifest.whole.outputs]
-        self.producer = {t.name: s.name for s in self.specs for t in s.outputs}
+        self.dag = manifest.dag
         self.gpu_time_ms: list[float] = []
         self.graph = None
         if cuda_graph:
@@ -42,8 +42,8 @@ class CudaStreamsExecutor:  # pragma: no cover - needs a GPU
             runner = self.runners[spec.name]
             waits = []
             for t in spec.inputs:
-                src_name = self.producer.get(t.name)
-                if src_name is None:
+                src_name = self.dag.producer(t.name)
+                if src_name == "input":
                     continue  # the image: copied in before
                 src = self.runners[src_name]
                 waits.append(src.done)
@@ -80,7 +80,7 @@ class CudaStreamsExecutor:  # pragma: no cover - needs a GPU
             self._enqueue_all()
         last = self.runners[self.specs[-1].name]
         last.done.synchronize()
-        out = {name: self.runners[self.producer[name]].buffers[name].cpu().numpy() for name in self.outputs}
+        out = {name: self.runners[self.dag.producer(name)].buffers[name].cpu().numpy() for name in self.outputs}
         wall = time.perf_counter() - t0
         starts = [self.runners[s.name].started for s in self.specs]
         self.gpu_time_ms.append(max(s.elapsed_time(self.runners[n.name].done) for s, n in zip(starts, self.specs)))

@@ -8,12 +8,14 @@ one CUDA context in the process. Not runnable on CPU-only machines: tests are ma
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import BackendMissingError, UserError
-from ...export.manifest import SubgraphSpec
+from ...artifacts.export_manifest import SubgraphSpec
+from ...errors import BackendMissingError, RuntimeFailure, UserError
+from ..base import Runner
 
 INSTALL_HINT = "pip install 'parnet-deploy[gpu]' (tensorrt>=10 and a CUDA build of torch; needs an NVIDIA GPU)"
 
@@ -29,10 +31,14 @@ def _modules():
     return trt, torch
 
 
-class TensorRTRunner:  # pragma: no cover - needs a GPU
+class TensorRTRunner(Runner):  # pragma: no cover - needs a GPU
+    """One execution context and fixed buffers: calls are serialised by a lock (documented in the README)."""
+
     def __init__(self, engine_path: Path, spec: SubgraphSpec, device_index: int):
+        super().__init__(spec)
         trt, torch = _modules()
-        self.torch, self.spec, self.device = torch, spec, torch.device("cuda", device_index)
+        self.torch, self.device = torch, torch.device("cuda", device_index)
+        self.lock = threading.Lock()
         with torch.cuda.device(self.device):
             self.logger = trt.Logger(trt.Logger.WARNING)
             self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
@@ -57,37 +63,17 @@ class TensorRTRunner:  # pragma: no cover - needs a GPU
                 self.stream.wait_event(event)
             self.started.record(self.stream)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise UserError(f"TensorRT execution of {self.spec.name} failed")
+                raise RuntimeFailure(f"TensorRT execution of {self.spec.name} failed")
             self.done.record(self.stream)
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name, value in feeds.items():
-            self.buffers[name].copy_(self.torch.from_numpy(np.ascontiguousarray(value)), non_blocking=False)
-        self.enqueue()
-        self.stream.synchronize()
-        return {t.name: self.buffers[t.name].cpu().numpy() for t in self.spec.outputs}
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:
+            for name, value in feeds.items():
+                self.buffers[name].copy_(self.torch.from_numpy(np.ascontiguousarray(value)), non_blocking=False)
+            self.enqueue()
+            self.stream.synchronize()
+            return {t.name: self.buffers[t.name].cpu().numpy() for t in self.spec.outputs}
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         self.context = self.engine = None
         self.buffers.clear()
-
-
-class TensorRTBackend:  # pragma: no cover - needs a GPU
-    name = "tensorrt"
-
-    def __init__(self, threads: int | None = None, device: str | None = None):
-        trt, torch = _modules()
-        self.version = trt.__version__
-        device = device or "cuda:0"
-        if not device.startswith("cuda"):
-            raise UserError(f"TensorRT runs on CUDA devices, not {device!r}")
-        self.index = int(device.partition(":")[2] or 0)
-        self.parallelism = 4  # independent CUDA streams overlap on one GPU
-
-    def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1) -> TensorRTRunner:
-        return TensorRTRunner(path, spec, self.index)
-
-    def describe(self) -> dict[str, str]:
-        _, torch = _modules()
-        return {"backend": "tensorrt", "version": self.version, "device": f"cuda:{self.index}",
-                "gpu": torch.cuda.get_device_name(self.index)}

@@ -1,0 +1,221 @@
+"""``engines.json`` of an engine directory: what was built, for which device, from what.
+
+Schema (version 2): ``schema``, ``schema_version``, ``name``, ``backend`` ``{name, version}``,
+``precision`` (what runs: fp32 | fp16 | bf16 | int8), ``options`` (:class:`BuildOptions`),
+``devices`` (tag → :class:`DeviceRecord`), ``engines`` (tag → subgraph → file in ``<tag>/``),
+``placement`` (subgraph or ``model`` → device tag), ``predicted`` (the placement's predicted
+critical path, or null), ``selection`` (``--backend auto``: every candidate's measured latency),
+``accuracy`` (the accuracy gate of a reduced precision, or null), ``sources`` (file → sha256
+of the export it was built from), ``files`` (``<tag>/<file>`` → sha256, bytes), and ``export``
+(the export's manifest: config, subgraph inputs/outputs, DAG).
+
+Engines are tied to their device and backend version: TensorRT plans to the GPU's compute
+capability and TensorRT version, ONNX Runtime's saved optimized graphs (NCHWc layouts) and
+OpenVINO's compiled blobs to the CPU model and their version. Loading refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactNotFoundError, UserError
+from .export_manifest import ExportManifest
+from .files import FileSpec, read_manifest_json, verify_files, write_json
+from .schema import Fields, check_name
+
+SCHEMA = "parnet-deploy/engines"
+SCHEMA_VERSION = 2
+MANIFEST = "engines.json"
+WHOLE = "model"
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+class EngineIncompatibleError(UserError):
+    """The engines were built for another device or backend version."""
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One device engines were built on. ``compute_capability`` and ``uuid`` are GPU-only."""
+
+    tag: str
+    kind: str  # "cpu" or "cuda"
+    name: str
+    index: int | None = None
+    compute_capability: str | None = None
+    uuid: str | None = None
+
+    def describe(self) -> str:
+        cc = f", compute capability {self.compute_capability}" if self.compute_capability else ""
+        return f"{self.name}{cc}"
+
+    @classmethod
+    def parse(cls, f: Fields) -> "DeviceRecord":
+        index = f.raw("index")
+        return cls(check_name(f.str("tag"), f"{f.where}.tag"), f.str("kind", choices=DEVICE_KINDS), f.str("name"),
+                   None if index is None else f.int("index", 0, 1023), f.raw("compute_capability"), f.raw("uuid"))
+
+
+@dataclass(frozen=True)
+class BackendRecord:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a builder is asked for (recorded in engines.json).
+
+    precision: what the engine computes in: ``fp32`` / ``fp16`` / ``int8`` follow the export
+    (fp16 casts, Q/DQ nodes); ``bf16`` is an OpenVINO inference-precision hint on an fp32
+    export. workspace_mib: TensorRT's builder workspace. timing_cache: a folder of TensorRT
+    timing caches, one per GPU model and TensorRT version.
+    """
+
+    precision: str = "fp32"
+    workspace_mib: int = 2048
+    timing_cache: str | None = None
+
+    @classmethod
+    def parse(cls, f: Fields) -> "BuildOptions":
+        cache = f.raw("timing_cache")
+        return cls(f.str("precision", choices=PRECISIONS), f.int("workspace_mib", 1, 1 << 20),
+                   None if cache is None else f.str("timing_cache"))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate of ``--backend auto``: its median latency on the whole graph."""
+
+    backend: str
+    precision: str
+    median_ms: float
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class EnginesManifest:
+    name: str
+    backend: BackendRecord
+    precision: str
+    options: BuildOptions
+    devices: dict[str, DeviceRecord]
+    engines: dict[str, dict[str, str]]
+    placement: dict[str, str]
+    export: ExportManifest
+    sources: dict[str, str]
+    files: dict[str, FileSpec]
+    predicted: dict[str, Any] | None = None
+    selection: tuple[Trial, ...] = ()
+    accuracy: dict[str, Any] | None = None
+    schema: str = SCHEMA
+    schema_version: int = SCHEMA_VERSION
+
+    def engine_file(self, subgraph: str) -> str:
+        tag = self.placement[subgraph]
+        return f"{tag}/{self.engines[tag][subgraph]}"
+
+    def export_view(self) -> ExportManifest:
+        """The export manifest with every file pointing at its engine: what executors run."""
+        return self.export.with_files(self.engine_file(WHOLE),
+                                      {s.name: self.engine_file(s.name) for s in self.export.subgraphs})
+
+    # -- io ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["export"] = self.export.to_dict()
+        head = {"schema": d.pop("schema"), "schema_version": d.pop("schema_version")}
+        return head | d
+
+    @classmethod
+    def parse(cls, raw: Any, where: str = "engines.json") -> "EnginesManifest":
+        f = Fields(raw, where)
+        b = f.obj("backend")
+        devices = {check_name(tag, f"{where}.devices"): DeviceRecord.parse(Fields(d, f"{where}.devices.{tag}"))
+                   for tag, d in f.obj("devices").d.items()}
+        export = ExportManifest.parse(f.raw("export"), f"{where}.export")
+        subgraphs = {WHOLE, *(s.name for s in export.subgraphs)}
+        engines: dict[str, dict[str, str]] = {}
+        for tag, per in f.obj("engines").d.items():
+            if tag not in devices:
+                raise f.error("engines", f"device tag {tag!r} is not in devices")
+            per_f = Fields(per, f"{where}.engines.{tag}")
+            if set(per_f.d) != subgraphs:
+                raise per_f.error("", f"expected an engine for each of {sorted(subgraphs)}")
+            engines[tag] = {s: check_name(per_f.str(s), f"{per_f.where}.{s}") for s in sorted(subgraphs)}
+        placement = {}
+        for sub, tag in f.obj("placement").d.items():
+            if sub not in subgraphs or tag not in engines:
+                raise f.error("placement", f"{sub!r} -> {tag!r}: unknown subgraph or device without engines")
+            placement[sub] = tag
+        if set(placement) != subgraphs:
+            raise f.error("placement", f"expected a device for each of {sorted(subgraphs)}")
+        files = {}
+        for name, spec in f.obj("files").d.items():
+            s = Fields(spec, f"{where}.files.{name}")
+            files[name] = FileSpec(s.str("sha256"), s.int("bytes", 0, 16 << 30))
+        unlisted = [f"{t}/{e}" for t, per in engines.items() for e in per.values() if f"{t}/{e}" not in files]
+        if unlisted:
+            raise f.error("files", f"no entry for the engine files {unlisted[:3]}")
+        trials = tuple(Trial(**Fields(t, f"{where}.selection[{i}]").d) for i, t in enumerate(f.raw("selection") or []))
+        return cls(name=check_name(f.str("name"), f"{where}.name"),
+                   backend=BackendRecord(b.str("name"), b.str("version")),
+                   precision=f.str("precision", choices=PRECISIONS), options=BuildOptions.parse(f.obj("options")),
+                   devices=devices, engines=engines, placement=placement, export=export,
+                   sources={k: str(v) for k, v in f.obj("sources").d.items()}, files=files,
+                   predicted=f.raw("predicted"), selection=trials, accuracy=f.raw("accuracy"))
+
+    def write(self, directory: Path) -> None:
+        write_json(directory / MANIFEST, self.to_dict())
+
+
+def is_engine_dir(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_engines(directory: str | Path, verify: bool = True) -> EnginesManifest:
+    """Read and validate ``engines.json``; check every file's size and sha256 (compatibility: the backend)."""
+    from ..errors import ConfigError, ExportError
+
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an engine directory; build one with parnet-build)")
+    raw = read_manifest_json(path, SCHEMA, SCHEMA_VERSION, "rebuild with parnet-build")
+    try:
+        manifest = EnginesManifest.parse(raw, str(path))
+    except (ConfigError, TypeError) as e:
+        raise ExportError(f"{path}: malformed engines manifest: {e}") from e
+    if verify:
+        verify_files(directory, manifest.files, MANIFEST, max_depth=2, redo="rebuild with parnet-build")
+    return manifest
+
+
+def check_compatible(manifest: EnginesManifest, running_version: str,
+                     running_devices: dict[str, DeviceRecord | None], directory: str | Path = "") -> None:
+    """Refuse engines built for another backend version or device, with a rebuild hint.
+
+    ``running_devices`` maps each device tag the placement uses to what that device is
+    here (None: no such device).
+    """
+    backend = manifest.backend.name
+    hint = f"rebuild with: parnet-build <export dir> --backend {backend}"
+    if manifest.backend.version != running_version:
+        raise EngineIncompatibleError(
+            f"{directory}: engines were built with {backend} {manifest.backend.version}, this is "
+            f"{backend} {running_version}; {hint}")
+    for tag in sorted(set(manifest.placement.values())):
+        built, here = manifest.devices[tag], running_devices.get(tag)
+        if here is None:
+            raise EngineIncompatibleError(f"{directory}: engines for {tag} ({built.describe()}) but no such device "
+                                          f"here; {hint}")
+        if built.kind == "cuda" and built.compute_capability != here.compute_capability:
+            raise EngineIncompatibleError(
+                f"{directory}: engines for {tag} were built for compute capability {built.compute_capability} "
+                f"({built.name}); this GPU is {here.compute_capability} ({here.name}); rebuild for this GPU: {hint}")
+        if built.kind == "cpu" and built.name != here.name:
+            raise EngineIncompatibleError(
+                f"{directory}: engines for {tag} were optimized for {built.name}; this CPU is {here.name}; {hint}")

@@ -1,0 +1,225 @@
+"""``manifest.json`` of an export directory: typed, versioned, validated and hash-verified on load.
+
+Schema (version 2), one JSON object:
+
+- ``schema``: ``"parnet-deploy/export"``; ``schema_version``: 2
+- ``name``: export name; ``model``: the :class:`ParNetConfig` fields
+- ``resolution``: ``[H, W]``; ``normalization``: ``{mean, std, layout, note}`` (applied by the caller)
+- ``precision``: ``fp32`` | ``fp16`` | ``int8`` (Q/DQ); ``split``: ``replicated`` | ``shared``; ``opset``
+- ``whole``: the whole graph as a subgraph entry; ``subgraphs``: ``[{name, file, stream, inputs,
+  outputs}]`` with tensors as ``{name, shape, dtype}``; ``stream`` is k for ``stream{k}``, else null
+- ``dag``: ``[{tensor, producer, consumers}]``; producer ``"input"`` is the image (derived, for readers)
+- ``files``: ``{file: {sha256, bytes}}`` for every file in the directory but the manifest
+- ``reference``: npz with ``image`` and ``logits`` (fp32 deploy form in PyTorch)
+- ``quantization``: int8 exports only (``parnet-quantize``): calibration, accuracy gate, what stayed float
+- ``versions``: toolkit, torch, onnx, onnxruntime; ``verification``: what the export checked
+
+Version 2 added ``stream`` and ``quantization``; version 1 exports must be re-exported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactNotFoundError
+from ..models.config import ParNetConfig
+from .dag import Dag
+from .files import FileSpec, read_manifest_json, verify_files, write_json
+from .schema import Fields, check_name
+
+SCHEMA = "parnet-deploy/export"
+SCHEMA_VERSION = 2
+MANIFEST = "manifest.json"
+IMAGE = "image"
+LOGITS = "logits"
+PRECISIONS = ("fp32", "fp16", "int8")
+SPLITS = ("replicated", "shared")
+DTYPES = ("float32", "float16")
+MAX_FILE_BYTES = 16 << 30
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name
+
+    @classmethod
+    def parse(cls, f: Fields) -> "TensorSpec":
+        return cls(f.str("name"), f.shape("shape"), f.str("dtype", choices=DTYPES))
+
+
+@dataclass(frozen=True)
+class SubgraphSpec:
+    name: str
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    stream: int | None = None  # k for the subgraph of stream k
+
+    @classmethod
+    def parse(cls, f: Fields) -> "SubgraphSpec":
+        def tensors(key: str) -> tuple[TensorSpec, ...]:
+            items = f.list(key, max_len=8)
+            if not items:
+                raise f.error(key, "expected at least one tensor")
+            return tuple(TensorSpec.parse(Fields(t, f"{f.where}.{key}[{i}]")) for i, t in enumerate(items))
+
+        stream = f.raw("stream")
+        if stream is not None:
+            stream = f.int("stream", 0, 63)
+        return cls(check_name(f.str("name"), f"{f.where}.name"), check_name(f.str("file"), f"{f.where}.file"),
+                   tensors("inputs"), tensors("outputs"), stream)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How the caller turns an 8-bit image into the graph's input: ``(rgb / 255 - mean) / std``."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layout: str = "NCHW RGB"
+    note: str = "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"
+
+    @classmethod
+    def parse(cls, f: Fields) -> "Normalization":
+        std = f.floats("std", 3)
+        if min(std) <= 0:
+            raise f.error("std", "expected positive numbers")
+        return cls(f.floats("mean", 3), std, f.str("layout", default="NCHW RGB"), f.str("note", default=""))
+
+
+IMAGENET_NORMALIZATION = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How an int8 (Q/DQ) export was made, and what its accuracy gate measured."""
+
+    method: str  # calibration: minmax | entropy | percentile
+    calibration: str  # the calibration source
+    evaluation: str  # the labeled (or unlabeled) set the gate judged on
+    level: str  # which LEVELS entry was accepted
+    kept_float: tuple[str, ...]
+    max_drop: float
+    drop_points: float
+    top1_fp32: float | None
+    top1_int8: float | None
+    agreement: float
+    source: str  # name of the fp32 export it was quantized from
+    source_sha256: str  # sha256 of that export's model.onnx
+
+    @classmethod
+    def parse(cls, f: Fields) -> "Quantization":
+        d = f.d
+        try:
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__} | {"kept_float": tuple(d["kept_float"])})
+        except (KeyError, TypeError) as e:
+            raise f.error(str(e), "malformed quantization record") from e
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    name: str
+    model: ParNetConfig
+    resolution: tuple[int, int]
+    precision: str
+    split: str
+    opset: int
+    whole: SubgraphSpec
+    subgraphs: tuple[SubgraphSpec, ...]
+    files: dict[str, FileSpec]
+    normalization: Normalization
+    reference: str = "reference.npz"
+    quantization: Quantization | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    verification: dict[str, Any] = field(default_factory=dict)
+    schema: str = SCHEMA
+    schema_version: int = SCHEMA_VERSION
+
+    @cached_property
+    def dag(self) -> Dag:
+        return Dag(self.subgraphs, tuple(t.name for t in self.whole.inputs), tuple(t.name for t in self.whole.outputs))
+
+    @property
+    def input(self) -> TensorSpec:
+        return self.whole.inputs[0]
+
+    @property
+    def output(self) -> TensorSpec:
+        return self.whole.outputs[0]
+
+    def subgraph(self, name: str) -> SubgraphSpec:
+        return self.dag.spec(name)
+
+    def with_files(self, whole: str, subgraphs: dict[str, str]) -> "ExportManifest":
+        """The same graph, with each subgraph's file replaced (engines point at their own files)."""
+        return replace(self, whole=replace(self.whole, file=whole),
+                       subgraphs=tuple(replace(s, file=subgraphs[s.name]) for s in self.subgraphs))
+
+    # -- io ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        d["dag"] = self.dag.to_list()
+        head = {"schema": d.pop("schema"), "schema_version": d.pop("schema_version")}
+        return head | d
+
+    @classmethod
+    def parse(cls, raw: Any, where: str = "manifest") -> "ExportManifest":
+        f = Fields(raw, where)
+        try:
+            model = ParNetConfig.from_dict(f.obj("model").d)
+        except (TypeError, ValueError) as e:
+            raise f.error("model", f"expected a ParNet config ({e})") from e
+        files = {}
+        for name, spec in f.obj("files").d.items():
+            check_name(name, f"{where}.files")
+            s = Fields(spec, f"{where}.files.{name}")
+            files[name] = FileSpec(s.str("sha256"), s.int("bytes", 0, MAX_FILE_BYTES))
+        subgraphs = tuple(SubgraphSpec.parse(Fields(s, f"{where}.subgraphs[{i}]"))
+                          for i, s in enumerate(f.list("subgraphs", max_len=16)))
+        quant = f.raw("quantization")
+        manifest = cls(
+            name=check_name(f.str("name"), f"{where}.name"), model=model,
+            resolution=tuple(f.shape("resolution")), precision=f.str("precision", choices=PRECISIONS),
+            split=f.str("split", choices=SPLITS), opset=f.int("opset", 7, 30),
+            whole=SubgraphSpec.parse(f.obj("whole")), subgraphs=subgraphs, files=files,
+            normalization=Normalization.parse(f.obj("normalization")),
+            reference=check_name(f.str("reference", default="reference.npz"), f"{where}.reference"),
+            quantization=None if quant is None else Quantization.parse(f.obj("quantization")),
+            versions=dict(f.obj("versions", default={}).d), verification=dict(f.obj("verification", default={}).d))
+        if len(manifest.resolution) != 2:
+            raise f.error("resolution", "expected [H, W]")
+        manifest.dag  # noqa: B018  (validates: acyclic, connected, every input produced)
+        referenced = [manifest.whole.file, *(s.file for s in subgraphs)]
+        unlisted = [n for n in referenced if n not in files]
+        if unlisted:
+            raise f.error("files", f"no entry for the subgraph files {unlisted}")
+        return manifest
+
+    def write(self, directory: Path) -> None:
+        write_json(directory / MANIFEST, self.to_dict())
+
+
+def load_manifest(directory: str | Path, verify: bool = True) -> ExportManifest:
+    """Read and validate ``manifest.json``; by default check every file's size and sha256."""
+    from ..errors import ConfigError, ExportError
+
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise ArtifactNotFoundError(f"export directory not found: {directory}")
+    if not path.is_file():
+        raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an export directory, or an interrupted export)")
+    raw = read_manifest_json(path, SCHEMA, SCHEMA_VERSION, "re-export it with parnet-export")
+    try:
+        manifest = ExportManifest.parse(raw, str(path))
+    except ConfigError as e:
+        raise ExportError(f"{path}: model: {e}") from e
+    if verify:
+        verify_files(directory, manifest.files, MANIFEST)
+    return manifest

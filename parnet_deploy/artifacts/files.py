@@ -1,0 +1,109 @@
+"""Writing artifact folders safely and checking them later: hashes, sizes, atomic directories,
+and the reading of manifest JSON with typed, field-naming errors."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..errors import ArtifactMismatchError, ArtifactNotFoundError, ExportError, UserError
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target``; on success it replaces ``target``.
+
+    On any failure (including Ctrl-C) the temporary directory is removed and an existing
+    ``target`` is left untouched. Without ``force`` an existing ``target`` is an error.
+    """
+    target = Path(target)
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists (use --force to replace it)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as e:
+        raise UserError(f"cannot write to {target.parent}: {e.strerror or e}") from e
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+MAX_MANIFEST_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    sha256: str
+    bytes: int
+
+
+def hash_files(directory: Path, exclude: tuple[str, ...] = ()) -> dict[str, FileSpec]:
+    """sha256 and size of every file directly in ``directory`` (but ``exclude``)."""
+    return {p.name: FileSpec(sha256_file(p), p.stat().st_size)
+            for p in sorted(directory.iterdir()) if p.is_file() and p.name not in exclude}
+
+
+def read_manifest_json(path: Path, schema: str, version: int, redo: str) -> dict[str, Any]:
+    """The raw JSON of a manifest whose schema name and version this toolkit reads."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ExportError(f"{path}: {size} bytes is too large for a manifest (limit {MAX_MANIFEST_BYTES})")
+        raw = json.loads(path.read_text())
+    except (ValueError, RecursionError) as e:
+        raise ExportError(f"{path}: malformed manifest: {str(e)[:200]}") from e
+    if not isinstance(raw, dict) or raw.get("schema") != schema:
+        raise ExportError(f"{path}: not a {schema} manifest")
+    if raw.get("schema_version") != version:
+        raise ExportError(f"{path}: schema version {raw.get('schema_version')} is not supported "
+                          f"(this toolkit reads {version}); {redo}")
+    return raw
+
+
+def verify_files(directory: Path, files: dict[str, FileSpec], manifest_name: str, max_depth: int = 1,
+                 redo: str = "re-export it") -> None:
+    """Every listed file lies inside ``directory`` and has the recorded size, then sha256."""
+    for name, spec in files.items():
+        parts = PurePosixPath(name).parts
+        if not parts or len(parts) > max_depth or ".." in parts or PurePosixPath(name).is_absolute():
+            raise ExportError(f"{directory}: {manifest_name} names a file outside the directory: {name!r}")
+        p = directory / name
+        if not p.is_file():
+            raise ArtifactNotFoundError(f"{directory}: {name} is missing (listed in {manifest_name}); {redo}")
+        if p.stat().st_size != spec.bytes:
+            raise ArtifactMismatchError(f"{directory}: {name} has {p.stat().st_size} bytes, {manifest_name} records "
+                                        f"{spec.bytes} (modified after it was written?); {redo}")
+        if sha256_file(p) != spec.sha256:
+            raise ArtifactMismatchError(f"{directory}: {name} does not match its sha256 in {manifest_name} "
+                                        f"(modified after it was written?); {redo}")

@@ -1,0 +1,82 @@
+"""Reading untrusted manifest JSON into typed values: every error is one line naming the field."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import ExportError
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_DIM = 1 << 16
+MAX_RANK = 8
+
+
+def check_name(value: Any, where: str) -> str:
+    """A name that may become a path component: a strict pattern, never ``..``."""
+    if not isinstance(value, str) or not NAME.fullmatch(value) or ".." in value:
+        raise ExportError(f"{where}: {value!r} is not a valid name ([A-Za-z0-9][A-Za-z0-9._-]{{0,63}}, no '..')")
+    return value
+
+
+class Fields:
+    """Typed access to one JSON object; ``where`` names it in errors (``manifest.whole.inputs[0]``)."""
+
+    def __init__(self, value: Any, where: str):
+        if not isinstance(value, dict):
+            raise ExportError(f"{where}: expected an object, got {type(value).__name__}")
+        self.d, self.where = value, where
+
+    def _get(self, key: str, default: Any):
+        if key not in self.d:
+            if default is _MISSING:
+                raise ExportError(f"{self.where}.{key}: missing")
+            return default
+        return self.d[key]
+
+    def _fail(self, key: str, expected: str) -> ExportError:
+        return ExportError(f"{self.where}.{key}: expected {expected}, got {self.d.get(key)!r:.80}")
+
+    def error(self, key: str, message: str) -> ExportError:
+        return ExportError(f"{self.where}.{key}: {message}")
+
+    def str(self, key: str, default: Any = None, choices: tuple[str, ...] | None = None) -> Any:
+        v = self._get(key, _MISSING if default is None else default)
+        if not isinstance(v, str) or (choices is not None and v not in choices):
+            raise self._fail(key, f"one of {choices}" if choices else "a string")
+        return v
+
+    def int(self, key: str, lo: int = 0, hi: int = 1 << 62, default: Any = None) -> int:
+        v = self._get(key, _MISSING if default is None else default)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise self._fail(key, f"an integer in [{lo}, {hi}]")
+        return v
+
+    def obj(self, key: str, default: Any = None) -> "Fields":
+        return Fields(self._get(key, _MISSING if default is None else default), f"{self.where}.{key}")
+
+    def list(self, key: str, max_len: int = 64) -> list[Any]:
+        v = self._get(key, _MISSING)
+        if not isinstance(v, list) or len(v) > max_len:
+            raise self._fail(key, f"a list of at most {max_len} items")
+        return v
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        return self._get(key, default)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        v = self._get(key, _MISSING)
+        if (not isinstance(v, list) or not 0 < len(v) <= MAX_RANK
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 0 < x <= MAX_DIM for x in v)):
+            raise self._fail(key, f"a shape of 1..{MAX_RANK} dimensions in [1, {MAX_DIM}]")
+        return tuple(v)
+
+    def floats(self, key: str, length: int) -> tuple[float, ...]:
+        v = self._get(key, _MISSING)
+        if (not isinstance(v, list) or len(v) != length
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+            raise self._fail(key, f"{length} numbers")
+        return tuple(float(x) for x in v)
+
+
+_MISSING = object()

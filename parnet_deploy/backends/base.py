@@ -1,0 +1,151 @@
+"""The one interface every backend implements (Polygraphy's loader/runner split).
+
+A backend class is both halves of one engine:
+
+- the builder side (class methods): ``available()``, ``version()``, ``devices()``,
+  ``build(source, engine, device, options)``: one ONNX file → one engine file for one device;
+- the runner side: an instance bound to one device and a thread budget, whose ``load(path,
+  spec)`` turns an ONNX or engine file into a :class:`Runner`.
+
+Runners validate in ``infer`` and compute in ``infer_impl``; every runner may be called from
+several threads at once. The runtime and the engine builder talk to backends only through this.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from ..artifacts.engines_manifest import BuildOptions, DeviceRecord
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ..errors import RuntimeFailure, UserError
+from ..hardware import cpu_model
+
+
+@dataclass(frozen=True)
+class StageTime:
+    name: str
+    start: float  # seconds, perf_counter, relative to the start of the call
+    end: float
+
+    @property
+    def ms(self) -> float:
+        return (self.end - self.start) * 1e3
+
+
+class Runner(ABC):
+    """Executes one (sub)graph: ``{input name: array}`` → ``{output name: array}``."""
+
+    def __init__(self, spec: SubgraphSpec):
+        self.spec = spec
+        self._inputs = {t.name for t in spec.inputs}
+        self.closed = False
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.closed:
+            raise RuntimeFailure(f"{self.spec.name}: the runner is closed")
+        if set(feeds) != self._inputs:
+            raise UserError(f"{self.spec.name}: expected inputs {sorted(self._inputs)}, got {sorted(feeds)}")
+        return self.infer_impl(feeds)
+
+    def infer_array(self, x: np.ndarray) -> np.ndarray:
+        """Single input, single output: the friendly form used by evaluation."""
+        return self.infer({self.spec.inputs[0].name: x})[self.spec.outputs[0].name]
+
+    @abstractmethod
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_impl()
+
+    def close_impl(self) -> None:
+        pass
+
+
+LoadRunner = Callable[[SubgraphSpec, int], Runner]
+
+
+class Executor(Protocol):
+    """Runs an export's graph (whole, or its subgraphs along the DAG); what the runtime and bench ask."""
+
+    mode: str
+    workers: int  # how many subgraphs run at once (1: one at a time, in order)
+    gpu_time_ms: list[float] | None  # device compute time per call, where the backend measures it
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(ABC):
+    """One engine family. Subclasses set the class variables and implement the methods."""
+
+    name: ClassVar[str]
+    engine_suffix: ClassVar[str]  # engine files: <tag>/<subgraph><suffix>
+    install_hint: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]  # what its engines can compute in
+    device_kinds: ClassVar[tuple[str, ...]] = ("cpu",)
+    runs_onnx: ClassVar[bool] = True  # False: only its own engine files (TensorRT plans)
+
+    # -- builder side ------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def available(cls) -> bool: ...
+
+    @classmethod
+    @abstractmethod
+    def version(cls) -> str:
+        """The library version engines are tied to; raises BackendMissingError if absent."""
+
+    @classmethod
+    def devices(cls) -> list[DeviceRecord]:
+        """The devices this backend can build for on this machine."""
+        return [cpu_device()]
+
+    @classmethod
+    def device(cls, item: str) -> DeviceRecord | None:
+        """``cpu`` or a GPU index as given to ``--devices``: that device here, or None."""
+        return next((d for d in cls.devices() if (item == "cpu" and d.kind == "cpu") or str(d.index) == item), None)
+
+    @classmethod
+    @abstractmethod
+    def build(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
+        """Write one engine file for ``device`` from one ONNX file."""
+
+    # -- runner side -------------------------------------------------------------------------
+    def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise UserError(f"threads must be a positive integer, got {threads!r}")
+        self.threads = threads or os.cpu_count() or 1
+        self.device = device or "cpu"
+        self.precision = precision
+
+    @property
+    def parallelism(self) -> int:
+        """How many subgraphs could usefully run at once (threads on a CPU; streams on a GPU)."""
+        return self.threads
+
+    @abstractmethod
+    def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1) -> Runner: ...
+
+    def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner) -> Executor | None:
+        """A backend-specific executor for ``mode`` (TensorRT: CUDA streams), or None for the generic one."""
+        return None
+
+    @abstractmethod
+    def describe(self) -> dict[str, str]:
+        """Recorded in benchmark reports."""
+
+
+def cpu_device() -> DeviceRecord:
+    return DeviceRecord(tag="cpu", kind="cpu", name=cpu_model())

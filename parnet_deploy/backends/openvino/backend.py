@@ -1,0 +1,57 @@
+"""OpenVINO backend: CPU engines as compiled blobs, tuned for batch-1 latency (one stream)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
+from ...artifacts.export_manifest import SubgraphSpec
+from ...errors import BackendMissingError
+from ..base import Backend
+from . import builder
+from .config import INSTALL_HINT, compile_config, device_name, openvino, precision_hint
+from .runner import OpenVinoRunner
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    engine_suffix = ".blob"
+    install_hint = INSTALL_HINT
+    precisions = ("fp32", "bf16", "int8")
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            openvino()
+        except BackendMissingError:
+            return False
+        return True
+
+    @classmethod
+    def version(cls) -> str:
+        return str(openvino().__version__)
+
+    @classmethod
+    def build(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
+        builder.build(source, engine, device, options)
+
+    def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):
+        super().__init__(threads, device, precision)
+        self.device_name = device_name(self.device)
+        self.hint = precision_hint(precision, self.device_name)
+
+    def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1) -> OpenVinoRunner:
+        """An ``.onnx`` file is compiled here; anything else is a blob written by :meth:`build`."""
+        path = Path(path)
+        # subgraphs that run at the same time share the cores instead of oversubscribing them
+        config = compile_config(self.device_name, max(1, self.threads // max(1, concurrency)), self.hint)
+        load = builder.compile_onnx if path.suffix == ".onnx" else builder.import_blob
+        return OpenVinoRunner(load(path, self.device_name, config), spec, config)
+
+    def describe(self) -> dict[str, str]:
+        info = {"backend": self.name, "version": self.version(), "device": self.device,
+                "openvino_device": self.device_name, "threads": str(self.threads),
+                "inference_precision": self.hint, "performance_hint": "LATENCY", "num_streams": "1"}
+        if self.device_name == "CPU":
+            info["cpu_pinning"] = "NO"
+        return info

@@ -1,0 +1,42 @@
+"""ONNX → OpenVINO compiled blob (``compiled.export_model()``) for one device.
+
+A CPU blob keeps the transformed graph, not the compile options: ``import_model`` applies the
+inference precision, threads and pinning given at import (without them: bf16 on this CPU and
+all cores), whatever the blob was compiled with. The runner therefore passes them again; the
+precision hint here only decides what the compile-time check exercises.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
+from ...errors import UserError
+from .config import compile_config, core, precision_hint, reason
+
+
+def compile_onnx(source: Path, device: str, config: dict[str, str]) -> Any:
+    ov = core()
+    try:
+        return ov.compile_model(ov.read_model(str(source)), device, config)
+    except RuntimeError as e:
+        raise UserError(f"openvino cannot compile {source.name} for {device}: {reason(e)}") from e
+
+
+def import_blob(blob: Path, device: str, config: dict[str, str]) -> Any:
+    try:
+        return core().import_model(blob.read_bytes(), device, config)
+    except RuntimeError as e:
+        raise UserError(f"openvino cannot import {blob.name} on {device} (built by another OpenVINO version or "
+                        f"for another CPU? rebuild with parnet-build): {reason(e)}") from e
+
+
+def build(source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
+    if device.kind != "cpu":
+        raise UserError(f"openvino builds for the CPU only, not {device.describe()}")
+    config = compile_config("CPU", os.cpu_count() or 1, precision_hint(options.precision, "CPU"))
+    blob = compile_onnx(source, "CPU", config).export_model()
+    engine.write_bytes(blob.getvalue() if isinstance(blob, io.BytesIO) else bytes(blob))  # BytesIO since 2025

@@ -1,0 +1,95 @@
+"""TensorRT backend: per-GPU plans, CUDA streams, torch.cuda for memory. Needs an NVIDIA GPU.
+
+Written against the documented TensorRT 10/11 and torch.cuda APIs; it has never run on this
+project's machines (no GPU, TensorRT not installable): its tests are marked ``gpu``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
+from ...artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ...errors import BackendMissingError, UserError
+from ...hardware import slug
+from ..base import Backend, LoadRunner
+from . import builder
+
+
+def cuda_devices() -> list[DeviceRecord]:  # pragma: no cover - needs a GPU
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        uuid = str(getattr(props, "uuid", "")) or None
+        out.append(DeviceRecord(tag=f"cuda{index}-{slug(props.name)}-sm{props.major}{props.minor}", kind="cuda",
+                                name=props.name, index=index, compute_capability=f"{props.major}.{props.minor}",
+                                uuid=uuid))
+    return out
+
+
+class TensorRTBackend(Backend):  # pragma: no cover - needs a GPU
+    name = "tensorrt"
+    engine_suffix = ".plan"
+    install_hint = builder.INSTALL_HINT
+    precisions = ("fp32", "fp16", "int8")
+    device_kinds = ("cuda",)
+    runs_onnx = False
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            builder.version()
+        except BackendMissingError:
+            return False
+        return bool(cuda_devices())
+
+    @classmethod
+    def version(cls) -> str:
+        return builder.version()
+
+    @classmethod
+    def devices(cls) -> list[DeviceRecord]:
+        return cuda_devices()
+
+    @classmethod
+    def build(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
+        if options.precision not in cls.precisions:
+            raise UserError(f"TensorRT builds {', '.join(cls.precisions)} (from the ONNX), not {options.precision}")
+        builder.build(source, engine, device, options)
+
+    def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):
+        super().__init__(threads, device or "cuda:0", precision)
+        if not self.device.startswith("cuda") or not (self.device.partition(":")[2] or "0").isdigit():
+            raise UserError(f"TensorRT runs on CUDA devices (cuda:N), not {self.device!r}")
+        self.index = int(self.device.partition(":")[2] or 0)
+
+    @property
+    def parallelism(self) -> int:
+        return 4  # independent CUDA streams overlap on one GPU
+
+    def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1):
+        from .runner import TensorRTRunner
+
+        return TensorRTRunner(path, spec, self.index)
+
+    def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner):
+        if mode != "streams":
+            return None
+        from .cuda_executor import CudaStreamsExecutor
+
+        return CudaStreamsExecutor(manifest, load_runner)
+
+    def describe(self) -> dict[str, str]:
+        import torch
+
+        return {"backend": "tensorrt", "version": self.version(), "device": f"cuda:{self.index}",
+                "gpu": torch.cuda.get_device_name(self.index)}
+
+
+__all__ = ["TensorRTBackend"]

@@ -1,0 +1,63 @@
+"""TensorRT builder (TensorRT 10 and 11 Python API). Needs a GPU: not runnable on CPU-only machines.
+
+Networks are strongly typed on 10.x and 11.x alike (documented since 10.0; weak typing is
+deprecated since 10.12 and gone in 11): precision comes from the ONNX (fp16 casts, Q/DQ
+nodes), so the engine computes what the accuracy gate accepted. Timing caches are kept one
+per GPU model, compute capability and TensorRT version, in the ``timing_cache`` folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
+from ...errors import BackendMissingError, ParnetError
+from ...hardware import slug
+
+INSTALL_HINT = "pip install 'parnet-deploy[gpu]' (tensorrt>=10; needs an NVIDIA driver)"
+
+
+def _trt():
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendMissingError("tensorrt", INSTALL_HINT) from e
+    return trt
+
+
+def version() -> str:
+    return _trt().__version__
+
+
+def timing_cache_path(folder: str, device: DeviceRecord) -> Path:
+    return Path(folder) / f"{slug(device.name)}-sm{(device.compute_capability or '').replace('.', '')}-trt{version()}.cache"
+
+
+def build(onnx_path: Path, engine_path: Path, device: DeviceRecord, options: BuildOptions) -> None:
+    """Parse ``onnx_path`` and serialize an engine for ``device`` (made current)."""
+    import torch
+
+    trt = _trt()
+    with torch.cuda.device(device.index or 0):
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ParnetError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+        cache_path = timing_cache_path(options.timing_cache, device) if options.timing_cache else None
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.is_file() else b"")
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise ParnetError(f"TensorRT refused the timing cache {cache_path}; delete it to start a new one")
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise ParnetError(f"TensorRT failed to build {onnx_path.name} (see the log above)")
+        engine_path.write_bytes(bytes(plan))
+        if cache_path is not None:
+            updated = config.get_timing_cache()
+            if updated is not None:
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+                cache_path.write_bytes(bytes(updated.serialize()))

@@ -1,1 +1,0 @@
-"""Builders turn one ONNX file into one engine file for one device (imported lazily)."""

@@ -1,0 +1,97 @@
+"""``quantize_export``: an fp32 export → ``export/<name>-int8/``, one calibrated Q/DQ graph for every runtime.
+
+Symmetric int8 (zero points 0), biases in float, Q/DQ on the inputs of weighted ops: what
+TensorRT's explicit quantization and OpenVINO take as is. ONNX Runtime on x86 runs the same
+values with uint8 activations (its backend converts, exactly). The whole graph is calibrated
+once and the subgraphs are cut from it, so every subgraph uses the same scales. The accuracy
+gate runs before anything is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..artifacts.export_manifest import ExportManifest, Quantization, load_manifest
+from ..artifacts.files import atomic_directory, hash_files
+from ..backends import get_backend
+from ..errors import UserError
+from .accuracy import evaluate
+from .int8 import METHODS, Int8Config, quantize_until_accurate
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    calib: str  # digits | file.npz | folder
+    method: str = "minmax"
+    max_drop: float = 1.0  # top-1 points (or % disagreement with fp32 on unlabeled data)
+    eval_source: str | None = None  # default: digits -> digits:heldout, otherwise the calib source
+    output: Path = Path("export")
+    name: str | None = None  # default: <export name>-int8
+    force: bool = False
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not (0 <= self.max_drop <= 100):
+            raise UserError(f"--max-drop must be between 0 and 100 points, got {self.max_drop}")
+
+
+def quantize_export(export_dir: str | Path, config: QuantizeConfig,
+                    log: Callable[[str], None] = print) -> tuple[Path, ExportManifest]:
+    import onnx
+
+    from ..data import load_source
+    from ..export.graph import cut, subgraph_plan
+
+    config.validate()
+    export_dir = Path(export_dir)
+    export = load_manifest(export_dir)
+    if export.precision != "fp32":
+        raise UserError(f"{export_dir} is a {export.precision} export; quantize an fp32 export")
+    norm = export.normalization
+    calib_name = "digits:train" if config.calib == "digits" else config.calib
+    eval_name = config.eval_source or ("digits:heldout" if config.calib == "digits" else config.calib)
+    calib = load_source(calib_name, tuple(export.resolution), norm.mean, norm.std)
+    heldout = load_source(eval_name, tuple(export.resolution), norm.mean, norm.std)
+    backend = get_backend("onnxruntime")
+    fp32 = evaluate(backend.load(export_dir / export.whole.file, export.whole).infer_array, heldout)
+    measured: dict = {}
+
+    def accept(path: Path) -> tuple[bool, str]:
+        q = evaluate(backend.load(path, replace(export.whole, file=path.name)).infer_array, heldout)
+        agree = q.agreement(fp32)
+        if heldout.labels is not None:
+            drop = (fp32.top1 - q.top1) * 100
+            summary = f"top-1 {q.top1:.2%} vs fp32 {fp32.top1:.2%} (drop {drop:.2f} points), agreement {agree:.2%}"
+        else:
+            drop = (1 - agree) * 100
+            summary = f"agreement with fp32 {agree:.2%} (unlabeled data)"
+        measured.update(top1_fp32=fp32.top1 if heldout.labels is not None else None,
+                        top1_int8=q.top1 if heldout.labels is not None else None, agreement=agree, drop_points=drop)
+        return drop <= config.max_drop, summary
+
+    name = config.name or f"{export.name}-int8"
+    target = config.output / name
+    cfg = Int8Config(method=config.method)
+    log(f"quantizing {export.name} to int8 ({cfg.method} calibration on {calib.name}; accuracy on {heldout.name}, "
+        f"max drop {config.max_drop} points)")
+    with atomic_directory(target, force=config.force) as tmp:
+        level, kept_float, _ = quantize_until_accurate(export_dir / export.whole.file, tmp / export.whole.file,
+                                                       calib, cfg, accept, log)
+        whole = onnx.load(tmp / export.whole.file)
+        for sub, ins, outs, _ in subgraph_plan(export.split):
+            onnx.save(cut(whole, ins, outs, sub), tmp / f"{sub}.onnx")
+        shutil.copyfile(export_dir / export.reference, tmp / export.reference)
+        if kept_float:
+            log(f"  kept in float: {', '.join(kept_float)}")
+        record = Quantization(method=cfg.method, calibration=calib.name, evaluation=heldout.name, level=level.name,
+                              kept_float=tuple(kept_float), max_drop=config.max_drop, source=export.name,
+                              source_sha256=export.files[export.whole.file].sha256, **measured)
+        manifest = replace(export, name=name, precision="int8", files=hash_files(tmp), quantization=record,
+                           verification={"performed": True, "accuracy_gate": "passed"})
+        manifest.write(tmp)
+    log(f"int8 export written to {target}/")
+    return target, manifest

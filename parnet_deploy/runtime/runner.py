@@ -1,0 +1,106 @@
+"""``ParnetRunner``: an export's (or engine's) graph, ready to call, on one or more devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ..backends import Runner, StageTime, get_backend
+from ..backends.base import Executor
+from ..errors import RuntimeFailure, UserError
+from .executors import EXECUTORS
+
+MODES = (*EXECUTORS, "distributed")
+
+
+class ParnetRunner:
+    """``runner(x)``: float32 ``(1, 3, H, W)`` image → logits ``(1, classes)``.
+
+    Thread safety: one runner may be called from several threads at once (ONNX Runtime
+    sessions are thread-safe, OpenVINO keeps a pool of infer requests, TensorRT runners and
+    the distributed executor serialise calls). Usable as a context manager; :meth:`close`
+    releases sessions and worker processes, and a closed runner refuses calls.
+    """
+
+    def __init__(self, manifest: ExportManifest, directory: Path, backend: str = "onnxruntime",
+                 mode: str = "whole", threads: int | None = None, device: str | None = None,
+                 precision: str | None = None, placement: dict[str, str] | None = None,
+                 devices: dict[str, str] | None = None, timeout_s: float = 30.0):
+        if mode not in MODES:
+            raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.manifest = manifest
+        self.directory = directory
+        self.mode = mode
+        self.precision = precision or manifest.precision
+        # one backend per device the subgraphs are placed on (export directories: just one)
+        self.placement = placement or {s.name: "default" for s in (manifest.whole, *manifest.subgraphs)}
+        device_of = devices or {"default": device}
+        self.backends = {tag: get_backend(backend, threads=threads, device=device_of[tag], precision=self.precision)
+                         for tag in sorted(set(self.placement.values()))}
+        self.backend = self.backends[self.placement[manifest.whole.name]]
+        self.executor: Executor
+        if mode == "distributed":
+            from .distributed import DistributedExecutor
+
+            self.executor = DistributedExecutor(manifest, directory, backend, threads=threads,
+                                                placement=placement, devices=devices, timeout_s=timeout_s,
+                                                precision=self.precision)
+        else:
+            special = self.backend.executor(mode, manifest, self._load_runner)
+            parallelism = sum(b.parallelism for b in self.backends.values())
+            self.executor = special or EXECUTORS[mode](manifest, self._load_runner, parallelism)
+        self.input_spec = manifest.input
+        self.output_spec = manifest.output
+        self.closed = False
+
+    def _load_runner(self, spec: SubgraphSpec, concurrency: int) -> Runner:
+        backend = self.backends[self.placement[spec.name]]
+        return backend.load(self.directory / spec.file, spec, concurrency=concurrency)
+
+    # -- validation ----------------------------------------------------------------------
+    def check_input(self, x: np.ndarray) -> None:
+        spec = self.input_spec
+        if not isinstance(x, np.ndarray):
+            raise UserError(f"input must be a numpy array, got {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise UserError(f"input dtype must be float32, got {x.dtype}")
+        if tuple(x.shape) != tuple(spec.shape):
+            raise UserError(f"input shape must be {tuple(spec.shape)} (N, C, H, W), got {tuple(x.shape)}")
+        if not x.flags.c_contiguous:
+            raise UserError("input must be C-contiguous (use np.ascontiguousarray)")
+
+    # -- running ---------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeFailure("this runner is closed")
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._check_open()
+        if set(feeds) != {self.input_spec.name}:
+            raise UserError(f"expected exactly one input named {self.input_spec.name!r}, got {sorted(feeds)}")
+        self.check_input(feeds[self.input_spec.name])
+        return self.executor.infer(feeds)
+
+    def infer_timed(self, x: np.ndarray) -> tuple[np.ndarray, list[StageTime]]:
+        self._check_open()
+        self.check_input(x)
+        out, times = self.executor.infer_timed({self.input_spec.name: x})
+        return out[self.output_spec.name], times
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self._check_open()
+        self.check_input(x)
+        return self.executor.infer({self.input_spec.name: x})[self.output_spec.name]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.executor.close()
+
+    def __enter__(self) -> "ParnetRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
