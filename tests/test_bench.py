@@ -83,7 +83,7 @@ def test_compare_rows(tiny):
 @pytest.mark.parametrize("args, message", [
     (["--engine", "nowhere"], "export directory not found"),
     (["--engine", "DIR", "--json", "/nonexistent/x.json"], "is not a directory"),
-    (["--engine", "DIR", "--warmup", "-1"], "warm-up and duration must be >= 0"),
+    (["--engine", "DIR", "--warmup", "-1"], "expected a finite number of seconds >= 0"),
     (["--compare", "missing.pt"], "checkpoint not found"),
 ])
 def test_bench_user_errors(tiny, args, message):

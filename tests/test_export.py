@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import parnet_deploy as pd
-from parnet_deploy.errors import ExportError, UserError
+from parnet_deploy.errors import ExportError, ToolchainError, UserError
 from parnet_deploy.export import ExportConfig, export_model, load_manifest
 from parnet_deploy.export import graph as G
 from parnet_deploy.export.opgate import check_tensorrt_ops, unsupported_ops
@@ -74,7 +74,7 @@ def test_composed_subgraphs_equal_whole_graph(exports, split, files):
 def test_manifest_records_the_dag_and_config(exports):
     directory, _ = exports["shared", "fp32"]
     raw = json.loads((directory / "manifest.json").read_text())
-    assert raw["schema"] == "parnet-deploy/export" and raw["schema_version"] == 1
+    assert raw["schema"] == "parnet-deploy/export" and raw["schema_version"] == 2
     assert raw["model"]["act"] == "relu" and raw["model"]["planes"] == [16, 32, 64, 96]
     assert raw["resolution"] == [64, 64] and raw["split"] == "shared" and raw["opset"] == 18
     dag = {e["tensor"]: (e["producer"], e["consumers"]) for e in raw["dag"]}
@@ -83,6 +83,8 @@ def test_manifest_records_the_dag_and_config(exports):
     assert dag["y2"] == ("stream2", ["fusion"])
     assert set(raw["files"]) == {"model.onnx", "stem.onnx", "stream0.onnx", "stream1.onnx", "stream2.onnx",
                                  "fusion.onnx", "reference.npz"}
+    assert [(s["name"], s["stream"]) for s in raw["subgraphs"]] == [
+        ("stem", None), ("stream0", 0), ("stream1", 1), ("stream2", 2), ("fusion", None)]
     fusion = next(s for s in raw["subgraphs"] if s["name"] == "fusion")
     assert [t["name"] for t in fusion["inputs"]] == ["y0", "y1", "y2"]
     assert fusion["inputs"][0]["shape"] == [1, 16, 16, 16] and fusion["outputs"][0]["shape"] == [1, 10]
@@ -145,7 +147,7 @@ def test_op_gate_rejects_unsupported_ops():
     graph = onnx.helper.make_graph([onnx.helper.make_node("Det", ["x"], ["y"])], "g", [x], [y])
     bad = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
     assert unsupported_ops(bad) == ["Det"]
-    with pytest.raises(ExportError, match="ops not supported by TensorRT's ONNX parser: Det"):
+    with pytest.raises(ToolchainError, match="ops not supported by TensorRT's ONNX parser: Det"):
         check_tensorrt_ops(bad, "bad.onnx")
 
 

@@ -7,7 +7,8 @@ import torch
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
-from parnet_deploy.errors import ExportError, UserError
+from parnet_deploy.backends import get_backend
+from parnet_deploy.errors import ExportError, RuntimeFailure, UserError
 from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.runtime.executors import StreamsExecutor
 
@@ -34,32 +35,40 @@ def _x(seed=0):
     return np.random.default_rng(seed).standard_normal((1, 3, *RES)).astype(np.float32)
 
 
-def test_runner_equals_pytorch(model, export_dirs):
-    with runtime.load(export_dirs["replicated"]) as run:
-        out = run(_x())
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("mode, split", [("whole", "replicated"), ("streams", "replicated"), ("streams", "shared")])
+def test_runner_equals_pytorch_train_form(model, export_dirs, backend, mode, split):
     with torch.no_grad():
         ref = model(torch.from_numpy(_x())).numpy()
+    with runtime.load(export_dirs[split], backend=backend, mode=mode) as run:
+        out = run(_x())
     assert out.shape == (1, 10) and out.dtype == np.float32
     assert rel_err(out, ref) <= 1e-4
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("split", ["replicated", "shared"])
 @pytest.mark.parametrize("workers", [1, 3])
-def test_streams_equal_whole(export_dirs, split, workers):
+def test_streams_equal_whole_and_follow_the_dag(export_dirs, backend, split, workers):
     from parnet_deploy.export import load_manifest
-    from parnet_deploy.runtime.backends import get_backend
 
     d = export_dirs[split]
-    whole = runtime.load(d, mode="whole")
-    backend = get_backend("onnxruntime", threads=2)
-    streams = StreamsExecutor(load_manifest(d), lambda spec, n: backend.load(d / spec.file, spec, n), 2,
-                              workers=workers)
+    manifest = load_manifest(d)
+    whole = runtime.load(d, mode="whole", backend=backend)
+    be = get_backend(backend, threads=2)
+    streams = StreamsExecutor(manifest, lambda spec, n: be.load(d / spec.file, spec, n), 2, workers=workers)
     for seed in range(3):
         x = _x(seed)
         assert rel_err(streams.infer({"image": x})["logits"], whole(x)) <= 1e-5
-    out, times = streams.infer_timed({"image": _x()})
-    assert [t.name for t in sorted(times, key=lambda t: t.start)][0] in ("stem", "stream0", "stream1", "stream2")
-    assert max(t.end for t in times) >= max(t.start for t in times)
+    _, times = streams.infer_timed({"image": _x()})
+    stage = {t.name: t for t in times}
+    assert set(stage) == {s.name for s in manifest.subgraphs}
+    for s in manifest.subgraphs:  # nothing starts before every producer of its inputs has finished
+        for p in manifest.dag.predecessors(s.name):
+            assert stage[s.name].start >= stage[p].end, (s.name, p)
+    if workers == 1:  # one at a time, in the manifest's order
+        order = [t.name for t in sorted(times, key=lambda t: t.start)]
+        assert order == [s.name for s in manifest.subgraphs]
     streams.close()
     whole.close()
 
@@ -100,6 +109,18 @@ def test_input_validation(export_dirs, bad, message):
     with runtime.load(export_dirs["replicated"]) as run:
         with pytest.raises(UserError, match=message):
             run(bad)
+
+
+def test_closed_runner_and_bad_feeds(export_dirs):
+    for mode in ("whole", "streams"):
+        run = runtime.load(export_dirs["shared"], mode=mode)
+        with pytest.raises(UserError, match="exactly one input named 'image'"):
+            run.infer({"image": _x(), "extra": _x()})
+        run.close()
+        with pytest.raises(RuntimeFailure, match="closed"):
+            run(_x())
+    with pytest.raises(UserError, match="threads must be a positive integer"):
+        runtime.load(export_dirs["shared"], threads=0)
 
 
 def test_tampered_export_refused(export_dirs, tmp_path):

@@ -16,6 +16,7 @@ OpenVINO's compiled blobs to the CPU model and their version. Loading refuses a 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ class EnginesManifest:
         d = asdict(self)
         d["export"] = self.export.to_dict()
         head = {"schema": d.pop("schema"), "schema_version": d.pop("schema_version")}
-        return head | d
+        return json.loads(json.dumps(head | d))  # plain JSON types (lists, not tuples), as read back
 
     @classmethod
     def parse(cls, raw: Any, where: str = "engines.json") -> "EnginesManifest":

@@ -19,6 +19,7 @@ Version 2 added ``stream`` and ``quantization``; version 1 exports must be re-ex
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -166,7 +167,7 @@ class ExportManifest:
         d["model"] = self.model.to_dict()
         d["dag"] = self.dag.to_list()
         head = {"schema": d.pop("schema"), "schema_version": d.pop("schema_version")}
-        return head | d
+        return json.loads(json.dumps(head | d))  # plain JSON types (lists, not tuples), as read back
 
     @classmethod
     def parse(cls, raw: Any, where: str = "manifest") -> "ExportManifest":

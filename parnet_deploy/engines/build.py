@@ -200,6 +200,9 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
 
     with tempfile.TemporaryDirectory(prefix="parnet-build-") as scratch, \
             atomic_directory(target, force=config.force) as tmp:
+        names = candidates(config, "int8" if quantize else engine_precision(export, config))
+        for name in names:
+            backend_class(name).version()  # a missing library fails now, with its install hint
         source_dir, source = export_dir, export
         if quantize:
             from ..precision.quantize import QuantizeConfig, quantize_export
@@ -208,7 +211,6 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
                 calib=config.calib, method=config.calib_method, max_drop=config.max_drop,
                 eval_source=config.eval_source, output=Path(scratch)), log=log)
         precision = engine_precision(source, config)
-        names = candidates(config, precision)
         options = BuildOptions(precision=precision, workspace_mib=config.workspace_mib,
                                timing_cache=str(config.timing_cache) if config.timing_cache else None)
         backend, trials = choose_backend(names, source_dir, source, options, config.measure_iterations, log)
