@@ -71,8 +71,10 @@ def test_compare_rows(tiny):
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [row["name"] for row in rows] == [
-        "torch train form (unfused, eager)", "torch deploy form (eager)", "onnxruntime whole graph",
-        "onnxruntime streams (replicated)", "onnxruntime streams (shared)"]
+        "torch train form (unfused, eager)", "torch deploy form (eager)",
+        "onnxruntime whole graph", "onnxruntime streams (replicated)",
+        "openvino whole graph", "openvino streams (replicated)",
+        "onnxruntime streams (shared)", "openvino streams (shared)"]
     assert rows[0]["speedup_vs_unfused"] == 1.0
     for row in rows:
         assert row["max_rel_err_vs_train"] <= 1e-4
@@ -84,6 +86,10 @@ def test_compare_rows(tiny):
     (["--engine", "nowhere"], "export directory not found"),
     (["--engine", "DIR", "--json", "/nonexistent/x.json"], "is not a directory"),
     (["--engine", "DIR", "--warmup", "-1"], "expected a finite number of seconds >= 0"),
+    (["--engine", "DIR", "--duration", "nan"], "expected a finite number of seconds >= 0"),
+    (["--engine", "DIR", "--warmup", "inf"], "expected a finite number of seconds >= 0"),
+    (["--engine", "DIR", "--json", "."], "is a directory"),
+    (["--engine", "DIR", "--plot", "x.txt"], "expected a .png or .svg or .pdf file"),
     (["--compare", "missing.pt"], "checkpoint not found"),
 ])
 def test_bench_user_errors(tiny, args, message):

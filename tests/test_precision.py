@@ -170,7 +170,7 @@ def test_train_cli_checks_its_output_before_training(tmp_path):
     assert r.returncode == 2 and "is a directory" in r.stderr and "epoch" not in r.stdout
     r = subprocess.run([sys.executable, "-m", "parnet_deploy.cli.train", "--planes", "100000,1,1,1"],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "expected 4 widths in 1..4096" in r.stderr
+    assert r.returncode == 2 and "expected 4 widths in 1..8192" in r.stderr
 
 
 def test_train_cli(tmp_path):

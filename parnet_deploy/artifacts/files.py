@@ -30,19 +30,49 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+ARTIFACT_MARKERS = ("manifest.json", "engines.json")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    """Temporary directories left by a process that was killed (SIGKILL skips every cleanup)."""
+    for p in parent.glob(f".{name}.tmp-*"):
+        pid = p.name[len(f".{name}.tmp-"):].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)) and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success it replaces ``target``.
 
     On any failure (including Ctrl-C) the temporary directory is removed and an existing
-    ``target`` is left untouched. Without ``force`` an existing ``target`` is an error.
+    ``target`` is left untouched. Without ``force`` an existing ``target`` is an error; with
+    it, only one of our artifacts (a directory holding our manifest) is ever replaced.
     """
     target = Path(target)
-    if target.exists() and not force:
-        raise UserError(f"{target} already exists (use --force to replace it)")
+    if target.exists() or target.is_symlink():
+        if not force:
+            raise UserError(f"{target} already exists (use --force to replace it)")
+        if target.is_symlink() or not target.is_dir() or not any((target / m).is_file() for m in ARTIFACT_MARKERS):
+            raise UserError(f"refusing to replace {target}: it is not a parnet-deploy artifact directory "
+                            f"(no {' or '.join(ARTIFACT_MARKERS)})")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        _remove_stale(target.parent, target.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any new directory
     except OSError as e:
         raise UserError(f"cannot write to {target.parent}: {e.strerror or e}") from e
     try:
@@ -101,6 +131,8 @@ def verify_files(directory: Path, files: dict[str, FileSpec], manifest_name: str
         p = directory / name
         if not p.is_file():
             raise ArtifactNotFoundError(f"{directory}: {name} is missing (listed in {manifest_name}); {redo}")
+        if not p.resolve().is_relative_to(directory.resolve()):
+            raise ExportError(f"{directory}: {name} is a link that points outside the directory; refused")
         if p.stat().st_size != spec.bytes:
             raise ArtifactMismatchError(f"{directory}: {name} has {p.stat().st_size} bytes, {manifest_name} records "
                                         f"{spec.bytes} (modified after it was written?); {redo}")

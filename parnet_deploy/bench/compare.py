@@ -17,6 +17,7 @@ import torch
 from ..compare import compare
 from ..errors import VerificationError
 from ..export.pipeline import ExportConfig, export_model
+from ..backends import available_backends
 from ..models import ParNet
 from ..reparam import reparameterize
 from ..runtime import load
@@ -75,16 +76,18 @@ def torch_candidates(model: ParNet, threads: int) -> list[Candidate]:
 
 def runtime_candidates(model: ParNet, workdir: Path, resolution: tuple[int, int], threads: int,
                        log: Callable[[str], None]) -> list[Candidate]:
+    """Every CPU backend installed here: the whole graph, and the streams of each split."""
     out = []
     for split in ("replicated", "shared"):
         directory, _ = export_model(model, ExportConfig(output=workdir, name=split, resolution=resolution,
                                                         split=split, verify=False), log=lambda _: None)
         log(f"exported {split} split")
         modes = ("whole", "streams") if split == "replicated" else ("streams",)
-        for mode in modes:
-            r = load(directory, mode=mode, threads=threads)
-            label = "onnxruntime whole graph" if mode == "whole" else f"onnxruntime streams ({split})"
-            out.append(Candidate(label, r, close=r.close))
+        for backend in available_backends("cpu"):
+            for mode in modes:
+                r = load(directory, backend=backend, mode=mode, threads=threads)
+                label = f"{backend} whole graph" if mode == "whole" else f"{backend} streams ({split})"
+                out.append(Candidate(label, r, close=r.close))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ class TimingConfig:
     def validate(self) -> None:
         from ..errors import UserError
 
-        if self.warmup_s < 0 or self.min_iterations < 1 or self.min_duration_s < 0:
-            raise UserError("warm-up and duration must be >= 0 and iterations >= 1")
+        if not (0 <= self.warmup_s < math.inf and 0 <= self.min_duration_s < math.inf) or self.min_iterations < 1:
+            raise UserError("warm-up and duration must be finite and >= 0, and iterations >= 1")
 
 
 def _warm_up(fn: Callable[[], object], seconds: float) -> None:

@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models.config import ACTIVATIONS
+from ..models.config import ACTIVATIONS, MAX_WIDTH
 from . import common
 
-MAX_WIDTH = 4096
+
 
 
 def planes(text: str) -> tuple[int, ...] | None:

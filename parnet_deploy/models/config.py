@@ -13,6 +13,10 @@ from ..errors import ConfigError
 from ._registry import register_model
 
 ACTIVATIONS = ("relu", "silu")
+# bounds that keep a hostile or mistyped config from allocating terabytes (ParNet-XL's widest is 3200)
+MAX_WIDTH = 8192
+MAX_BLOCKS = 64
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -40,16 +44,17 @@ class ParNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "planes", tuple(int(p) for p in self.planes))
         object.__setattr__(self, "num_blocks", tuple(int(b) for b in self.num_blocks))
-        if len(self.planes) != 4 or any(p <= 0 for p in self.planes):
-            raise ConfigError(f"planes must be 4 positive ints, got {self.planes}")
+        if len(self.planes) != 4 or any(not 0 < p <= MAX_WIDTH for p in self.planes):
+            raise ConfigError(f"planes must be 4 ints in 1..{MAX_WIDTH}, got {self.planes}")
         if any(p % 2 for p in self.planes[1:3]):
             raise ConfigError(f"planes[1] and planes[2] must be even (groups-2 fusion), got {self.planes}")
-        if len(self.num_blocks) != 4 or any(b < 1 for b in self.num_blocks) or self.num_blocks[3] != 1:
-            raise ConfigError(f"num_blocks must be 4 ints >= 1 with num_blocks[3] == 1, got {self.num_blocks}")
+        if len(self.num_blocks) != 4 or any(not 1 <= b <= MAX_BLOCKS for b in self.num_blocks) or self.num_blocks[3] != 1:
+            raise ConfigError(f"num_blocks must be 4 ints in 1..{MAX_BLOCKS} with num_blocks[3] == 1, "
+                              f"got {self.num_blocks}")
         if self.act not in ACTIVATIONS:
             raise ConfigError(f"act must be one of {ACTIVATIONS}, got {self.act!r}")
-        if self.num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {self.num_classes}")
+        if not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(f"num_classes must be in 1..{MAX_CLASSES}, got {self.num_classes}")
 
     @property
     def input_multiple(self) -> int:

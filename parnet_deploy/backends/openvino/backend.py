@@ -17,7 +17,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     engine_suffix = ".blob"
     install_hint = INSTALL_HINT
-    precisions = ("fp32", "bf16", "int8")
+    precisions = ("fp32", "fp16", "bf16", "int8")  # fp16 exports keep their fp16 rounding (f32 hint)
 
     @classmethod
     def available(cls) -> bool:
