@@ -16,15 +16,14 @@ OpenVINO's compiled blobs to the CPU model and their version. Loading refuses a 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactNotFoundError, UserError
-from .export_manifest import ExportManifest
+from .export_manifest import ExportManifest, parse_files
 from .files import FileSpec, read_manifest_json, verify_files, write_json
-from .schema import Fields, check_name
+from .schema import Fields, check_name, to_json_dict
 
 SCHEMA = "parnet-deploy/engines"
 SCHEMA_VERSION = 2
@@ -128,8 +127,7 @@ class EnginesManifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["export"] = self.export.to_dict()
-        head = {"schema": d.pop("schema"), "schema_version": d.pop("schema_version")}
-        return json.loads(json.dumps(head | d))  # plain JSON types (lists, not tuples), as read back
+        return to_json_dict(d)
 
     @classmethod
     def parse(cls, raw: Any, where: str = "engines.json") -> "EnginesManifest":
@@ -154,10 +152,7 @@ class EnginesManifest:
             placement[sub] = tag
         if set(placement) != subgraphs:
             raise f.error("placement", f"expected a device for each of {sorted(subgraphs)}")
-        files = {}
-        for name, spec in f.obj("files").d.items():
-            s = Fields(spec, f"{where}.files.{name}")
-            files[name] = FileSpec(s.str("sha256"), s.int("bytes", 0, 16 << 30))
+        files = parse_files(f.obj("files"), depth=2)
         unlisted = [f"{t}/{e}" for t, per in engines.items() for e in per.values() if f"{t}/{e}" not in files]
         if unlisted:
             raise f.error("files", f"no entry for the engine files {unlisted[:3]}")

@@ -19,7 +19,6 @@ Version 2 added ``stream`` and ``quantization``; version 1 exports must be re-ex
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..errors import ArtifactNotFoundError
 from ..models.config import ParNetConfig
 from .dag import Dag
 from .files import FileSpec, read_manifest_json, verify_files, write_json
-from .schema import Fields, check_name
+from .schema import Fields, check_name, to_json_dict
 
 SCHEMA = "parnet-deploy/export"
 SCHEMA_VERSION = 2
@@ -40,6 +39,23 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SPLITS = ("replicated", "shared")
 DTYPES = ("float32", "float16")
 MAX_FILE_BYTES = 16 << 30
+
+
+def parse_files(f: Fields, depth: int) -> dict[str, FileSpec]:
+    """``files``: relative path (``depth`` strict names joined by ``/``) → sha256 and size."""
+    files = {}
+    for name, spec in f.d.items():
+        parts = name.split("/") if isinstance(name, str) else [name]
+        if len(parts) > depth:
+            raise f.error(name, f"expected at most {depth} path components")
+        for part in parts:
+            check_name(part, f.where)
+        s = Fields(spec, f"{f.where}.{name}")
+        sha = s.str("sha256")
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise s.error("sha256", "expected 64 lowercase hex digits")
+        files[name] = FileSpec(sha, s.int("bytes", 0, MAX_FILE_BYTES))
+    return files
 
 
 @dataclass(frozen=True)
@@ -166,8 +182,7 @@ class ExportManifest:
         d = asdict(self)
         d["model"] = self.model.to_dict()
         d["dag"] = self.dag.to_list()
-        head = {"schema": d.pop("schema"), "schema_version": d.pop("schema_version")}
-        return json.loads(json.dumps(head | d))  # plain JSON types (lists, not tuples), as read back
+        return to_json_dict(d)
 
     @classmethod
     def parse(cls, raw: Any, where: str = "manifest") -> "ExportManifest":
@@ -176,11 +191,7 @@ class ExportManifest:
             model = ParNetConfig.from_dict(f.obj("model").d)
         except (TypeError, ValueError) as e:
             raise f.error("model", f"expected a ParNet config ({e})") from e
-        files = {}
-        for name, spec in f.obj("files").d.items():
-            check_name(name, f"{where}.files")
-            s = Fields(spec, f"{where}.files.{name}")
-            files[name] = FileSpec(s.str("sha256"), s.int("bytes", 0, MAX_FILE_BYTES))
+        files = parse_files(f.obj("files"), depth=1)
         subgraphs = tuple(SubgraphSpec.parse(Fields(s, f"{where}.subgraphs[{i}]"))
                           for i, s in enumerate(f.list("subgraphs", max_len=16)))
         quant = f.raw("quantization")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -80,3 +81,10 @@ class Fields:
 
 
 _MISSING = object()
+
+
+def to_json_dict(fields: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's fields as written: ``schema`` and ``schema_version`` first, plain JSON types
+    (lists, not tuples), exactly as they read back."""
+    head = {"schema": fields.pop("schema"), "schema_version": fields.pop("schema_version")}
+    return json.loads(json.dumps(head | fields))
