@@ -142,7 +142,8 @@ def test_tampered_engine_is_refused(engines, tmp_path):
 def test_auto_keeps_the_measured_fastest(exports, tmp_path, monkeypatch):
     _, dirs = exports
     fake = {"onnxruntime": 7.0, "openvino": 3.0}
-    monkeypatch.setattr(B, "median_ms", lambda runner, iterations: fake[runner.__module__.split(".")[2]])
+    monkeypatch.setattr(B, "median_ms_interleaved",
+                        lambda runners, iterations: [fake[r.__module__.split(".")[2]] for r in runners])
     lines = []
     d, m = build_engines(dirs["shared"], BuildConfig(output=tmp_path, measure_iterations=1), log=lines.append)
     assert m.backend.name == "openvino" and (d / "cpu" / "model.blob").is_file()

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..hardware import native_bf16
 from . import placement as pl
 from .gate import AccuracyGate, gate_accuracy
-from .measure import median_ms
+from .measure import median_ms, median_ms_interleaved
 
 PRECISIONS = ("export", "bf16", "int8")  # export: the export's own (fp32 / fp16 / int8 Q/DQ)
 
@@ -40,7 +40,7 @@ class BuildConfig:
     output: Path = Path("engines")
     timing_cache: Path | None = None
     force: bool = False
-    measure_iterations: int = 20
+    measure_iterations: int = 40
     link: pl.Link = pl.Link()
     precision: str = "export"
     calib: str | None = None  # digits | file.npz | folder
@@ -133,19 +133,20 @@ def choose_backend(names: list[str], source_dir: Path, export: ExportManifest, o
     if len(names) == 1:
         return names[0], ()
     cpu = backend_class(names[0]).device("cpu")
-    times = {}
+    runners = []
     with tempfile.TemporaryDirectory(prefix="parnet-auto-") as tmp:
-        for name in names:
-            cls = backend_class(name)
-            engine = Path(tmp) / f"{name}{cls.engine_suffix}"
-            cls.build(source_dir / export.whole.file, engine, cpu, options)
-            runner = get_backend(name, precision=options.precision).load(engine, export.whole)
-            try:
-                times[name] = median_ms(runner, iterations)
-            finally:
-                runner.close()
+        try:
+            for name in names:
+                cls = backend_class(name)
+                engine = Path(tmp) / f"{name}{cls.engine_suffix}"
+                cls.build(source_dir / export.whole.file, engine, cpu, options)
+                runners.append(get_backend(name, precision=options.precision).load(engine, export.whole))
+            times = dict(zip(names, median_ms_interleaved(runners, iterations)))
+        finally:
+            for r in runners:
+                r.close()
     best = min(times, key=times.get)
-    log(f"--backend auto ({options.precision}, whole graph, median of {iterations} calls): "
+    log(f"--backend auto ({options.precision}, whole graph, median of {iterations} calls each, interleaved): "
         + ", ".join(f"{n} {t:.2f} ms" for n, t in times.items()) + f" -> {best}")
     return best, tuple(Trial(n, options.precision, t, n == best) for n, t in times.items())
 
