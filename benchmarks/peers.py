@@ -1,4 +1,4 @@
-"""Peers a CPU user would pick instead of us: torch.compile and OpenVINO (fp32, bf16).
+"""Extra rows for the Table-3 comparison: torch.compile, OpenVINO bf16, int8 on every CPU backend.
 
 Each is optional: a missing package or a failing compile is reported, not fatal.
 """
@@ -36,33 +36,27 @@ def torch_compile(model: ParNet, log: Callable[[str], None]) -> list[Candidate]:
 
 def openvino(model: ParNet, workdir: Path, resolution: tuple[int, int], threads: int,
              log: Callable[[str], None]) -> list[Candidate]:
-    try:
-        import openvino as ov
-    except ImportError:
-        log("OpenVINO not installed (pip install openvino): peer rows skipped")
+    """OpenVINO fp32 is a backend row of the comparison already; bf16 (its inference-precision
+    hint) is added here, on CPUs with native bf16."""
+    from parnet_deploy.backends import available_backends
+    from parnet_deploy.hardware import native_bf16
+    from parnet_deploy.runtime import load
+
+    if "openvino" not in available_backends("cpu") or not native_bf16():
+        log("OpenVINO bf16 row skipped (needs openvino and a CPU with native bf16)")
         return []
     d, _ = export_model(model, ExportConfig(output=workdir, name="openvino", resolution=resolution, verify=False),
                         log=lambda _: None)
-    core = ov.Core()
-    out = []
-    for precision, hint in (("fp32", "f32"), ("bf16", "bf16")):
-        compiled = core.compile_model(str(d / "model.onnx"), "CPU", {
-            "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-        request = compiled.create_infer_request()
-        actual = compiled.get_property("INFERENCE_PRECISION_HINT")
-
-        def run(x: np.ndarray, request=request) -> np.ndarray:
-            return request.infer({0: x})[0].copy()
-
-        out.append(Candidate(f"OpenVINO {precision} (runs {actual.to_string()})", run, precision=precision))
-    return out
+    r = load(d, backend="openvino", precision="bf16", threads=threads)
+    return [Candidate("openvino bf16 whole", r, precision="bf16", close=r.close)]
 
 
 def int8(model: ParNet, workdir: Path, resolution: tuple[int, int], threads: int,
          log: Callable[[str], None]) -> list[Candidate]:
-    """Our int8 build (ORT u8s8 Q/DQ). Weights are random here, so accuracy is not judged in
-    this row (it is measured on digits by parnet-eval and the int8 build's gate); latency is."""
-    from parnet_deploy.engines.build import BuildConfig, build_engines
+    """The one int8 Q/DQ graph on every CPU backend. Weights are random here, so accuracy is not
+    judged in these rows (it is measured on digits by parnet-eval and the gates); latency is."""
+    from parnet_deploy.backends import available_backends
+    from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
     from parnet_deploy.runtime import load
 
     d, _ = export_model(model, ExportConfig(output=workdir, name="int8src", resolution=resolution, verify=False),
@@ -70,10 +64,9 @@ def int8(model: ParNet, workdir: Path, resolution: tuple[int, int], threads: int
     calib = workdir / "calib.npz"
     rng = np.random.default_rng(0)
     np.savez(calib, images=rng.standard_normal((16, 3, *resolution)).astype(np.float32))
-    e, _ = build_engines(d, BuildConfig(output=workdir / "engines", precision="int8", calib=str(calib),
-                                        max_drop=100.0, measure_iterations=1), log=lambda _: None)
+    q, _ = quantize_export(d, QuantizeConfig(calib=str(calib), max_drop=100.0, output=workdir), log=lambda _: None)
     out = []
-    for mode in ("whole", "streams"):
-        r = load(e, mode=mode, threads=threads)
-        out.append(Candidate(f"onnxruntime int8 {mode} (Q/DQ u8s8)", r, precision="int8", close=r.close))
+    for backend in available_backends("cpu"):
+        r = load(q, backend=backend, threads=threads)
+        out.append(Candidate(f"{backend} int8 whole (s8 Q/DQ)", r, precision="int8", close=r.close))
     return out

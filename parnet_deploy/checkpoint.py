@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,7 +33,27 @@ _SAFE_GLOBALS = [argparse.Namespace]
 
 
 # -- reading -----------------------------------------------------------------------------
+MAX_CHECKPOINT_BYTES = 16 << 30
+
+
+def _check_zip_bounds(path: Path) -> None:
+    """PyTorch checkpoints are zip files whose members are stored, not compressed: a member that
+    would inflate far beyond the file (a zip bomb) is refused before anything is read."""
+    if not zipfile.is_zipfile(path):
+        return
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            total = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {e}") from e
+    if total > min(MAX_CHECKPOINT_BYTES, 2 * size + (16 << 20)):
+        raise CheckpointError(f"{path}: refused: its members inflate to {total} bytes from a {size}-byte file "
+                              f"(a compressed bomb, not a checkpoint)")
+
+
 def _read_torch(path: Path) -> Any:
+    _check_zip_bounds(path)
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -59,8 +80,12 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from e
     if meta.get("format") != FORMAT:
         return tensors  # a plain state_dict stored as safetensors
-    return {"format": FORMAT, "format_version": int(meta.get("format_version", 0)),
-            "config": json.loads(meta["config"]), "form": meta.get("form", "train"), "state_dict": tensors}
+    try:
+        return {"format": FORMAT, "format_version": int(meta.get("format_version", 0)),
+                "config": json.loads(meta["config"]), "form": meta.get("form", "train"), "state_dict": tensors}
+    except (KeyError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: bad parnet-deploy metadata (config missing or not JSON, or "
+                              f"format_version not an integer): {str(e)[:120]}") from e
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -138,6 +163,10 @@ def _load_state(model: ParNet, state: dict[str, torch.Tensor], path: Path) -> No
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
     if bad:
         raise CheckpointError(f"{path}: shape mismatch (checkpoint vs model): {few(bad)}")
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {few(nonfinite)}; the model would "
+                              f"output NaN")
     model.load_state_dict(state, strict=True)
 
 

@@ -140,3 +140,38 @@ def test_key_and_shape_mismatches_are_named(tmp_path, tiny_model):
     torch.save(tiny_model.state_dict(), tmp_path / "s.pt")
     with pytest.raises(CheckpointError, match=r"shape mismatch.*inits\.0\.0\.block\.rbr_dense\.conv\.weight"):
         pd.load_checkpoint(tmp_path / "s.pt", arch="parnet_s")  # checkpoint is narrower than parnet_s
+
+
+def test_zip_bomb_is_refused_before_it_inflates(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("archive/data/0", "w", force_zip64=True) as f:
+            chunk = bytes(1 << 20)
+            for _ in range(256):  # 256 MiB of zeros: a few hundred KB on disk
+                f.write(chunk)
+    assert bomb.stat().st_size < 2 << 20
+    with pytest.raises(CheckpointError, match="inflate to 268435456 bytes"):
+        pd.load_checkpoint(bomb)
+
+
+def test_bad_safetensors_metadata_is_one_line(tmp_path, tiny_model):
+    from safetensors.torch import save_file
+
+    for meta in ({"format": "parnet-deploy", "config": "{not json"},
+                 {"format": "parnet-deploy", "format_version": "one", "config": "{}"},
+                 {"format": "parnet-deploy"}):
+        path = tmp_path / "m.safetensors"
+        save_file({k: v.contiguous() for k, v in tiny_model.state_dict().items()}, str(path), metadata=meta)
+        with pytest.raises(CheckpointError, match="bad parnet-deploy metadata"):
+            pd.load_checkpoint(path)
+
+
+def test_non_finite_weights_are_refused(tmp_path, tiny_model):
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 4)
+    state[key].view(-1)[0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=f"non-finite weights .* in {key}"):
+        pd.load_checkpoint(tmp_path / "nan.pt")
