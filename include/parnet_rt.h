@@ -35,7 +35,7 @@ typedef enum {
     PRT_OK = 0,
     PRT_E_INVALID_ARG = 1,   /* NULL pointer, wrong length, bad option */
     PRT_E_NOT_FOUND = 2,     /* no export/engine directory at path, or a file listed in it is missing */
-    PRT_E_INCOMPATIBLE = 3,  /* files do not match their manifest hashes, or engines built for another device/version */
+    PRT_E_INCOMPATIBLE = 3,  /* malformed manifest, files that do not match their manifest (size, hash), or engines built for another device/version */
     PRT_E_RUNTIME = 4,       /* inference or start-up failed */
     PRT_E_NO_MEMORY = 5
 } prt_status;

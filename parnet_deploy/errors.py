@@ -39,6 +39,10 @@ class ArtifactMismatchError(ExportError):
     """A file does not match the sha256 its manifest records (modified after it was written)."""
 
 
+class RunnerClosedError(UserError):
+    """A runner was called after close()."""
+
+
 class VerificationError(ParnetError):
     """A numerical check failed (outputs differ beyond tolerance)."""
 

@@ -17,7 +17,7 @@ from parnet_deploy.artifacts.engines_manifest import BuildOptions  # noqa: E402
 from parnet_deploy.artifacts.export_manifest import SubgraphSpec, TensorSpec  # noqa: E402
 from parnet_deploy.backends.base import cpu_device  # noqa: E402
 from parnet_deploy.backends.openvino import OpenVinoBackend  # noqa: E402
-from parnet_deploy.errors import BackendMissingError, RuntimeFailure, UserError  # noqa: E402
+from parnet_deploy.errors import BackendMissingError, RunnerClosedError, UserError  # noqa: E402
 
 SHAPE = (1, 3, 16, 16)
 SPEC = SubgraphSpec("model", "model.onnx", (TensorSpec("image", SHAPE, "float32"),),
@@ -139,7 +139,7 @@ def test_threads_honoured(model_path, tmp_path, threads, concurrency, expected):
 def test_closed_runner_refuses(model_path):
     runner = OpenVinoBackend(threads=1).load(model_path, SPEC)
     runner.close()
-    with pytest.raises(RuntimeFailure, match="closed"):
+    with pytest.raises(RunnerClosedError, match="closed"):
         runner.infer({"image": image(0)})
 
 

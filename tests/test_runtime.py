@@ -8,7 +8,7 @@ import torch
 import parnet_deploy as pd
 from parnet_deploy import runtime
 from parnet_deploy.backends import get_backend
-from parnet_deploy.errors import ExportError, RuntimeFailure, UserError
+from parnet_deploy.errors import ExportError, RunnerClosedError, UserError
 from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.runtime.executors import StreamsExecutor
 
@@ -117,7 +117,7 @@ def test_closed_runner_and_bad_feeds(export_dirs):
         with pytest.raises(UserError, match="exactly one input named 'image'"):
             run.infer({"image": _x(), "extra": _x()})
         run.close()
-        with pytest.raises(RuntimeFailure, match="closed"):
+        with pytest.raises(RunnerClosedError, match="runner is closed"):
             run(_x())
     with pytest.raises(UserError, match="threads must be a positive integer"):
         runtime.load(export_dirs["shared"], threads=0)

@@ -139,3 +139,40 @@ def verify_files(directory: Path, files: dict[str, FileSpec], manifest_name: str
         if sha256_file(p) != spec.sha256:
             raise ArtifactMismatchError(f"{directory}: {name} does not match its sha256 in {manifest_name} "
                                         f"(modified after it was written?); {redo}")
+        if p.suffix == ".onnx":
+            unlisted = [f for f in external_data_files(p)
+                        if "/" in f or f.startswith(".") or str(PurePosixPath(name).parent / f) not in files]
+            if unlisted:
+                raise ExportError(f"{directory}: {name} reads external data {unlisted[:3]} that {manifest_name} does "
+                                  f"not list (every file read must be listed, hashed and inside the directory)")
+
+
+def external_data_files(path: Path) -> list[str]:
+    """The external-data locations an ONNX file refers to (ONNX Runtime and OpenVINO would read them)."""
+    data = path.read_bytes()
+    if b"location" not in data:  # no external_data entry can exist without this key
+        return []
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception:  # not parseable: the runtime will refuse it with its own message
+        return []
+    out = []
+    for t in _all_tensors(model.graph):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            out += [e.value for e in t.external_data if e.key == "location"]
+    return sorted(set(out))
+
+
+def _all_tensors(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for g in attr.graphs:
+                yield from _all_tensors(g)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
-from ..errors import RuntimeFailure, UserError
+from ..errors import RunnerClosedError, UserError
 from ..hardware import cpu_model
 
 
@@ -49,7 +49,7 @@ class Runner(ABC):
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.closed:
-            raise RuntimeFailure(f"{self.spec.name}: the runner is closed")
+            raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
         if set(feeds) != self._inputs:
             raise UserError(f"{self.spec.name}: expected inputs {sorted(self._inputs)}, got {sorted(feeds)}")
         return self.infer_impl(feeds)

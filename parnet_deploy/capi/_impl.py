@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
-from ..errors import ArtifactMismatchError, ArtifactNotFoundError, UserError
+from ..errors import ArtifactMismatchError, ArtifactNotFoundError, ExportError, UserError
 
 ABI_VERSION = 1
 OK, E_INVALID_ARG, E_NOT_FOUND, E_INCOMPATIBLE, E_RUNTIME, E_NO_MEMORY = range(6)
@@ -54,8 +54,8 @@ def status_of(exc: BaseException) -> int:
         return E_INCOMPATIBLE
     from ..artifacts.engines_manifest import EngineIncompatibleError
 
-    if isinstance(exc, EngineIncompatibleError):
-        return E_INCOMPATIBLE
+    if isinstance(exc, (EngineIncompatibleError, ExportError)):
+        return E_INCOMPATIBLE  # the artifact is unusable: malformed, tampered or built for elsewhere
     if isinstance(exc, MemoryError):
         return E_NO_MEMORY
     if isinstance(exc, UserError):

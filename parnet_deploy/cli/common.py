@@ -12,10 +12,11 @@ from pathlib import Path
 from ..errors import ParnetError, UserError
 from ..models.config import ACTIVATIONS
 
+MAX_SIDE = 4096  # as export.pipeline.MAX_SIDE (the CLI does not import the exporter, which needs torch)
+
 # modules that only the [export] extra installs: a CLI that needs one says so in one line
 EXTRA_OF = {"torch": "export", "onnxscript": "export", "onnx_graphsurgeon": "export", "onnxconverter_common": "export",
             "safetensors": "export", "sklearn": "export", "matplotlib": "plot"}
-MAX_SIDE = 4096
 
 
 def run(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

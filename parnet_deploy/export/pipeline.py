@@ -24,6 +24,7 @@ from . import graph as G
 from .opgate import check_tensorrt_ops
 from .verify import VerificationResult, verify_export
 
+MAX_SIDE = 4096
 PRECISIONS = ("fp32", "fp16")  # what parnet-export writes; int8 exports come from parnet-quantize
 
 
@@ -96,7 +97,9 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
     cfg = model.config
     resolution = config.resolution or (cfg.default_resolution, cfg.default_resolution)
     try:
-        model.check_input(torch.zeros(1, 3, *resolution))
+        if not all(0 < side <= MAX_SIDE for side in resolution):
+            raise ConfigError(f"sides must be in 1..{MAX_SIDE}")
+        model.check_input(torch.empty(1, 3, *resolution, device="meta"))  # shape only: allocates nothing
     except ConfigError as e:
         raise ConfigError(f"bad resolution {resolution[0]}x{resolution[1]}: {e}") from e
     name = config.name or cfg.arch

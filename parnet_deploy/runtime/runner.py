@@ -9,7 +9,7 @@ import numpy as np
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
 from ..backends import Runner, StageTime, get_backend
 from ..backends.base import Executor
-from ..errors import RuntimeFailure, UserError
+from ..errors import RunnerClosedError, UserError
 from .executors import EXECUTORS
 
 MODES = (*EXECUTORS, "distributed")
@@ -74,7 +74,7 @@ class ParnetRunner:
     # -- running ---------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self.closed:
-            raise RuntimeFailure("this runner is closed")
+            raise RunnerClosedError("runner is closed; load it again")
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_open()

@@ -1,7 +1,9 @@
-"""Manifests are typed and validated on load; artifact directories are written safely."""
+"""Untrusted input: crafted manifests, engines.json, checkpoints and CLI arguments are refused with one
+line (exit 2), nothing is written outside the output folder, and artifact folders are written safely."""
 
 import json
 import os
+import re
 import shutil
 import stat
 
@@ -130,3 +132,118 @@ def test_leftovers_of_a_killed_run_are_cleaned_up(tmp_path):
     with atomic_directory(tmp_path / "out") as tmp:
         (tmp / "manifest.json").write_text("{}")
     assert not dead.exists() and alive.exists()
+
+
+# -- through the command lines: exit 2, one line, nothing touched outside the output ---------------
+def _cli(module, *args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", f"parnet_deploy.cli.{module}", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def _snapshot(d):
+    return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(name="../canary"), "is not a valid name"),
+    (lambda r: r.update(name=None), r"\.name: expected a string"),
+    (lambda r: r["subgraphs"][0].update(name="/tmp/x"), "is not a valid name"),
+    (lambda r: r["files"].update({"../canary/keep.txt": {"sha256": "0" * 64, "bytes": 1}}),
+     "expected at most 1 path components"),
+])
+def test_crafted_export_cannot_touch_anything_outside(export_dir, tmp_path, edit, message):
+    d = _edited(export_dir, tmp_path, edit)
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "keep.txt").write_text("keep")
+    before = _snapshot(tmp_path / "canary")
+    r = _cli("build", d, "--output", tmp_path / "engines", "--force", cwd=tmp_path)
+    assert r.returncode == 2 and re.search(message, r.stderr), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert _snapshot(canary) == before and not (tmp_path / "engines").exists()
+
+
+@pytest.fixture(scope="module")
+def engine_dir(export_dir, tmp_path_factory):
+    from parnet_deploy.engines.build import BuildConfig, build_engines
+
+    d, _ = build_engines(export_dir, BuildConfig(backend="onnxruntime", output=tmp_path_factory.mktemp("eng")),
+                         log=lambda _: None)
+    return d
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["placement"].update(stem="../outside"), r"placement: 'stem' -> '\.\./outside'"),
+    (lambda r: r["devices"]["cpu"].update(kind="tpu"), r"devices.cpu.kind: expected one of"),
+    (lambda r: r["backend"].update(name="tvm"), "unknown backend 'tvm'"),
+    (lambda r: r["engines"]["cpu"].update(stem="../../etc/passwd"), r"engines.cpu.stem: .* is not a valid name"),
+    (lambda r: r.update(files=[]), r"files: expected an object"),
+    (lambda r: r["files"].pop("cpu/stream1.ort.onnx"), r"no entry for the engine files \['cpu/stream1.ort.onnx'\]"),
+])
+def test_crafted_engines_json_is_refused(engine_dir, tmp_path, edit, message):
+    d = tmp_path / "e"
+    shutil.copytree(engine_dir, d)
+    raw = json.loads((d / "engines.json").read_text())
+    edit(raw)
+    (d / "engines.json").write_text(json.dumps(raw))
+    r = _cli("bench", "--engine", d, "--iterations", "1", "--duration", "0", "--warmup", "0", cwd=tmp_path)
+    assert r.returncode == 2 and re.search(message, r.stderr), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unlisted_external_data_is_refused(export_dir, tmp_path):
+    import hashlib
+
+    import onnx
+
+    d = tmp_path / "m"
+    shutil.copytree(export_dir, d)
+    model = onnx.load(d / "fusion.onnx")
+    onnx.save(model, d / "fusion.onnx", save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+              size_threshold=0)
+    raw = json.loads((d / "manifest.json").read_text())
+    data = (d / "fusion.onnx").read_bytes()
+    raw["files"]["fusion.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (d / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ExportError, match=r"fusion.onnx reads external data \['w.bin'\] that manifest.json does not"):
+        load_manifest(d)
+    w = (d / "w.bin").read_bytes()
+    raw["files"]["w.bin"] = {"sha256": hashlib.sha256(w).hexdigest(), "bytes": len(w)}
+    (d / "manifest.json").write_text(json.dumps(raw))
+    load_manifest(d)  # listed and hashed: fine
+
+
+def test_zip_bomb_checkpoint_is_refused_with_little_memory(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("archive/data/0", "w", force_zip64=True) as f:
+            chunk = bytes(16 << 20)
+            for _ in range(128):  # 2 GiB of zeros in a file of a few MB
+                f.write(chunk)
+    # peak RSS of this process image: VmHWM (ru_maxrss would carry over the forking parent's peak on Linux)
+    code = ("import sys\nfrom parnet_deploy.checkpoint import load_checkpoint\n"
+            "try:\n    load_checkpoint(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+            "print('maxrss_kib', hwm)")
+    r = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True)
+    assert "CheckpointError" in r.stdout and "inflate to 2147483648 bytes" in r.stdout, r.stdout + r.stderr
+    rss_mib = int(r.stdout.split("maxrss_kib")[1]) / 1024
+    assert rss_mib < 1024, rss_mib  # the process never came near the 2 GiB member
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("export", ["ckpt.pt", "--resolution", "100000"], "sides in 1..4096"),
+    ("train", ["--planes", "100000,100000,100000,100000"], "expected 4 widths in 1..8192"),
+    ("train", ["--output", "."], "is a directory"),
+    ("bench", ["--engine", "x", "--duration", "nan"], "finite number of seconds"),
+])
+def test_bad_cli_arguments_fail_before_any_work(tmp_path, module, args, message):
+    r = _cli(module, *args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
