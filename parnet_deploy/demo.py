@@ -38,7 +38,8 @@ def step(title: str) -> None:
 
 
 def main() -> int:
-    from .cli import bench, build, eval as evaluate, export, quantize, train
+    from .cli import bench, build, export, quantize, train
+    from .cli import eval as evaluate
 
     step("ParNet model zoo (deploy = exact reparameterization)")
     zoo_table()

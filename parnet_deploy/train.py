@@ -9,13 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import save_checkpoint
 from .data import Dataset, load_source
 from .errors import ConfigError
 from .models import ParNet, create_model

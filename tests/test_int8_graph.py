@@ -232,7 +232,7 @@ def test_u8_rewrite_is_exact_and_leaves_weights_int8(graphs):
     onnx.checker.check_model(u, full_check=True)
     assert has_s8_activations(q)  # the input model is not modified
     assert not has_s8_activations(u)
-    qi, ui = _inits(q), _inits(u)
+    ui = _inits(u)
     q_nodes = {n.name: n for n in q.graph.node}
     for n in u.graph.node:
         if n.op_type == "DequantizeLinear" and n.input[0] in ui:  # weights: untouched, int8

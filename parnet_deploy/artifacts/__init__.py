@@ -2,8 +2,15 @@
 their DAG, and the file rules (hashes, atomic directories). No PyTorch, no backends."""
 
 from .dag import Dag
-from .engines_manifest import (BackendRecord, BuildOptions, DeviceRecord, EngineIncompatibleError, EnginesManifest,
-                               is_engine_dir, load_engines)
+from .engines_manifest import (
+                               BackendRecord,
+                               BuildOptions,
+                               DeviceRecord,
+                               EngineIncompatibleError,
+                               EnginesManifest,
+                               is_engine_dir,
+                               load_engines,
+)
 from .export_manifest import ExportManifest, Normalization, SubgraphSpec, TensorSpec, load_manifest
 from .files import FileSpec, atomic_directory, hash_files, sha256_file, write_json
 

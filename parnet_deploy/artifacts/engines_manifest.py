@@ -16,7 +16,7 @@ OpenVINO's compiled blobs to the CPU model and their version. Loading refuses a 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..backends import available_backends
 from ..compare import compare
 from ..errors import VerificationError
 from ..export.pipeline import ExportConfig, export_model
-from ..backends import available_backends
 from ..models import ParNet
 from ..reparam import reparameterize
 from ..runtime import load

@@ -10,8 +10,6 @@ from ..models.config import ACTIVATIONS, MAX_WIDTH
 from . import common
 
 
-
-
 def planes(text: str) -> tuple[int, ...] | None:
     if not text:
         return None

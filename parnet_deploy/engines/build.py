@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts.engines_manifest import (WHOLE, BackendRecord, BuildOptions, DeviceRecord, EnginesManifest, Trial)
+from ..artifacts.engines_manifest import WHOLE, BackendRecord, BuildOptions, DeviceRecord, EnginesManifest, Trial
 from ..artifacts.export_manifest import ExportManifest, load_manifest
 from ..artifacts.files import FileSpec, atomic_directory, sha256_file
 from ..backends import BACKENDS, available_backends, backend_class, get_backend

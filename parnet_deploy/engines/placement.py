@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
+from ..errors import UserError
 
 
 @dataclass(frozen=True)

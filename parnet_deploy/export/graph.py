@@ -14,11 +14,11 @@ import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
-from ..errors import ExportError
-from ..quiet import quiet
-from ..models import ParNet
-from . import passes
 from ..artifacts.export_manifest import IMAGE, LOGITS, SPLITS
+from ..errors import ExportError
+from ..models import ParNet
+from ..quiet import quiet
+from . import passes
 
 STREAMS = 3
 OPSETS = (18, 19, 20)
