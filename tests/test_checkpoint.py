@@ -54,7 +54,7 @@ def test_arch_is_named_when_shapes_match_a_registered_variant(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 @pytest.mark.parametrize("deploy", [False, True])
-def test_own_format_round_trip(tmp_path, tiny_model, suffix, deploy):
+def test_own_format_round_trip(tmp_path, suffix, deploy):
     model = pd.create_model("parnet_cifar_s", act="silu", **TINY_SMALL_INPUT)
     model = pd.reparameterize(randomize_bn(model)) if deploy else randomize_bn(model)
     path = pd.save_checkpoint(model, tmp_path / f"m{suffix}")

@@ -111,7 +111,7 @@ def test_imports_point_down_the_pipeline():
     assert upward == []
 
 
-def test_the_walker_sees_function_level_imports(tmp_path):
+def test_the_walker_sees_function_level_imports():
     # the check itself must be able to fail: an import inside a function is found
     probe = PACKAGE / "runtime" / "engines.py"
     assert "parnet_deploy.backends" in imports_of(probe)

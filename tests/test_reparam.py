@@ -45,7 +45,7 @@ def test_variants_are_exact(name, resolutions):
 
 
 @pytest.mark.parametrize("act", ["relu", "silu"])
-def test_deploy_form_folds_everything_foldable(tiny_model, act):
+def test_deploy_form_folds_everything_foldable(act):
     model = randomize_bn(pd.create_model("parnet_s", act=act, **{"planes": (16, 32, 64, 96)}))
     deploy = pd.reparameterize(model)
     bns = [n for n, m in deploy.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
