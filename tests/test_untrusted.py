@@ -243,6 +243,7 @@ def test_zip_bomb_checkpoint_is_refused_with_little_memory(tmp_path):
     ("train", ["--planes", "100000,100000,100000,100000"], "expected 4 widths in 1..8192"),
     ("train", ["--output", "."], "is a directory"),
     ("bench", ["--engine", "x", "--duration", "nan"], "finite number of seconds"),
+    ("quantize", ["x", "--calib", "digits", "--name", "../x"], "bad name '../x'"),
 ])
 def test_bad_cli_arguments_fail_before_any_work(tmp_path, module, args, message):
     r = _cli(module, *args, cwd=tmp_path)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..artifacts.export_manifest import ExportManifest, Quantization, load_manifest
 from ..artifacts.files import atomic_directory, hash_files
+from ..artifacts.schema import NAME
 from ..backends import get_backend
 from ..errors import UserError
 from .accuracy import evaluate
@@ -37,6 +38,9 @@ class QuantizeConfig:
             raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not (0 <= self.max_drop <= 100):
             raise UserError(f"--max-drop must be between 0 and 100 points, got {self.max_drop}")
+        if self.name is not None and not (NAME.fullmatch(self.name) and ".." not in self.name):
+            raise UserError(f"bad name {self.name!r}: use letters, digits, '.', '_', '-' (at most 64, starting with "
+                            f"a letter or digit)")
 
 
 def quantize_export(export_dir: str | Path, config: QuantizeConfig,
@@ -50,7 +54,7 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
     export_dir = Path(export_dir)
     export = load_manifest(export_dir)
     if export.precision != "fp32":
-        raise UserError(f"{export_dir} is a {export.precision} export; quantize an fp32 export")
+        raise UserError(f"{export_dir} holds {export.precision}; quantize an fp32 export")
     norm = export.normalization
     calib_name = "digits:train" if config.calib == "digits" else config.calib
     eval_name = config.eval_source or ("digits:heldout" if config.calib == "digits" else config.calib)
