@@ -182,6 +182,8 @@ def engine_dir(export_dir, tmp_path_factory):
     (lambda r: r["engines"]["cpu"].update(stem="../../etc/passwd"), r"engines.cpu.stem: .* is not a valid name"),
     (lambda r: r.update(files=[]), r"files: expected an object"),
     (lambda r: r["files"].pop("cpu/stream1.ort.onnx"), r"no entry for the engine files \['cpu/stream1.ort.onnx'\]"),
+    (lambda r: r.update(precision="bf16"), r"precision: 'bf16' does not fit options.precision 'fp32'"),
+    (lambda r: r["export"].update(precision="fp16"), r"precision: 'fp32' does not fit .* the export's 'fp16'"),
 ])
 def test_crafted_engines_json_is_refused(engine_dir, tmp_path, edit, message):
     d = tmp_path / "e"
@@ -248,3 +250,37 @@ def test_zip_bomb_checkpoint_is_refused_with_little_memory(tmp_path):
 def test_bad_cli_arguments_fail_before_any_work(tmp_path, module, args, message):
     r = _cli(module, *args, cwd=tmp_path)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_force_never_replaces_the_input_or_another_kind(export_dir, engine_dir, tmp_path):
+    from parnet_deploy.engines.build import BuildConfig, build_engines
+
+    root = export_dir.parent
+    before = _snapshot(export_dir)
+    with pytest.raises(UserError, match="is the input"):  # parnet-build --output export --force
+        build_engines(export_dir, BuildConfig(backend="onnxruntime", output=root, force=True), log=lambda _: None)
+    with pytest.raises(UserError, match="not a parnet-deploy artifact of this kind \\(no engines.json\\)"):
+        d = tmp_path / "x"
+        shutil.copytree(export_dir, d / "m")
+        build_engines(export_dir, BuildConfig(backend="onnxruntime", output=d, force=True), log=lambda _: None)
+    r = _cli("quantize", export_dir, "--calib", "digits", "--name", "m", "--output", root, "--force", cwd=tmp_path)
+    assert r.returncode == 2 and "is the input" in r.stderr
+    r = _cli("quantize", export_dir, "--calib", "digits", "--name", engine_dir.name, "--output", engine_dir.parent,
+             "--force", cwd=tmp_path)
+    assert r.returncode == 2 and "(no manifest.json)" in r.stderr
+    assert _snapshot(export_dir) == before and (engine_dir / "engines.json").is_file()
+
+
+def test_bad_data_and_ignored_flags_are_refused(export_dir, tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 3, 32, 32), np.float32), labels=np.zeros(0, np.int64))
+    np.savez(tmp_path / "nan.npz", images=np.full((2, 3, 32, 32), np.nan, np.float32))
+    for data, message in (("empty.npz", "no images"), ("nan.npz", "NaN or inf")):
+        r = _cli("quantize", export_dir, "--calib", data, "--output", tmp_path / "q", cwd=tmp_path)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = _cli("build", export_dir, "--calib", "digits", "--output", tmp_path / "e", cwd=tmp_path)
+    assert r.returncode == 2 and "--calib only applies with --precision int8" in r.stderr
+    r = _cli("bench", "--engine", export_dir, "--precision", "bf16", "--backend", "onnxruntime", cwd=tmp_path)
+    assert r.returncode == 2 and "onnxruntime runs" in r.stderr
+    assert not (tmp_path / "e").exists() and not (tmp_path / "q" / "m-int8").exists()

@@ -156,10 +156,15 @@ class EnginesManifest:
         unlisted = [f"{t}/{e}" for t, per in engines.items() for e in per.values() if f"{t}/{e}" not in files]
         if unlisted:
             raise f.error("files", f"no entry for the engine files {unlisted[:3]}")
+        precision, options = f.str("precision", choices=PRECISIONS), BuildOptions.parse(f.obj("options"))
+        allowed = ("fp32", "bf16") if export.precision == "fp32" else (export.precision,)
+        if options.precision != precision or precision not in allowed:
+            raise f.error("precision", f"{precision!r} does not fit options.precision {options.precision!r} and the "
+                                       f"export's {export.precision!r}")
         trials = tuple(Trial(**Fields(t, f"{where}.selection[{i}]").d) for i, t in enumerate(f.raw("selection") or []))
         return cls(name=check_name(f.str("name"), f"{where}.name"),
                    backend=BackendRecord(b.str("name"), b.str("version")),
-                   precision=f.str("precision", choices=PRECISIONS), options=BuildOptions.parse(f.obj("options")),
+                   precision=precision, options=options,
                    devices=devices, engines=engines, placement=placement, export=export,
                    sources={k: str(v) for k, v in f.obj("sources").d.items()}, files=files,
                    predicted=f.raw("predicted"), selection=trials, accuracy=f.raw("accuracy"))

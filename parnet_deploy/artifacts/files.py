@@ -29,9 +29,6 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-ARTIFACT_MARKERS = ("manifest.json", "engines.json")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -50,21 +47,33 @@ def _remove_stale(parent: Path, name: str) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def check_target(target: Path, force: bool, marker: str, source: Path | None = None) -> None:
+    """May ``target`` be written? Never the input itself (or a folder holding it); an existing one
+    only with ``force`` and only if it is our artifact of the same kind (it holds ``marker``)."""
+    if source is not None:
+        t, s = target.resolve(), Path(source).resolve()
+        if t == s or s.is_relative_to(t):
+            raise UserError(f"the output {target} is the input {source}; choose another --output or name")
+    if target.exists() or target.is_symlink():
+        if not force:
+            raise UserError(f"{target} already exists (use --force to replace it)")
+        if target.is_symlink() or not target.is_dir() or not (target / marker).is_file():
+            raise UserError(f"refusing to replace {target}: it is not a parnet-deploy artifact of this kind "
+                            f"(no {marker})")
+
+
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+def atomic_directory(target: str | os.PathLike, force: bool = False, marker: str = "manifest.json",
+                     source: Path | None = None) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success it replaces ``target``.
 
     On any failure (including Ctrl-C) the temporary directory is removed and an existing
     ``target`` is left untouched. Without ``force`` an existing ``target`` is an error; with
-    it, only one of our artifacts (a directory holding our manifest) is ever replaced.
+    it, only one of our artifacts of the same kind (holding ``marker``) is ever replaced, and
+    never the ``source`` the command reads.
     """
     target = Path(target)
-    if target.exists() or target.is_symlink():
-        if not force:
-            raise UserError(f"{target} already exists (use --force to replace it)")
-        if target.is_symlink() or not target.is_dir() or not any((target / m).is_file() for m in ARTIFACT_MARKERS):
-            raise UserError(f"refusing to replace {target}: it is not a parnet-deploy artifact directory "
-                            f"(no {' or '.join(ARTIFACT_MARKERS)})")
+    check_target(target, force, marker, source)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(target.parent, target.name)

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="parnet-train", description=(
         "Train a small-input ParNet on scikit-learn's bundled digits (8x8 upsampled to 32x32, fixed "
-        "stratified split, 20%% held out) and save it in parnet-deploy's checkpoint format."))
+        "stratified split, 20% held out) and save it in parnet-deploy's checkpoint format."))
     p.add_argument("--output", type=Path, default=Path("digits_parnet.pt"), help="checkpoint path (.pt/.safetensors)")
     p.add_argument("--arch", default="parnet_cifar_s", help="a small-input variant (default parnet_cifar_s)")
     p.add_argument("--planes", type=planes, default=DIGITS_PLANES,

@@ -97,6 +97,10 @@ def load_source(source: str, resolution: tuple[int, int] | None = None, mean=(0.
             data = _folder(path, resolution or (224, 224), mean, std)
         else:
             raise UserError(f"unknown data source {source!r}: use digits, a .npz file or a folder of images")
+    if len(data) == 0:
+        raise UserError(f"{data.name}: no images")
+    if not np.isfinite(data.images).all():
+        raise UserError(f"{data.name}: images contain NaN or inf")
     if resolution is not None and data.images.shape[2:] != tuple(resolution):
         raise UserError(f"{data.name}: images are {data.images.shape[2]}x{data.images.shape[3]}, the model takes "
                         f"{resolution[0]}x{resolution[1]}")

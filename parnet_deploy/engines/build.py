@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..artifacts.engines_manifest import WHOLE, BackendRecord, BuildOptions, DeviceRecord, EnginesManifest, Trial
 from ..artifacts.export_manifest import ExportManifest, load_manifest
-from ..artifacts.files import FileSpec, atomic_directory, sha256_file
+from ..artifacts.files import FileSpec, atomic_directory, check_target, sha256_file
 from ..backends import BACKENDS, available_backends, backend_class, get_backend
 from ..errors import UserError
 from ..hardware import native_bf16
@@ -195,12 +195,19 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
     if config.precision == "bf16" and export.precision != "fp32":
         raise UserError(f"--precision bf16 runs an fp32 export in bf16; {export_dir} is {export.precision}")
     if config.precision == "bf16" and config.eval_name is None:
-        raise UserError("--precision bf16 is accuracy-gated: give a labeled set with --eval SOURCE (e.g. digits)")
+        raise UserError("--precision bf16 is accuracy-gated: give a data set with --eval SOURCE (e.g. digits; labeled: "
+                        "top-1 drop, unlabeled: disagreement with fp32)")
     suffix = {"export": "", "bf16": "-bf16", "int8": "" if export.precision == "int8" else "-int8"}[config.precision]
     target = config.output / f"{export.name}{suffix}"
+    check_target(target, config.force, "engines.json", export_dir)
+    if config.calib is not None and not quantize:
+        raise UserError("--calib only applies with --precision int8 on an fp32 export")
+    if config.eval_source is not None and config.precision == "export" and export.precision != "int8":
+        raise UserError(f"--eval only applies to reduced precisions (--precision bf16 or int8, or an int8 export); "
+                        f"{export_dir} is {export.precision}")
 
     with tempfile.TemporaryDirectory(prefix="parnet-build-") as scratch, \
-            atomic_directory(target, force=config.force) as tmp:
+            atomic_directory(target, force=config.force, marker="engines.json", source=export_dir) as tmp:
         names = candidates(config, "int8" if quantize else engine_precision(export, config))
         for name in names:
             backend_class(name).version()  # a missing library fails now, with its install hint

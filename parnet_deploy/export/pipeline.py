@@ -106,7 +106,7 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
     target = config.output / name
     step = _Steps(7 if config.verify else 6, log)
 
-    with atomic_directory(target, force=config.force) as tmp:
+    with atomic_directory(target, force=config.force, marker="manifest.json") as tmp:
         with step("reparameterize (exact, deploy form)"):
             train = model.eval()
             deploy = reparameterize(model)

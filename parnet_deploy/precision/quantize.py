@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..artifacts.export_manifest import ExportManifest, Quantization, load_manifest
-from ..artifacts.files import atomic_directory, hash_files
+from ..artifacts.files import atomic_directory, check_target, hash_files
 from ..artifacts.schema import NAME
 from ..backends import get_backend
 from ..errors import UserError
@@ -55,6 +55,8 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
     export = load_manifest(export_dir)
     if export.precision != "fp32":
         raise UserError(f"{export_dir} holds {export.precision}; quantize an fp32 export")
+    target = config.output / (config.name or f"{export.name}-int8")
+    check_target(target, config.force, "manifest.json", export_dir)  # before minutes of calibration
     norm = export.normalization
     calib_name = "digits:train" if config.calib == "digits" else config.calib
     eval_name = config.eval_source or ("digits:heldout" if config.calib == "digits" else config.calib)
@@ -82,7 +84,7 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
     cfg = Int8Config(method=config.method)
     log(f"quantizing {export.name} to int8 ({cfg.method} calibration on {calib.name}; accuracy on {heldout.name}, "
         f"max drop {config.max_drop} points)")
-    with atomic_directory(target, force=config.force) as tmp:
+    with atomic_directory(target, force=config.force, source=export_dir) as tmp:
         level, kept_float, _ = quantize_until_accurate(export_dir / export.whole.file, tmp / export.whole.file,
                                                        calib, cfg, accept, log)
         whole = onnx.load(tmp / export.whole.file)

@@ -30,12 +30,17 @@ def load(path: str | Path, backend: str | None = None, mode: str = "whole", thre
     directory = Path(path)
     if is_engine_dir(directory):
         if precision is not None:
-            raise UserError(f"{directory} holds engines built for one precision; precision= applies to exports")
+            raise UserError(f"{directory} holds engines built for one precision; --precision (precision=) applies to "
+                            f"exports")
         return open_engines(directory, backend=backend, mode=mode, threads=threads, timeout_s=timeout_s)
     name = backend or "onnxruntime"
     if not backend_class(name).runs_onnx:
         raise UserError(f"{directory} is an export (ONNX); {name} runs engines: "
                         f"parnet-build {directory} --backend {name}, then load engines/<name>")
     manifest = load_manifest(directory)
+    if precision is not None and precision != manifest.precision and not (precision == "bf16"
+                                                                          and manifest.precision == "fp32"):
+        raise UserError(f"{directory} holds {manifest.precision}; precision {precision!r} applies to fp32 exports only "
+                        f"(bf16) or must match")
     return ParnetRunner(manifest, directory, backend=name, mode=mode, threads=threads, device=device,
                         precision=precision, timeout_s=timeout_s)
