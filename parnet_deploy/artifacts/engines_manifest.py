@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactNotFoundError, UserError
+from ..errors import ArtifactNotFoundError, ConfigError, ExportError, UserError
 from .export_manifest import ExportManifest, parse_files
 from .files import FileSpec, read_manifest_json, verify_files, write_json
 from .schema import Fields, check_name, to_json_dict
@@ -179,8 +179,6 @@ def is_engine_dir(path: str | Path) -> bool:
 
 def load_engines(directory: str | Path, verify: bool = True) -> EnginesManifest:
     """Read and validate ``engines.json``; check every file's size and sha256 (compatibility: the backend)."""
-    from ..errors import ConfigError, ExportError
-
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():

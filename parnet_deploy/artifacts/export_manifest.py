@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactNotFoundError
+from ..errors import ArtifactNotFoundError, ConfigError, ExportError
 from ..models.config import ParNetConfig
 from .dag import Dag
 from .files import FileSpec, read_manifest_json, verify_files, write_json
@@ -219,8 +219,6 @@ class ExportManifest:
 
 def load_manifest(directory: str | Path, verify: bool = True) -> ExportManifest:
     """Read and validate ``manifest.json``; by default check every file's size and sha256."""
-    from ..errors import ConfigError, ExportError
-
     directory = Path(directory)
     path = directory / MANIFEST
     if not directory.is_dir():

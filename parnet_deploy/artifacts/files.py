@@ -106,10 +106,10 @@ class FileSpec:
     bytes: int
 
 
-def hash_files(directory: Path, exclude: tuple[str, ...] = ()) -> dict[str, FileSpec]:
-    """sha256 and size of every file directly in ``directory`` (but ``exclude``)."""
-    return {p.name: FileSpec(sha256_file(p), p.stat().st_size)
-            for p in sorted(directory.iterdir()) if p.is_file() and p.name not in exclude}
+def hash_files(directory: Path, depth: int = 1) -> dict[str, FileSpec]:
+    """sha256 and size of every file ``depth`` levels below ``directory``, keyed by relative path."""
+    return {p.relative_to(directory).as_posix(): FileSpec(sha256_file(p), p.stat().st_size)
+            for p in sorted(directory.glob("/".join("*" * depth))) if p.is_file()}
 
 
 def read_manifest_json(path: Path, schema: str, version: int, redo: str) -> dict[str, Any]:

@@ -118,9 +118,19 @@ class Backend(ABC):
         return next((d for d in cls.devices() if (item == "cpu" and d.kind == "cpu") or str(d.index) == item), None)
 
     @classmethod
-    @abstractmethod
+    def check_precision(cls, precision: str) -> None:
+        if precision not in cls.precisions:
+            raise UserError(f"{cls.name} cannot build {precision} engines; it builds {', '.join(cls.precisions)}")
+
+    @classmethod
     def build(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
-        """Write one engine file for ``device`` from one ONNX file."""
+        """Write one engine file for ``device`` from one ONNX file (validates, then ``build_impl``)."""
+        cls.check_precision(options.precision)
+        cls.build_impl(source, engine, device, options)
+
+    @classmethod
+    @abstractmethod
+    def build_impl(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None: ...
 
     # -- runner side -------------------------------------------------------------------------
     def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):

@@ -1,5 +1,5 @@
 """Labeled and unlabeled image sources: ``digits`` (bundled with scikit-learn), ``.npz``, image folders."""
 
-from .sources import Dataset, load_source
+from .sources import Dataset, calibration_source, evaluation_source, load_source
 
-__all__ = ["Dataset", "load_source"]
+__all__ = ["Dataset", "calibration_source", "evaluation_source", "load_source"]

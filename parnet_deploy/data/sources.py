@@ -85,6 +85,18 @@ def _folder(path: Path, resolution: tuple[int, int], mean, std) -> Dataset:
     return Dataset(np.stack(images).astype(np.float32), None if classes == [] else labels, path.name)
 
 
+def calibration_source(calib: str) -> str:
+    """``digits`` calibrates on its training split."""
+    return "digits:train" if calib == "digits" else calib
+
+
+def evaluation_source(calib: str | None, eval_source: str | None) -> str | None:
+    """The set an accuracy gate judges on: ``eval_source``, else digits' held-out split, else ``calib``."""
+    if eval_source:
+        return eval_source
+    return "digits:heldout" if calib == "digits" else calib
+
+
 def load_source(source: str, resolution: tuple[int, int] | None = None, mean=(0.485, 0.456, 0.406),
                 std=(0.229, 0.224, 0.225)) -> Dataset:
     if source == "digits" or source.startswith("digits:"):

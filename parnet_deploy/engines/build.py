@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..artifacts.engines_manifest import WHOLE, BackendRecord, BuildOptions, DeviceRecord, EnginesManifest, Trial
 from ..artifacts.export_manifest import ExportManifest, load_manifest
-from ..artifacts.files import FileSpec, atomic_directory, check_target, sha256_file
+from ..artifacts.files import atomic_directory, check_target, hash_files
 from ..backends import BACKENDS, available_backends, backend_class, get_backend
+from ..data.sources import evaluation_source
 from ..errors import UserError
 from ..hardware import native_bf16
 from . import placement as pl
@@ -61,9 +62,7 @@ class BuildConfig:
 
     @property
     def eval_name(self) -> str | None:
-        if self.eval_source:
-            return self.eval_source
-        return "digits:heldout" if self.calib == "digits" else self.calib
+        return evaluation_source(self.calib, self.eval_source)
 
 
 def parse_devices(text: str | None, kinds: tuple[str, ...]) -> list[str]:
@@ -103,8 +102,7 @@ def candidates(config: BuildConfig, precision: str) -> list[str]:
         if not names:
             raise UserError(f"--backend auto: no CPU backend installed here builds {precision}")
     for n in names:
-        if precision not in backend_class(n).precisions:
-            raise UserError(f"{n} cannot build {precision} engines; it builds {', '.join(backend_class(n).precisions)}")
+        backend_class(n).check_precision(precision)
     if precision == "bf16" and not native_bf16():
         raise UserError("bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); this one would emulate it, slowly")
     return names
@@ -233,8 +231,7 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
         if precision in ("bf16", "int8") and config.eval_name is not None:
             gate = gate_accuracy(export_dir, export, backend, tmp / records[0].tag / engines[records[0].tag][WHOLE],
                                  source.whole, precision, config.eval_name, config.max_drop, log)
-        files = {f"{p.parent.name}/{p.name}": FileSpec(sha256_file(p), p.stat().st_size)
-                 for p in sorted(tmp.glob("*/*")) if p.is_file()}
+        files = hash_files(tmp, depth=2)
         manifest = EnginesManifest(
             name=target.name, backend=BackendRecord(backend, cls.version()), precision=precision, options=options,
             devices={r.tag: r for r in records}, engines=engines, placement=assignment, export=source,

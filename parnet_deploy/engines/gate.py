@@ -30,7 +30,7 @@ def gate_accuracy(export_dir: Path, export: ExportManifest, backend: str, engine
                   precision: str, source: str, max_drop: float, log: Callable[[str], None]) -> AccuracyGate:
     """Top-1 of the built whole-graph engine vs fp32; raises VerificationError beyond ``max_drop``."""
     from ..data import load_source
-    from ..precision.accuracy import evaluate
+    from ..precision.accuracy import drop_against_fp32, evaluate
 
     norm = export.normalization
     data = load_source(source, tuple(export.resolution), norm.mean, norm.std)
@@ -52,12 +52,7 @@ def gate_accuracy(export_dir: Path, export: ExportManifest, backend: str, engine
             log(f"  accuracy gate skipped: {export.name} records no fp32 top-1 on {data.name}")
             return AccuracyGate(data.name, len(data), None, reduced.top1, None, 0.0, max_drop, "none")
         top1_fp32, agreement, reference = q.top1_fp32, None, f"fp32 top-1 recorded by parnet-quantize ({q.source})"
-    if data.labels is not None:
-        drop = (top1_fp32 - reduced.top1) * 100
-        summary = f"top-1 {reduced.top1:.2%} vs fp32 {top1_fp32:.2%} (drop {drop:.2f} points)"
-    else:
-        drop = (1 - (agreement or 0.0)) * 100
-        summary = f"agreement with fp32 {agreement:.2%} (unlabeled data)"
+    drop, summary = drop_against_fp32(top1_fp32, reduced, agreement, data.labels is not None)
     log(f"  accuracy gate ({backend} {precision}, {data.name}, {len(data)} images): {summary}, max {max_drop}")
     if drop > max_drop:
         raise VerificationError(f"{backend} {precision} loses {drop:.2f} points on {data.name} (max {max_drop}); "

@@ -20,6 +20,17 @@ class Accuracy:
         return float(np.mean(self.predictions == other.predictions))
 
 
+def drop_against_fp32(top1_fp32: float | None, reduced: Accuracy, agreement: float | None,
+                      labeled: bool) -> tuple[float, str]:
+    """The gate's measure, in points: top-1 lost on labeled data, disagreement with fp32 otherwise."""
+    if labeled:
+        drop = (top1_fp32 - reduced.top1) * 100
+        summary = f"top-1 {reduced.top1:.2%} vs fp32 {top1_fp32:.2%} (drop {drop:.2f} points)"
+        return drop, summary + (f", agreement {agreement:.2%}" if agreement is not None else "")
+    drop = (1 - (agreement or 0.0)) * 100
+    return drop, f"agreement with fp32 {agreement:.2%} (unlabeled data)"
+
+
 def evaluate(run: Callable[[np.ndarray], np.ndarray], data: Dataset) -> Accuracy:
     """``run``: a (1, 3, H, W) image → logits (1, classes). Batch 1, as deployed."""
     logits = np.concatenate([run(np.ascontiguousarray(x)) for x in data.batches(1)])

@@ -19,7 +19,7 @@ from ..artifacts.files import atomic_directory, check_target, hash_files
 from ..artifacts.schema import NAME
 from ..backends import get_backend
 from ..errors import UserError
-from .accuracy import evaluate
+from .accuracy import Accuracy, drop_against_fp32, evaluate
 from .int8 import METHODS, Int8Config, quantize_until_accurate
 
 
@@ -47,7 +47,7 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
                     log: Callable[[str], None] = print) -> tuple[Path, ExportManifest]:
     import onnx
 
-    from ..data import load_source
+    from ..data import calibration_source, evaluation_source, load_source
     from ..export.graph import cut, subgraph_plan
 
     config.validate()
@@ -58,23 +58,25 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
     target = config.output / (config.name or f"{export.name}-int8")
     check_target(target, config.force, "manifest.json", export_dir)  # before minutes of calibration
     norm = export.normalization
-    calib_name = "digits:train" if config.calib == "digits" else config.calib
-    eval_name = config.eval_source or ("digits:heldout" if config.calib == "digits" else config.calib)
-    calib = load_source(calib_name, tuple(export.resolution), norm.mean, norm.std)
-    heldout = load_source(eval_name, tuple(export.resolution), norm.mean, norm.std)
+    calib = load_source(calibration_source(config.calib), tuple(export.resolution), norm.mean, norm.std)
+    heldout = load_source(evaluation_source(config.calib, config.eval_source), tuple(export.resolution), norm.mean,
+                          norm.std)
     backend = get_backend("onnxruntime")
-    fp32 = evaluate(backend.load(export_dir / export.whole.file, export.whole).infer_array, heldout)
+
+    def accuracy_of(path: Path) -> Accuracy:
+        runner = backend.load(path, export.whole)
+        try:
+            return evaluate(runner.infer_array, heldout)
+        finally:
+            runner.close()
+
+    fp32 = accuracy_of(export_dir / export.whole.file)
     measured: dict = {}
 
     def accept(path: Path) -> tuple[bool, str]:
-        q = evaluate(backend.load(path, replace(export.whole, file=path.name)).infer_array, heldout)
+        q = accuracy_of(path)
         agree = q.agreement(fp32)
-        if heldout.labels is not None:
-            drop = (fp32.top1 - q.top1) * 100
-            summary = f"top-1 {q.top1:.2%} vs fp32 {fp32.top1:.2%} (drop {drop:.2f} points), agreement {agree:.2%}"
-        else:
-            drop = (1 - agree) * 100
-            summary = f"agreement with fp32 {agree:.2%} (unlabeled data)"
+        drop, summary = drop_against_fp32(fp32.top1, q, agree, heldout.labels is not None)
         measured.update(top1_fp32=fp32.top1 if heldout.labels is not None else None,
                         top1_int8=q.top1 if heldout.labels is not None else None, agreement=agree, drop_points=drop)
         return drop <= config.max_drop, summary

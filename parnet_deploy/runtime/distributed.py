@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ class RankPlan:
         return cls(d["manifest"], d["rank_of"], {int(k): v for k, v in d["device_of"].items()}, d["world"],
                    d["precision"])
 
-    @property
+    @cached_property
     def export(self) -> ExportManifest:
         return ExportManifest.parse(self.manifest)
 

@@ -31,9 +31,7 @@ class OnnxRuntimeBackend(Backend):
         return ort().__version__
 
     @classmethod
-    def build(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
-        if options.precision not in cls.precisions:
-            raise UserError(f"onnxruntime cannot build {options.precision}; it runs {', '.join(cls.precisions)}")
+    def build_impl(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
         builder.build(source, engine, device, options)
 
     def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):

@@ -32,7 +32,7 @@ class OpenVinoBackend(Backend):
         return str(openvino().__version__)
 
     @classmethod
-    def build(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
+    def build_impl(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
         builder.build(source, engine, device, options)
 
     def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):

@@ -58,9 +58,7 @@ class TensorRTBackend(Backend):  # pragma: no cover - needs a GPU
         return cuda_devices()
 
     @classmethod
-    def build(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
-        if options.precision not in cls.precisions:
-            raise UserError(f"TensorRT builds {', '.join(cls.precisions)} (from the ONNX), not {options.precision}")
+    def build_impl(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
         builder.build(source, engine, device, options)
 
     def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):
