@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean capi
+.PHONY: demo test venv clean capi capi-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,19 +18,26 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m parnet_deploy.demo
 
-test: $(STAMP)
+test: $(STAMP) capi-deps
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) export/*/ engines/*/ demo_out
+	rm -rf $(VENV) export/*/ engines/*/ demo_out build
 
-# C API: build/capi/libparnet_rt.so (+ parnet_rt.pc) and the examples
-CAPI := build/capi
-.PHONY: capi
-capi: $(STAMP)
-	$(PY) -m pip install --quiet "cffi>=1.16"
-	$(PY) -m parnet_deploy.capi.build $(CAPI)
-	cc -std=c99 -O2 -Wall -Wextra -Iinclude examples/c/classify.c -o $(CAPI)/classify \
-	   -L$(CAPI) -Wl,-rpath,$(abspath $(CAPI)) -lparnet_rt
-	c++ -std=c++17 -O2 -Wall -Wextra -Iinclude examples/cpp/ros_callback.cpp -o $(CAPI)/ros_callback \
-	   -L$(CAPI) -Wl,-rpath,$(abspath $(CAPI)) -lparnet_rt
+# C API (native, no Python inside): build/capi/install/{include,lib} with parnet_rt.pc and the
+# CMake package, plus the examples built against the installed package (find_package and pkg-config)
+CAPI        := build/capi
+CAPI_PREFIX := $(abspath $(CAPI)/install)
+OV_CMAKE     = $(shell $(PY) -c "import openvino, os; print(os.path.join(os.path.dirname(openvino.__file__), 'cmake'))")
+
+capi-deps:
+	scripts/install_capi_deps.sh
+
+capi: $(STAMP) capi-deps
+	cmake -S capi -B $(CAPI)/lib -DOpenVINO_DIR=$(OV_CMAKE) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(CAPI)/lib -j
+	cmake --install $(CAPI)/lib --prefix $(CAPI_PREFIX)
+	cmake -S examples -B $(CAPI)/examples -DCMAKE_PREFIX_PATH=$(CAPI_PREFIX)
+	cmake --build $(CAPI)/examples -j
+	PKG_CONFIG_PATH=$(CAPI_PREFIX)/lib/pkgconfig $(MAKE) -C examples -f pkgconfig.mk OUT=$(abspath $(CAPI)/examples-pc)
+	@echo "installed to $(CAPI_PREFIX); try: $(CAPI)/examples/classify export/<name>"

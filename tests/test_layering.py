@@ -21,7 +21,6 @@ LAYERS = [
     {"engines"},
     {"bench"},
     {"train"},
-    {"capi"},
     {"cli"},
     {"demo"},
 ]

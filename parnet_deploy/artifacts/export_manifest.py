@@ -24,6 +24,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ArtifactNotFoundError, ConfigError, ExportError
 from ..models.config import ParNetConfig
 from .dag import Dag
@@ -101,12 +103,26 @@ class Normalization:
     layout: str = "NCHW RGB"
     note: str = "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"
 
+    def apply(self, image: np.ndarray, bgr: bool = False) -> np.ndarray:
+        return normalize_u8(image, self.mean, self.std, bgr)
+
     @classmethod
     def parse(cls, f: Fields) -> "Normalization":
         std = f.floats("std", 3)
         if min(std) <= 0:
             raise f.error("std", "expected positive numbers")
         return cls(f.floats("mean", 3), std, f.str("layout", default="NCHW RGB"), f.str("note", default=""))
+
+
+def normalize_u8(image: np.ndarray, mean, std, bgr: bool = False) -> np.ndarray:
+    """An 8-bit HWC image (RGB, or BGR) → float32 CHW ``(rgb / 255 - mean) / std``.
+
+    The one definition of the input transform: the data loaders use it, and the C library's
+    ``prt_preprocess_u8`` performs the same float32 operations in the same order (bitwise equal).
+    """
+    rgb = np.asarray(image)[..., ::-1] if bgr else np.asarray(image)
+    m, s = np.asarray(mean, np.float32)[:, None, None], np.asarray(std, np.float32)[:, None, None]
+    return (np.asarray(rgb, np.float32).transpose(2, 0, 1) / np.float32(255) - m) / s
 
 
 IMAGENET_NORMALIZATION = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

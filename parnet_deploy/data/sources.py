@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.export_manifest import normalize_u8
 from ..errors import UserError
 
 DIGITS_SPLIT_SEED = 0
@@ -78,9 +79,7 @@ def _folder(path: Path, resolution: tuple[int, int], mean, std) -> Dataset:
     if not files:
         raise UserError(f"{path}: no images (expected <folder>/<class>/*.png or a flat folder of images)")
     h, w = resolution
-    m, s = np.asarray(mean, np.float32)[:, None, None], np.asarray(std, np.float32)[:, None, None]
-    images = [(np.asarray(Image.open(f).convert("RGB").resize((w, h)), np.float32).transpose(2, 0, 1) / 255 - m) / s
-              for f, _ in files]
+    images = [normalize_u8(np.asarray(Image.open(f).convert("RGB").resize((w, h))), mean, std) for f, _ in files]
     labels = np.asarray([i for _, i in files], np.int64)
     return Dataset(np.stack(images).astype(np.float32), None if classes == [] else labels, path.name)
 

@@ -1,6 +1,18 @@
-/* Exercises libparnet_rt through its header: statuses, errors, outputs, threads.
- *   capi_test DIR TAMPERED_DIR OUT.f32 CALLS
- * Prints one line per failed check, then "ALL OK" or "FAILED n"; exit code = failures. */
+/* Exercises libparnet_rt through its installed header: statuses, errors, outputs, threads.
+ *
+ *   capi_test COMMAND ARGS... [-- COMMAND ARGS...]...
+ *
+ *   misuse DIR                               NULLs, lengths, options, non-UTF-8 paths, dims bounds,
+ *                                            last-error lifetime, closed handles
+ *   run DIR OPTIONS IN.f32 OUT.f32           one inference of a raw float32 input
+ *   status DIR OPTIONS STATUS TEXT           prt_open returns STATUS and an error containing TEXT
+ *   threads DIR OPTIONS THREADS CALLS        THREADS x CALLS on one shared handle and on separate
+ *                                            handles, each bitwise equal to a single-threaded run
+ *   preprocess DIR IMAGE.u8 H W STRIDE ORDER OUT.f32
+ *
+ * Commands run in order in one process (so one valgrind run covers them all). Prints one line
+ * per failed check, then "ALL OK" or "FAILED n"; the exit code is the number of failures. */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,134 +21,256 @@
 #include "parnet_rt.h"
 
 static int failures = 0;
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (!(cond)) {                                          \
-            failures++;                                         \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-        }                                                       \
+#define CHECK(cond, ...)                                \
+    do {                                                \
+        if (!(cond)) {                                  \
+            failures++;                                 \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                        \
+            printf("\n");                               \
+        }                                               \
     } while (0)
 
-static const char *dir;
-static size_t n_in, n_out;
-static int calls;
-static float *inputs[4], *expected[4];
-
-static void pattern(float *x, size_t n, unsigned seed) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(((i + seed * 131u) * 7919u) % 255u) / 127.5f - 1.0f;
-}
+static const char *opt(const char *s) { return strcmp(s, "-") == 0 ? NULL : s; }
 
 static void expect_status(prt_status got, prt_status want, const char *what) {
     CHECK(got == want, "%s: status %d, want %d (%s)", what, (int)got, (int)want, prt_last_error());
     CHECK(got == PRT_OK || strlen(prt_last_error()) > 0, "%s: empty prt_last_error", what);
 }
 
-static int close_enough(const float *a, const float *b, size_t n) {
-    float scale = 0, diff = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = a[i] - b[i];
-        if (d < 0) d = -d;
-        if (d > diff) diff = d;
-        if ((b[i] < 0 ? -b[i] : b[i]) > scale) scale = b[i] < 0 ? -b[i] : b[i];
-    }
-    return diff <= 1e-6f * scale;
+static void pattern(float *x, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(((i + seed * 131u) * 7919u) % 255u) / 127.5f - 1.0f;
 }
 
-struct job { prt_runtime *rt; int id; int bad; };
-
-static void *worker(void *arg) {
-    struct job *j = arg;
-    prt_runtime *own = NULL;
-    prt_runtime *rt = j->rt;
-    if (!rt) {
-        if (prt_open(dir, NULL, &own) != PRT_OK) { j->bad = calls; return NULL; }
-        rt = own;
-    }
-    float *y = malloc(n_out * sizeof *y);
-    for (int c = 0; c < calls; c++) {
-        if (prt_infer(rt, inputs[j->id], n_in, y, n_out) != PRT_OK || !close_enough(y, expected[j->id], n_out))
-            j->bad++;
-    }
-    free(y);
-    prt_close(own);
-    return NULL;
+static int lengths(prt_runtime *rt, size_t *n_in, size_t *n_out) {
+    int64_t in[4], out[2];
+    if (prt_input_dims(rt, in) != PRT_OK || prt_output_dims(rt, out) != PRT_OK) return 0;
+    *n_in = (size_t)(in[0] * in[1] * in[2] * in[3]);
+    *n_out = (size_t)(out[0] * out[1]);
+    return 1;
 }
 
-static void run_threads(prt_runtime *shared, const char *label) {
-    pthread_t t[4];
-    struct job jobs[4];
-    for (int i = 0; i < 4; i++) {
-        jobs[i] = (struct job){shared, i, 0};
-        pthread_create(&t[i], NULL, worker, &jobs[i]);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(t[i], NULL);
-        CHECK(jobs[i].bad == 0, "%s: thread %d had %d wrong or failed calls of %d", label, i, jobs[i].bad, calls);
-    }
+static void *read_file(const char *path, size_t bytes) {
+    FILE *f = fopen(path, "rb");
+    void *data = malloc(bytes ? bytes : 1);
+    size_t got = f ? fread(data, 1, bytes, f) : 0;
+    CHECK(f && got == bytes, "cannot read %zu bytes from %s", bytes, path);
+    if (f) fclose(f);
+    return data;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 5) return 100;
-    dir = argv[1];
-    calls = atoi(argv[4]);
+static void write_file(const char *path, const void *data, size_t bytes) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(data, 1, bytes, f) == bytes, "cannot write %s", path);
+    if (f) fclose(f);
+}
+
+static void cmd_misuse(const char *dir) {
     CHECK(prt_abi_version() == PRT_ABI_VERSION, "abi version %d", prt_abi_version());
     CHECK(strlen(prt_version()) > 0, "empty version");
-
     prt_runtime *rt = (prt_runtime *)0x1;
     expect_status(prt_open(NULL, NULL, &rt), PRT_E_INVALID_ARG, "open NULL path");
     expect_status(prt_open(dir, NULL, NULL), PRT_E_INVALID_ARG, "open NULL out");
+    rt = (prt_runtime *)0x1;
     expect_status(prt_open("/nonexistent/parnet", NULL, &rt), PRT_E_NOT_FOUND, "open missing");
     CHECK(rt == NULL, "failed open must set *out to NULL");
-    expect_status(prt_open(argv[2], NULL, &rt), PRT_E_INCOMPATIBLE, "open tampered");
-    CHECK(strstr(prt_last_error(), "modified after it was written") != NULL, "tampered message: %s", prt_last_error());
-    expect_status(prt_open(dir, "mode=fast", &rt), PRT_E_INVALID_ARG, "bad mode");
-    expect_status(prt_open(dir, "threads=two", &rt), PRT_E_INVALID_ARG, "bad threads");
+    expect_status(prt_open("/tmp/\xff\xfe-not-utf8", NULL, &rt), PRT_E_INVALID_ARG, "non-UTF-8 path");
+    expect_status(prt_open("/tmp/\xc0\xaf", NULL, &rt), PRT_E_INVALID_ARG, "overlong UTF-8 path");
+    expect_status(prt_open(dir, "mode=\xe9", &rt), PRT_E_INVALID_ARG, "non-UTF-8 options");
+    static const char *bad_options[] = {"mode=fast", "mode=distributed", "threads=two", "threads=0", "threads=-1",
+                                        "threads=99999", "colour=blue", "mode", "mode=", "device=cuda:0",
+                                        "device=TPU", "precision_hint=f8", "backend=onnxruntime",
+                                        "threads=2;threads=2", "precision_hint=f16"};
+    for (size_t i = 0; i < sizeof bad_options / sizeof *bad_options; i++) {
+        expect_status(prt_open(dir, bad_options[i], &rt), PRT_E_INVALID_ARG, bad_options[i]);
+        CHECK(strstr(prt_last_error(), "bad option") != NULL, "%s: message %s", bad_options[i], prt_last_error());
+    }
+
+    /* the last error stays valid (and unchanged) until the next failing call on this thread */
     expect_status(prt_open(dir, "colour=blue", &rt), PRT_E_INVALID_ARG, "unknown key");
+    const char *kept = prt_last_error();
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", kept);
+    expect_status(prt_open(dir, " mode = whole ; threads=2 ;", &rt), PRT_OK, "open with spaces");
+    (void)prt_last_error();
+    CHECK(strcmp(kept, copy) == 0, "last error changed by successful calls: %s", kept);
 
-    expect_status(prt_open(dir, "mode=whole;threads=2", &rt), PRT_OK, "open");
-    int64_t in[4] = {0}, out[2] = {0};
-    expect_status(prt_input_dims(rt, in), PRT_OK, "input dims");
-    expect_status(prt_output_dims(rt, out), PRT_OK, "output dims");
-    expect_status(prt_input_dims(NULL, in), PRT_E_INVALID_ARG, "dims NULL handle");
+    /* the dims functions write exactly 4 and 2 values, whatever the manifest says */
+    struct { int64_t dims[4]; int64_t canary[4]; } in = {{0}, {7, 7, 7, 7}};
+    struct { int64_t dims[2]; int64_t canary[4]; } out = {{0}, {7, 7, 7, 7}};
+    expect_status(prt_input_dims(rt, in.dims), PRT_OK, "input dims");
+    expect_status(prt_output_dims(rt, out.dims), PRT_OK, "output dims");
+    for (int i = 0; i < 4; i++) CHECK(in.canary[i] == 7 && out.canary[i] == 7, "dims wrote past the array");
+    CHECK(in.dims[1] == 3 && out.dims[0] >= 1 && out.dims[1] >= 1, "dims %lld %lld", (long long)in.dims[1],
+          (long long)out.dims[1]);
+    expect_status(prt_input_dims(NULL, in.dims), PRT_E_INVALID_ARG, "dims NULL handle");
     expect_status(prt_output_dims(rt, NULL), PRT_E_INVALID_ARG, "dims NULL buffer");
-    n_in = (size_t)(in[0] * in[1] * in[2] * in[3]);
-    n_out = (size_t)(out[0] * out[1]);
-    CHECK(in[1] == 3 && n_out > 0, "dims %lld %lld", (long long)in[1], (long long)n_out);
 
-    float *x = malloc(n_in * sizeof *x), *y = malloc(n_out * sizeof *y);
+    size_t n_in, n_out;
+    CHECK(lengths(rt, &n_in, &n_out), "lengths");
+    float *x = malloc(n_in * sizeof *x), *y = malloc((n_out + 1) * sizeof *y);
     pattern(x, n_in, 0);
     expect_status(prt_infer(NULL, x, n_in, y, n_out), PRT_E_INVALID_ARG, "infer NULL handle");
     expect_status(prt_infer(rt, NULL, n_in, y, n_out), PRT_E_INVALID_ARG, "infer NULL input");
     expect_status(prt_infer(rt, x, n_in, NULL, n_out), PRT_E_INVALID_ARG, "infer NULL output");
     expect_status(prt_infer(rt, x, n_in - 1, y, n_out), PRT_E_INVALID_ARG, "infer short input");
     expect_status(prt_infer(rt, x, n_in, y, n_out + 1), PRT_E_INVALID_ARG, "infer long output");
+    expect_status(prt_infer(rt, x, n_in, y, n_out - 1), PRT_E_INVALID_ARG, "infer short output");
+    expect_status(prt_infer(rt, x, 0, y, 0), PRT_E_INVALID_ARG, "infer zero lengths");
     CHECK(strstr(prt_last_error(), "expected input_len") != NULL, "length message: %s", prt_last_error());
     expect_status(prt_warmup(rt, -1), PRT_E_INVALID_ARG, "warmup negative");
+    expect_status(prt_warmup(NULL, 1), PRT_E_INVALID_ARG, "warmup NULL");
+    double us = 0;
+    expect_status(prt_last_latency_us(rt, &us), PRT_OK, "latency before any call");
+    CHECK(isnan(us), "latency before any call: %f, want NaN", us);
     expect_status(prt_warmup(rt, 2), PRT_OK, "warmup");
+    y[n_out] = 12345.0f;
     expect_status(prt_infer(rt, x, n_in, y, n_out), PRT_OK, "infer");
-    double us = -1;
+    CHECK(y[n_out] == 12345.0f, "infer wrote past output_len");
     expect_status(prt_last_latency_us(rt, &us), PRT_OK, "latency");
     CHECK(us > 0, "latency %f", us);
-    FILE *f = fopen(argv[3], "wb");
-    fwrite(y, sizeof *y, n_out, f);
-    fclose(f);
+    expect_status(prt_last_latency_us(rt, NULL), PRT_E_INVALID_ARG, "latency NULL");
 
-    for (int i = 0; i < 4; i++) {
-        inputs[i] = malloc(n_in * sizeof(float));
-        expected[i] = malloc(n_out * sizeof(float));
-        pattern(inputs[i], n_in, (unsigned)i + 1);
-        expect_status(prt_infer(rt, inputs[i], n_in, expected[i], n_out), PRT_OK, "reference");
-    }
-    run_threads(NULL, "separate handles");
-    run_threads(rt, "shared handle");
+    uint8_t pixel[3] = {1, 2, 3};
+    expect_status(prt_preprocess_u8(rt, NULL, 1, 1, 3, PRT_RGB, x, n_in), PRT_E_INVALID_ARG, "preprocess NULL image");
+    expect_status(prt_preprocess_u8(rt, pixel, 1, 1, 3, PRT_RGB, x, n_in), PRT_E_INVALID_ARG, "preprocess wrong size");
+    expect_status(prt_preprocess_u8(rt, pixel, (size_t)in.dims[2], (size_t)in.dims[3], 1, PRT_RGB, x, n_in),
+                  PRT_E_INVALID_ARG, "preprocess short stride");
+    expect_status(prt_preprocess_u8(rt, pixel, (size_t)in.dims[2], (size_t)in.dims[3], 3 * (size_t)in.dims[3],
+                                    (prt_channel_order)7, x, n_in),
+                  PRT_E_INVALID_ARG, "preprocess bad order");
+    expect_status(prt_preprocess_u8(rt, pixel, (size_t)in.dims[2], (size_t)in.dims[3], 3 * (size_t)in.dims[3],
+                                    PRT_RGB, x, n_in - 1),
+                  PRT_E_INVALID_ARG, "preprocess short output");
 
     prt_close(rt);
     prt_close(NULL);
-    for (int i = 0; i < 4; i++) { free(inputs[i]); free(expected[i]); }
+    /* a closed handle is refused, not used (no handle was opened since, so the address is not reused) */
+    expect_status(prt_infer(rt, x, n_in, y, n_out), PRT_E_INVALID_ARG, "infer on a closed handle");
+    prt_close(rt);  /* twice: a no-op */
     free(x);
     free(y);
+}
+
+static void cmd_run(const char *dir, const char *options, const char *in_path, const char *out_path) {
+    prt_runtime *rt = NULL;
+    expect_status(prt_open(dir, opt(options), &rt), PRT_OK, dir);
+    if (!rt) return;
+    size_t n_in = 0, n_out = 0;
+    CHECK(lengths(rt, &n_in, &n_out), "lengths");
+    float *x = read_file(in_path, n_in * sizeof(float)), *y = calloc(n_out, sizeof(float));
+    expect_status(prt_infer(rt, x, n_in, y, n_out), PRT_OK, "infer");
+    write_file(out_path, y, n_out * sizeof(float));
+    free(x);
+    free(y);
+    prt_close(rt);
+}
+
+static void cmd_status(const char *dir, const char *options, int want, const char *text) {
+    prt_runtime *rt = (prt_runtime *)0x1;
+    prt_status got = prt_open(dir, opt(options), &rt);
+    CHECK((int)got == want, "%s: status %d, want %d (%s)", dir, (int)got, want, prt_last_error());
+    CHECK(got != PRT_OK || rt != NULL, "%s: OK without a handle", dir);
+    CHECK(got == PRT_OK || rt == NULL, "%s: failed open left *out set", dir);
+    CHECK(got == PRT_OK || strstr(prt_last_error(), text) != NULL, "%s: message '%s' lacks '%s'", dir, prt_last_error(),
+          text);
+    prt_close(rt);
+}
+
+struct job {
+    const char *dir, *options;
+    prt_runtime *shared;
+    int calls, wrong, id;
+    size_t n_in, n_out;
+    const float *input, *expected;
+};
+
+static void *worker(void *arg) {
+    struct job *j = arg;
+    prt_runtime *own = NULL, *rt = j->shared;
+    if (!rt) {
+        if (prt_open(j->dir, j->options, &own) != PRT_OK) {
+            j->wrong = j->calls;
+            return NULL;
+        }
+        rt = own;
+    }
+    float *y = malloc(j->n_out * sizeof *y);
+    for (int c = 0; c < j->calls; c++)
+        if (prt_infer(rt, j->input, j->n_in, y, j->n_out) != PRT_OK || memcmp(y, j->expected, j->n_out * sizeof *y) != 0)
+            j->wrong++;
+    free(y);
+    prt_close(own);
+    return NULL;
+}
+
+static void cmd_threads(const char *dir, const char *options, int threads, int calls) {
+    prt_runtime *rt = NULL;
+    expect_status(prt_open(dir, opt(options), &rt), PRT_OK, dir);
+    if (!rt || threads < 1 || threads > 64) return;
+    size_t n_in = 0, n_out = 0;
+    CHECK(lengths(rt, &n_in, &n_out), "lengths");
+    float *inputs = malloc((size_t)threads * n_in * sizeof(float)), *expected = malloc((size_t)threads * n_out * sizeof(float));
+    for (int i = 0; i < threads; i++) {
+        pattern(inputs + (size_t)i * n_in, n_in, (unsigned)i + 1);
+        expect_status(prt_infer(rt, inputs + (size_t)i * n_in, n_in, expected + (size_t)i * n_out, n_out), PRT_OK, "reference");
+    }
+    for (int shared = 1; shared >= 0; shared--) {
+        pthread_t t[64];
+        struct job jobs[64];
+        for (int i = 0; i < threads; i++) {
+            jobs[i] = (struct job){dir, opt(options), shared ? rt : NULL, calls, 0, i, n_in, n_out,
+                                   inputs + (size_t)i * n_in, expected + (size_t)i * n_out};
+            pthread_create(&t[i], NULL, worker, &jobs[i]);
+        }
+        for (int i = 0; i < threads; i++) {
+            pthread_join(t[i], NULL);
+            CHECK(jobs[i].wrong == 0, "%s handle: thread %d had %d of %d calls fail or differ bitwise",
+                  shared ? "shared" : "separate", i, jobs[i].wrong, calls);
+        }
+    }
+    free(inputs);
+    free(expected);
+    prt_close(rt);
+}
+
+static void cmd_preprocess(const char *dir, const char *image_path, size_t h, size_t w, size_t stride, int order,
+                           const char *out_path) {
+    prt_runtime *rt = NULL;
+    expect_status(prt_open(dir, NULL, &rt), PRT_OK, dir);
+    if (!rt) return;
+    uint8_t *image = read_file(image_path, h * stride);
+    float *x = calloc(3 * h * w, sizeof(float));
+    expect_status(prt_preprocess_u8(rt, image, h, w, stride, (prt_channel_order)order, x, 3 * h * w), PRT_OK, "preprocess");
+    write_file(out_path, x, 3 * h * w * sizeof(float));
+    free(image);
+    free(x);
+    prt_close(rt);
+}
+
+int main(int argc, char **argv) {
+    int i = 1;
+    while (i < argc) {
+        const char *c = argv[i];
+        int n = !strcmp(c, "misuse") ? 1 : !strcmp(c, "preprocess") ? 7 : 4;
+        if (i + n >= argc) {
+            fprintf(stderr, "capi_test: %s needs %d arguments\n", c, n);
+            return 100;
+        }
+        char **a = argv + i + 1;
+        if (!strcmp(c, "misuse")) cmd_misuse(a[0]);
+        else if (!strcmp(c, "run")) cmd_run(a[0], a[1], a[2], a[3]);
+        else if (!strcmp(c, "status")) cmd_status(a[0], a[1], atoi(a[2]), a[3]);
+        else if (!strcmp(c, "threads")) cmd_threads(a[0], a[1], atoi(a[2]), atoi(a[3]));
+        else if (!strcmp(c, "preprocess"))
+            cmd_preprocess(a[0], a[1], (size_t)atol(a[2]), (size_t)atol(a[3]), (size_t)atol(a[4]), atoi(a[5]), a[6]);
+        else {
+            fprintf(stderr, "capi_test: unknown command %s\n", c);
+            return 100;
+        }
+        i += n + 1;
+        if (i < argc && !strcmp(argv[i], "--")) i++;
+    }
     printf(failures ? "FAILED %d\n" : "ALL OK\n", failures);
     return failures;
 }

@@ -1,0 +1,107 @@
+/*
+ * parnet_rt.h - C API of the parnet-deploy runtime (C99, usable from C++).
+ *
+ * ABI version 1. Functions are only ever added; existing signatures and status values
+ * never change within a major version. Check prt_abi_version() == PRT_ABI_VERSION at start-up.
+ * Library 0.2.0 added prt_preprocess_u8 (ABI 1 still: an addition, nothing changed).
+ *
+ * The library is native C++ on OpenVINO's runtime; no Python interpreter runs in the process.
+ * It reads export directories (parnet-export, parnet-quantize: fp32, fp16, int8 Q/DQ ONNX) and
+ * engine directories built with `parnet-build --backend openvino` (compiled blobs).
+ *
+ * Ownership: the caller owns every buffer it passes; the library keeps no pointer to it after
+ * a call returns. Strings returned by the library stay valid until the next failing call on
+ * the same thread (prt_last_error) or forever (prt_version).
+ *
+ * Trust: a directory is untrusted input. prt_open checks the manifest's structure, that every
+ * file it reads is a regular file listed in the manifest, directly inside the directory (no
+ * links, no "..") with the recorded size and then sha256, and that the shapes the manifest
+ * claims are the model's own; anything else is PRT_E_INCOMPATIBLE.
+ *
+ * Threads: every function may be called from any thread. One handle may be shared by several
+ * threads: concurrent prt_infer calls on it each take their own set of infer requests from a
+ * pool (grown on demand), so they run in parallel. Separate handles are fully independent.
+ * prt_last_error() is thread-local: it describes the last failure on the calling thread.
+ */
+#ifndef PARNET_RT_H
+#define PARNET_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PRT_ABI_VERSION 1
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct prt_runtime prt_runtime;
+
+typedef enum {
+    PRT_OK = 0,
+    PRT_E_INVALID_ARG = 1,   /* NULL pointer, wrong length, bad option, path not UTF-8 */
+    PRT_E_NOT_FOUND = 2,     /* no export/engine directory at path, or a file listed in it is missing */
+    PRT_E_INCOMPATIBLE = 3,  /* malformed or lying manifest, files that do not match it (size, hash, links),
+                                shapes the model does not have, engines built for another CPU/version/backend */
+    PRT_E_RUNTIME = 4,       /* inference or model compilation failed */
+    PRT_E_NO_MEMORY = 5
+} prt_status;
+
+typedef enum {
+    PRT_RGB = 0, /* pixel bytes in R, G, B order */
+    PRT_BGR = 1  /* pixel bytes in B, G, R order (OpenCV, most camera drivers) */
+} prt_channel_order;
+
+/* Library version, e.g. "0.2.0". */
+const char *prt_version(void);
+/* PRT_ABI_VERSION of the library actually loaded. */
+int prt_abi_version(void);
+
+/* Open an export (parnet-export) or engine (parnet-build --backend openvino) directory.
+   options: NULL or "key=value;key=value", keys:
+     mode            whole (default: one graph) | streams (one infer request per subgraph; independent
+                     subgraphs run concurrently when threads allow two per subgraph)
+     threads         positive integer, in all (default: all cores)
+     device          cpu (= CPU, default) or an OpenVINO device name: CPU, GPU, GPU.1, NPU
+     precision_hint  f32 | bf16 | f16: the float precision OpenVINO computes in (default f32; int8 and
+                     fp16 exports keep their own quantization / rounding). bf16 on a CPU needs native
+                     bf16; f16 is for GPU/NPU. Engines: only their built precision.
+     backend         openvino (the only backend of this library; kept for compatibility)
+   Unknown keys, repeated keys or bad values give PRT_E_INVALID_ARG. On success *out is a new
+   handle; on failure *out is NULL. */
+prt_status prt_open(const char *path, const char *options, prt_runtime **out);
+
+/* Input dims N, C, H, W and output dims N, classes, as the compiled model reports them. Writes
+   exactly 4 (resp. 2) values. */
+prt_status prt_input_dims(const prt_runtime *rt, int64_t dims[4]);
+prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]);
+
+/* Run one image. input: N*C*H*W floats (NCHW, normalised as the export's manifest says; see
+   prt_preprocess_u8); output: N*classes floats. Lengths are element counts and must equal the
+   model's tensors exactly. */
+prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, float *output, size_t output_len);
+
+/* Turn an 8-bit HWC image (3 channels, `height` x `width` = the model's H x W, rows
+   `row_stride` bytes apart, row_stride >= 3 * width) into the NCHW float input:
+   x[c][y][x] = (rgb[y][x][c] / 255 - mean[c]) / std[c] in float32, with the manifest's mean
+   and std; the same numbers as parnet-deploy's Python loaders. input_len must be C*H*W. */
+prt_status prt_preprocess_u8(const prt_runtime *rt, const uint8_t *image, size_t height, size_t width,
+                             size_t row_stride, prt_channel_order order, float *input, size_t input_len);
+
+/* Run `iterations` inferences on zeros (first calls allocate and tune). */
+prt_status prt_warmup(prt_runtime *rt, int iterations);
+
+/* Wall time of the last successful prt_infer on this handle, in microseconds (NaN before any). */
+prt_status prt_last_latency_us(const prt_runtime *rt, double *microseconds);
+
+/* Message of the last failure on this thread ("" if none). */
+const char *prt_last_error(void);
+
+/* Release a handle; NULL is a no-op. No call on the handle may be running or follow. */
+void prt_close(prt_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PARNET_RT_H */

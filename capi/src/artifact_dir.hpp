@@ -1,0 +1,43 @@
+// Reading files out of an untrusted artifact directory: confined, size-checked, hashed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace prt {
+
+struct FileSpec {
+    std::string sha256;  // 64 lowercase hex digits
+    uint64_t bytes = 0;
+};
+
+constexpr uint64_t kMaxManifestBytes = 4u << 20;
+constexpr uint64_t kMaxFileBytes = uint64_t(16) << 30;
+
+// Strict names, as on the Python side: [A-Za-z0-9][A-Za-z0-9._-]{0,63}, never "..".
+bool is_valid_name(const std::string &name);
+
+class ArtifactDir {
+  public:
+    // PRT_E_NOT_FOUND if `path` is not a directory.
+    explicit ArtifactDir(const std::string &path);
+    ~ArtifactDir();
+    ArtifactDir(const ArtifactDir &) = delete;
+    ArtifactDir &operator=(const ArtifactDir &) = delete;
+
+    const std::string &path() const { return path_; }
+    // A regular file (not a link) of this name directly in the directory.
+    bool has_file(const std::string &name) const;
+    // The manifest's bytes, at most kMaxManifestBytes.
+    std::string read_manifest(const std::string &name) const;
+    // `relative` ("name" or "dir/name", strict names, no links anywhere), checked against `spec`:
+    // size first (before reading), then sha256 of exactly the bytes returned.
+    std::string read_verified(const std::string &relative, const FileSpec &spec, const std::string &manifest) const;
+
+  private:
+    int open_file(const std::string &relative, const std::string &manifest) const;
+    std::string path_;
+    int fd_ = -1;
+};
+
+}  // namespace prt

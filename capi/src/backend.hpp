@@ -1,0 +1,62 @@
+// The boundary between the runtime and an inference engine. OpenVINO implements it
+// (openvino_backend.cpp); a TensorRT backend would be one more implementation of these three
+// classes and one more case in make_backend().
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace prt {
+
+struct Port {
+    std::vector<std::string> names;  // every name the tensor has in the model
+    std::vector<int64_t> shape;      // empty if the model's shape is not static
+    bool f32 = false;                // element type float32
+};
+
+// One execution of a graph; owns its internal memory. Not thread-safe: one caller at a time.
+class Request {
+  public:
+    virtual ~Request() = default;
+    // Point an input (output) at caller memory of exactly the port's shape, float32.
+    virtual void bind_input(size_t port, const float *data) = 0;
+    virtual void bind_output(size_t port, float *data) = 0;
+    // Make input `port` read output `producer_port` of `producer` (same backend), without copies.
+    virtual void link_input(size_t port, Request &producer, size_t producer_port) = 0;
+    virtual void infer() = 0;
+    // Asynchronous run; `done` is called once per start_async, from any thread, with the failure if any.
+    virtual void set_done(std::function<void(std::exception_ptr)> done) = 0;
+    virtual void start_async() = 0;
+};
+
+// One compiled graph on one device.
+class Graph {
+  public:
+    virtual ~Graph() = default;
+    virtual const std::vector<Port> &inputs() const = 0;
+    virtual const std::vector<Port> &outputs() const = 0;
+    virtual std::unique_ptr<Request> new_request() = 0;
+};
+
+struct CompileOptions {
+    std::string device;          // the backend's device name
+    int threads = 1;             // intra-op threads of this graph
+    std::string precision_hint;  // f32 | bf16 | f16
+};
+
+class Backend {
+  public:
+    virtual ~Backend() = default;
+    virtual std::string name() const = 0;
+    virtual std::string version() const = 0;
+    // `model`: bytes already verified. `compiled`: a blob of this backend (else ONNX).
+    virtual std::unique_ptr<Graph> load(const std::string &model, bool compiled, const CompileOptions &options,
+                                        const std::string &what) = 0;
+};
+
+// The process-wide OpenVINO backend.
+Backend &openvino_backend();
+
+}  // namespace prt

@@ -1,0 +1,245 @@
+#include "manifest.hpp"
+
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "error.hpp"
+
+namespace prt {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int64_t kMaxDim = 1 << 16;
+constexpr size_t kMaxRank = 8;
+const char *kWhole = "model";
+
+// Typed access to one JSON object; `where` names it in errors (manifest.whole.inputs[0]).
+class Fields {
+  public:
+    Fields(const json &value, std::string where) : v_(value), where_(std::move(where)) {
+        if (!v_.is_object()) fail(PRT_E_INCOMPATIBLE, where_ + ": expected an object");
+    }
+    const std::string &where() const { return where_; }
+    [[noreturn]] void error(const std::string &key, const std::string &what) const {
+        fail(PRT_E_INCOMPATIBLE, where_ + "." + key + ": " + what);
+    }
+    bool has(const std::string &key) const { return v_.contains(key) && !v_.at(key).is_null(); }
+    const json &at(const std::string &key) const {
+        if (!v_.contains(key)) error(key, "missing");
+        return v_.at(key);
+    }
+    std::string str(const std::string &key, std::initializer_list<const char *> choices = {}) const {
+        const json &v = at(key);
+        if (!v.is_string()) error(key, "expected a string");
+        std::string s = v.get<std::string>();
+        if (choices.size() == 0) return s;
+        for (const char *c : choices)
+            if (s == c) return s;
+        error(key, "unexpected value '" + s.substr(0, 40) + "'");
+    }
+    std::string name(const std::string &key) const {
+        std::string s = str(key);
+        if (!is_valid_name(s)) error(key, "'" + s.substr(0, 80) + "' is not a valid name ([A-Za-z0-9][A-Za-z0-9._-]{0,63}, no '..')");
+        return s;
+    }
+    int64_t integer(const std::string &key, int64_t lo, int64_t hi) const {
+        const json &v = at(key);
+        if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi ||
+            (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi)))
+            error(key, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        return v.get<int64_t>();
+    }
+    Fields obj(const std::string &key) const { return Fields(at(key), where_ + "." + key); }
+    const json &list(const std::string &key, size_t max_len) const {
+        const json &v = at(key);
+        if (!v.is_array() || v.size() > max_len) error(key, "expected a list of at most " + std::to_string(max_len) + " items");
+        return v;
+    }
+    std::vector<int64_t> shape(const std::string &key) const {
+        const json &v = at(key);
+        if (!v.is_array() || v.empty() || v.size() > kMaxRank) error(key, "expected a shape of 1..8 dimensions in [1, 65536]");
+        std::vector<int64_t> out;
+        for (const json &d : v) {
+            if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > kMaxDim)
+                error(key, "expected a shape of 1..8 dimensions in [1, 65536]");
+            out.push_back(d.get<int64_t>());
+        }
+        return out;
+    }
+    std::array<float, 3> floats3(const std::string &key) const {
+        const json &v = at(key);
+        if (!v.is_array() || v.size() != 3) error(key, "expected 3 numbers");
+        std::array<float, 3> out{};
+        for (size_t i = 0; i < 3; i++) {
+            if (!v[i].is_number()) error(key, "expected 3 numbers");
+            out[i] = static_cast<float>(v[i].get<double>());  // as numpy's float32 cast of the JSON double
+        }
+        return out;
+    }
+    const json &raw() const { return v_; }
+
+  private:
+    const json &v_;
+    std::string where_;
+};
+
+json parse_json(const std::string &text, const std::string &where) {
+    try {
+        // depth is bounded by the size limit; nlohmann parses iteratively enough for 4 MiB
+        return json::parse(text);
+    } catch (const json::exception &e) {
+        fail(PRT_E_INCOMPATIBLE, where + ": malformed manifest: " + std::string(e.what()).substr(0, 200));
+    }
+}
+
+void check_header(const Fields &f, const char *schema, const std::string &redo) {
+    if (!f.raw().contains("schema") || f.raw().at("schema") != schema)
+        fail(PRT_E_INCOMPATIBLE, f.where() + ": not a " + std::string(schema) + " manifest");
+    if (!f.raw().contains("schema_version") || f.raw().at("schema_version") != 2)
+        fail(PRT_E_INCOMPATIBLE, f.where() + ": schema version is not supported (this library reads 2); " + redo);
+}
+
+std::vector<TensorSpec> tensors(const Fields &f, const std::string &key) {
+    const json &items = f.list(key, 8);
+    if (items.empty()) f.error(key, "expected at least one tensor");
+    std::vector<TensorSpec> out;
+    for (size_t i = 0; i < items.size(); i++) {
+        Fields t(items[i], f.where() + "." + key + "[" + std::to_string(i) + "]");
+        out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16"})});
+        if (out.back().name.empty() || out.back().name.size() > 256) t.error("name", "expected 1..256 characters");
+    }
+    return out;
+}
+
+SubgraphSpec subgraph(const Fields &f) { return {f.name("name"), f.name("file"), tensors(f, "inputs"), tensors(f, "outputs")}; }
+
+std::map<std::string, FileSpec> files(const Fields &f, size_t depth) {
+    std::map<std::string, FileSpec> out;
+    if (f.raw().size() > 4096) fail(PRT_E_INCOMPATIBLE, f.where() + ": too many entries");
+    for (const auto &item : f.raw().items()) {
+        const std::string &key = item.key();
+        const size_t slash = key.find('/');
+        const bool ok = slash == std::string::npos
+                            ? is_valid_name(key)
+                            : depth >= 2 && is_valid_name(key.substr(0, slash)) && is_valid_name(key.substr(slash + 1));
+        if (!ok) f.error(key.substr(0, 80), "not a file name inside the directory (at most " + std::to_string(depth) + " strict names)");
+        Fields s(item.value(), f.where() + "." + key);
+        std::string sha = s.str("sha256");
+        if (sha.size() != 64 || sha.find_first_not_of("0123456789abcdef") != std::string::npos)
+            s.error("sha256", "expected 64 lowercase hex digits");
+        out[key] = {sha, static_cast<uint64_t>(s.integer("bytes", 0, static_cast<int64_t>(kMaxFileBytes)))};
+    }
+    return out;
+}
+
+// The DAG rules of artifacts/dag.py: listed order is an execution order, every tensor is produced
+// once, the graph output is produced, every subgraph feeds something.
+void check_dag(const ExportManifest &m, const std::string &where) {
+    if (m.subgraphs.empty()) fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: the DAG has no subgraphs");
+    std::set<std::string> names, available, produced, used;
+    for (const TensorSpec &t : m.whole.inputs) available.insert(t.name);
+    for (const SubgraphSpec &s : m.subgraphs) {
+        if (!names.insert(s.name).second) fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: subgraph " + s.name + " repeats");
+        if (s.name == kWhole) fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: a subgraph may not be called model");
+        for (const TensorSpec &t : s.inputs) {
+            if (!available.count(t.name))
+                fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: " + s.name + " needs " + t.name +
+                                             ", which no earlier subgraph produces (a cycle, or an unknown tensor)");
+            used.insert(t.name);
+        }
+        for (const TensorSpec &t : s.outputs) {
+            if (!produced.insert(t.name).second || available.count(t.name))
+                fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: tensor " + t.name + " is produced twice");
+            available.insert(t.name);
+        }
+    }
+    for (const TensorSpec &t : m.whole.outputs) {
+        if (!produced.count(t.name)) fail(PRT_E_INCOMPATIBLE, where + ": graph output " + t.name + " is produced by no subgraph");
+        used.insert(t.name);
+    }
+    for (const SubgraphSpec &s : m.subgraphs) {
+        bool feeds = false;
+        for (const TensorSpec &t : s.outputs) feeds = feeds || used.count(t.name);
+        if (!feeds) fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: " + s.name + " feeds nothing (the DAG is not connected)");
+    }
+}
+
+ExportManifest export_fields(const Fields &f) {
+    ExportManifest m;
+    m.name = f.name("name");
+    m.precision = f.str("precision", {"fp32", "fp16", "int8"});
+    m.whole = subgraph(f.obj("whole"));
+    const json &subs = f.list("subgraphs", 16);
+    for (size_t i = 0; i < subs.size(); i++)
+        m.subgraphs.push_back(subgraph(Fields(subs[i], f.where() + ".subgraphs[" + std::to_string(i) + "]")));
+    Fields norm = f.obj("normalization");
+    m.normalization = {norm.floats3("mean"), norm.floats3("std")};
+    for (float s : m.normalization.std)
+        if (!(s > 0)) norm.error("std", "expected positive numbers");
+    for (float v : m.normalization.mean)
+        if (!(v == v)) norm.error("mean", "expected numbers");
+    m.files = files(f.obj("files"), 1);
+    check_dag(m, f.where());
+    return m;
+}
+
+}  // namespace
+
+ExportManifest parse_export_manifest(const std::string &text, const std::string &where) {
+    const json raw = parse_json(text, where);
+    Fields f(raw, where);
+    check_header(f, "parnet-deploy/export", "re-export it with parnet-export");
+    ExportManifest m = export_fields(f);
+    std::vector<std::string> referenced{m.whole.file};
+    for (const SubgraphSpec &s : m.subgraphs) referenced.push_back(s.file);
+    for (const std::string &file : referenced)
+        if (!m.files.count(file)) f.error("files", "no entry for the subgraph file " + file);
+    return m;
+}
+
+EnginesManifest parse_engines_manifest(const std::string &text, const std::string &where) {
+    const json raw = parse_json(text, where);
+    Fields f(raw, where);
+    check_header(f, "parnet-deploy/engines", "rebuild with parnet-build");
+    EnginesManifest m;
+    Fields backend = f.obj("backend");
+    m.backend = backend.str("name");
+    m.backend_version = backend.str("version");
+    m.precision = f.str("precision", {"fp32", "fp16", "bf16", "int8"});
+    Fields exp = f.obj("export");
+    m.export_view = export_fields(exp);
+    const std::string &ep = m.export_view.precision;
+    if (!(m.precision == ep || (m.precision == "bf16" && ep == "fp32")))
+        f.error("precision", "'" + m.precision + "' does not fit the export's '" + ep + "'");
+
+    std::set<std::string> subgraphs{kWhole};
+    for (const SubgraphSpec &s : m.export_view.subgraphs) subgraphs.insert(s.name);
+    Fields devices = f.obj("devices");
+    for (const auto &item : devices.raw().items()) {
+        if (!is_valid_name(item.key())) devices.error(item.key().substr(0, 80), "not a valid device tag");
+        Fields d(item.value(), devices.where() + "." + item.key());
+        m.devices[item.key()] = {d.str("kind", {"cpu", "cuda"}), d.str("name")};
+    }
+    Fields placement = f.obj("placement");
+    for (const std::string &s : subgraphs) {
+        std::string tag = placement.str(s);
+        if (!m.devices.count(tag)) placement.error(s, "device tag '" + tag.substr(0, 80) + "' is not in devices");
+        m.placement[s] = tag;
+    }
+    if (placement.raw().size() != subgraphs.size()) placement.error("", "expected exactly one device per subgraph");
+    Fields engines = f.obj("engines");
+    m.files = files(f.obj("files"), 2);
+    auto engine_file = [&](const std::string &sub) {
+        const std::string &tag = m.placement.at(sub);
+        const std::string file = tag + "/" + engines.obj(tag).name(sub);
+        if (!m.files.count(file)) f.error("files", "no entry for the engine file " + file);
+        return file;
+    };
+    m.export_view.whole.file = engine_file(kWhole);
+    for (SubgraphSpec &s : m.export_view.subgraphs) s.file = engine_file(s.name);
+    return m;
+}
+
+}  // namespace prt

@@ -1,0 +1,161 @@
+// The Backend interface on OpenVINO's C++ API (runtime only: no Python anywhere).
+#include <istream>
+#include <mutex>
+#include <streambuf>
+
+#include <openvino/openvino.hpp>
+
+#include "backend.hpp"
+#include "error.hpp"
+
+namespace prt {
+namespace {
+
+// OpenVINO's exceptions carry a stack of "Exception from <file>" lines; the last one says why.
+std::string reason(const std::exception &e) {
+    std::string text = e.what(), last;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        std::string line = text.substr(start, end - start);
+        if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
+        start = end + 1;
+    }
+    return last.substr(0, 400);
+}
+
+// An istream over bytes we already hold (import_model reads a stream; no copy of the blob).
+struct MemoryBuffer : std::streambuf {
+    explicit MemoryBuffer(const std::string &data) {
+        char *p = const_cast<char *>(data.data());
+        setg(p, p, p + data.size());
+    }
+};
+
+class OvRequest : public Request {
+  public:
+    OvRequest(ov::InferRequest request, const ov::CompiledModel &model)
+        : request_(std::move(request)), inputs_(model.inputs()), outputs_(model.outputs()) {}
+
+    void bind_input(size_t port, const float *data) override {
+        const ov::Output<const ov::Node> &p = inputs_.at(port);
+        // OpenVINO only reads an input tensor; its Tensor type has no read-only view of host memory
+        request_.set_tensor(p, ov::Tensor(p.get_element_type(), p.get_shape(), const_cast<float *>(data)));
+    }
+    void bind_output(size_t port, float *data) override {
+        const ov::Output<const ov::Node> &p = outputs_.at(port);
+        request_.set_tensor(p, ov::Tensor(p.get_element_type(), p.get_shape(), data));
+    }
+    void link_input(size_t port, Request &producer, size_t producer_port) override {
+        auto &from = dynamic_cast<OvRequest &>(producer);
+        request_.set_tensor(inputs_.at(port), from.request_.get_tensor(from.outputs_.at(producer_port)));
+    }
+    void infer() override {
+        try {
+            request_.infer();
+        } catch (const std::exception &e) {
+            fail(PRT_E_RUNTIME, "OpenVINO inference failed: " + reason(e));
+        }
+    }
+    void set_done(std::function<void(std::exception_ptr)> done) override { request_.set_callback(std::move(done)); }
+    void start_async() override {
+        try {
+            request_.start_async();
+        } catch (const std::exception &e) {
+            fail(PRT_E_RUNTIME, "OpenVINO could not start an inference: " + reason(e));
+        }
+    }
+
+  private:
+    ov::InferRequest request_;
+    std::vector<ov::Output<const ov::Node>> inputs_, outputs_;
+};
+
+std::vector<Port> ports(const std::vector<ov::Output<const ov::Node>> &outputs) {
+    std::vector<Port> out;
+    for (const auto &p : outputs) {
+        Port port;
+        for (const std::string &n : p.get_names()) port.names.push_back(n);
+        if (p.get_partial_shape().is_static())
+            for (size_t d : p.get_shape()) port.shape.push_back(static_cast<int64_t>(d));
+        port.f32 = p.get_element_type() == ov::element::f32;
+        out.push_back(std::move(port));
+    }
+    return out;
+}
+
+class OvGraph : public Graph {
+  public:
+    explicit OvGraph(ov::CompiledModel model)
+        : model_(std::move(model)), inputs_(ports(model_.inputs())), outputs_(ports(model_.outputs())) {}
+    const std::vector<Port> &inputs() const override { return inputs_; }
+    const std::vector<Port> &outputs() const override { return outputs_; }
+    std::unique_ptr<Request> new_request() override {
+        try {
+            return std::make_unique<OvRequest>(model_.create_infer_request(), model_);
+        } catch (const std::exception &e) {
+            fail(PRT_E_RUNTIME, "OpenVINO could not create an infer request: " + reason(e));
+        }
+    }
+
+  private:
+    ov::CompiledModel model_;
+    std::vector<Port> inputs_, outputs_;
+};
+
+class OpenVinoBackend : public Backend {
+  public:
+    std::string name() const override { return "openvino"; }
+    std::string version() const override { return ov::get_openvino_version().buildNumber; }
+
+    std::unique_ptr<Graph> load(const std::string &model, bool compiled, const CompileOptions &options,
+                                const std::string &what) override {
+        // Without an explicit hint the CPU plugin computes in bf16 on CPUs with AVX512-BF16/AMX, and
+        // compiled blobs do not keep the options they were built with: always pass all of them.
+        ov::AnyMap config{ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY), ov::num_streams(1),
+                          ov::hint::inference_precision(ov::element::Type(options.precision_hint))};
+        if (options.device == "CPU") {
+            config.emplace(ov::inference_num_threads(options.threads));
+            // pinned, every compiled model uses the same first cores: concurrent subgraphs would share one
+            config.emplace(ov::hint::enable_cpu_pinning(false));
+        }
+        ov::Core &core = this->core();
+        try {
+            if (compiled) {
+                MemoryBuffer buffer(model);
+                std::istream stream(&buffer);
+                return std::make_unique<OvGraph>(core.import_model(stream, options.device, config));
+            }
+            // From memory: OpenVINO then refuses ONNX external data, so nothing outside the
+            // verified bytes is ever read.
+            return std::make_unique<OvGraph>(core.compile_model(core.read_model(model, ov::Tensor()), options.device, config));
+        } catch (const Error &) {
+            throw;
+        } catch (const std::bad_alloc &) {
+            fail(PRT_E_NO_MEMORY, what + ": out of memory while compiling");
+        } catch (const std::exception &e) {
+            fail(compiled ? PRT_E_INCOMPATIBLE : PRT_E_RUNTIME,
+                 what + ": OpenVINO cannot " + (compiled ? "import it (built by another OpenVINO or for another CPU? "
+                                                           "rebuild with parnet-build)"
+                                                         : "compile it") +
+                     " for " + options.device + ": " + reason(e));
+        }
+    }
+
+  private:
+    ov::Core &core() {
+        // One Core per process: thread-safe, and creating one loads the plugin registry.
+        static ov::Core *core = new ov::Core();  // never destroyed: plugins may outlive static destructors
+        return *core;
+    }
+};
+
+}  // namespace
+
+Backend &openvino_backend() {
+    static OpenVinoBackend backend;
+    return backend;
+}
+
+}  // namespace prt

@@ -1,0 +1,36 @@
+// A handle of the C API: an opened, verified artifact ready to run.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "executor.hpp"
+#include "manifest.hpp"
+#include "options.hpp"
+
+namespace prt {
+
+class Runtime {
+  public:
+    static std::unique_ptr<Runtime> open(const std::string &path, const Options &options);
+
+    const std::vector<int64_t> &input_shape() const { return input_shape_; }
+    const std::vector<int64_t> &output_shape() const { return output_shape_; }
+    size_t input_len() const { return input_len_; }
+    size_t output_len() const { return output_len_; }
+    const Normalization &normalization() const { return normalization_; }
+
+    void infer(const float *input, float *output);
+    double last_latency_us() const { return last_latency_us_.load(); }
+
+  private:
+    Runtime() = default;
+    std::vector<int64_t> input_shape_, output_shape_;
+    size_t input_len_ = 0, output_len_ = 0;
+    Normalization normalization_;
+    std::unique_ptr<Executor> executor_;
+    std::atomic<double> last_latency_us_{0.0 / 0.0};
+};
+
+}  // namespace prt
