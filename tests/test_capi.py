@@ -1,9 +1,17 @@
-"""The C API, through a real C compiler: statuses, outputs, threads, memory errors."""
+"""The native C library (capi/): built and installed with CMake, used by C clients compiled
+against the installed package through both find_package and pkg-config.
 
+Outputs equal the Python runtime on the same backend, misuse returns statuses, lying or
+tampered directories are refused, threads are bitwise stable, and the whole client runs
+clean under valgrind (leaks included) and under AddressSanitizer + UBSan.
+"""
+
+from __future__ import annotations
+
+import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,84 +20,255 @@ import torch
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
-from parnet_deploy.capi import _impl
-from parnet_deploy.errors import UserError
+from parnet_deploy.artifacts.export_manifest import load_manifest, normalize_u8
+from parnet_deploy.artifacts.files import sha256_file
+from parnet_deploy.engines.build import BuildConfig, build_engines
 from parnet_deploy.export import ExportConfig, export_model
+from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
 
 from conftest import randomize_bn, rel_err
 
 ROOT = Path(__file__).resolve().parents[1]
-CC = shutil.which("cc") or shutil.which("gcc")
-pytestmark = pytest.mark.skipif(CC is None, reason="needs a C compiler")
+TOOLS = [shutil.which(t) for t in ("cmake", "cc", "c++", "pkg-config")]
+pytestmark = pytest.mark.skipif(None in TOOLS, reason="needs cmake, cc, c++ and pkg-config (make capi-deps)")
+OK, INVALID_ARG, NOT_FOUND, INCOMPATIBLE, RUNTIME = 0, 1, 2, 3, 4
+
+
+def _openvino_cmake() -> str:
+    import openvino
+
+    return str(Path(openvino.__file__).parent / "cmake")
+
+
+def _cmake(src: Path, build: Path, *defs: str) -> None:
+    subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", *defs], check=True,
+                   capture_output=True)
+    r = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def _install(tmp: Path, name: str, *defs: str) -> Path:
+    prefix = tmp / name
+    _cmake(ROOT / "capi", tmp / f"{name}-build", f"-DOpenVINO_DIR={_openvino_cmake()}", *defs)
+    subprocess.run(["cmake", "--install", str(tmp / f"{name}-build"), "--prefix", str(prefix)], check=True,
+                   capture_output=True)
+    return prefix
+
+
+def _client(prefix: Path, build: Path, *defs: str) -> Path:
+    _cmake(ROOT / "tests" / "capi", build, f"-DCMAKE_PREFIX_PATH={prefix}", *defs)
+    return build / "capi_test"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("capi")
-    pytest.importorskip("cffi")
-    subprocess.run([sys.executable, "-m", "parnet_deploy.capi.build", str(root / "lib")], check=True,
-                   capture_output=True)
+def installed(tmp_path_factory) -> Path:
+    return _install(tmp_path_factory.mktemp("capi"), "prefix")
+
+
+@pytest.fixture(scope="module")
+def client(installed, tmp_path_factory) -> Path:
+    """The test client through CMake's find_package(parnet_rt)."""
+    return _client(installed, tmp_path_factory.mktemp("client"))
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("artifacts")
     torch.manual_seed(0)
     model = randomize_bn(pd.create_model("parnet_cifar_s", planes=(8, 16, 32, 32)))
-    d, _ = export_model(model, ExportConfig(output=root, name="m", split="shared", verify=False), log=lambda _: None)
-    tampered = root / "tampered"
-    shutil.copytree(d, tampered)
-    with open(tampered / "fusion.onnx", "ab") as f:
-        f.write(b"\0")
-    return root, d, tampered
+    quiet = dict(log=lambda _: None)
+    fp32, _ = export_model(model, ExportConfig(output=root, name="fp32", split="shared", verify=False), **quiet)
+    fp16, _ = export_model(model, ExportConfig(output=root, name="fp16", split="shared", precision="fp16",
+                                               verify=False), **quiet)
+    calib = root / "calib.npz"
+    np.savez(calib, images=np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32))
+    int8, _ = quantize_export(fp32, QuantizeConfig(calib=str(calib), max_drop=100, output=root), **quiet)
+    engines, _ = build_engines(fp32, BuildConfig(backend="openvino", output=root / "engines", measure_iterations=1),
+                               **quiet)
+    return {"fp32": fp32, "fp16": fp16, "int8": int8, "engines": engines}
 
 
-def _compile(root: Path, flags: list[str], name: str) -> Path:
-    exe = root / name
-    lib = root / "lib"
-    subprocess.run([CC, "-std=c99", "-g", "-Wall", "-Werror", *flags, f"-I{ROOT / 'include'}",
-                    str(ROOT / "tests" / "capi" / "capi_test.c"), "-o", str(exe), f"-L{lib}",
-                    f"-Wl,-rpath,{lib}", "-lparnet_rt", "-lpthread"], check=True)
-    return exe
+def _run(exe: Path, *args: str, timeout: int = 600, env: dict | None = None, prefix: list[str] | None = None):
+    r = subprocess.run([*(prefix or []), str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {})})
+    assert r.returncode == 0 and "ALL OK" in r.stdout, r.stdout[-4000:] + r.stderr[-6000:]
+    return r
 
 
-def _pattern(n: int) -> np.ndarray:
-    i = np.arange(n, dtype=np.uint64)
-    return (((i * 7919) % 255).astype(np.float32) / np.float32(127.5) - 1).astype(np.float32)
+def _pattern(shape, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def test_c_program_statuses_threads_and_outputs(built):
-    root, d, tampered = built
-    exe = _compile(root, ["-O1"], "capi_test")
-    out = root / "out.f32"
-    r = subprocess.run([str(exe), str(d), str(tampered), str(out), "200"], capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0 and r.stdout.strip().endswith("ALL OK"), r.stdout + r.stderr
-    with runtime.load(d) as run:
-        x = _pattern(int(np.prod(run.input_spec.shape))).reshape(run.input_spec.shape)
+def test_library_has_no_python_and_exports_only_the_c_api(installed):
+    lib = installed / "lib" / "libparnet_rt.so"
+    deps = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, check=True).stdout
+    assert "libpython" not in deps and "libopenvino.so" in deps, deps
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    exported = sorted(s for s in symbols if s.startswith("prt_"))
+    header = (installed / "include" / "parnet_rt.h").read_text()
+    assert exported and all(f"{s}(" in header for s in exported)
+    assert not [s for s in symbols if s.startswith("_Z")], "C++ symbols leak out of the library"
+
+
+@pytest.mark.parametrize("kind", ["fp32", "fp16", "int8", "engines"])
+@pytest.mark.parametrize("mode", ["whole", "streams"])
+def test_outputs_equal_the_python_runtime(client, artifacts, tmp_path, kind, mode):
+    d = artifacts[kind]
+    threads = 4 if mode == "streams" else 2  # 4: two subgraphs run at once (concurrent infer requests)
+    with runtime.load(d, backend="openvino", mode=mode, threads=threads) as run:
+        x = _pattern(run.input_spec.shape, 1)
         expected = run(x)
-    got = np.fromfile(out, dtype=np.float32).reshape(expected.shape)
-    assert rel_err(got, expected) <= 1e-6
+    x.tofile(tmp_path / "x.f32")
+    _run(client, "run", str(d), f"mode={mode};threads={threads}", str(tmp_path / "x.f32"), str(tmp_path / "y.f32"))
+    got = np.fromfile(tmp_path / "y.f32", np.float32).reshape(expected.shape)
+    assert rel_err(got, expected) <= 1e-5, (kind, mode, rel_err(got, expected))
+
+
+def test_misuse_returns_statuses(client, artifacts):
+    _run(client, "misuse", str(artifacts["fp32"]))
+
+
+def test_threads_are_bitwise_stable_on_shared_and_separate_handles(client, artifacts):
+    _run(client, "threads", str(artifacts["fp32"]), "threads=1", "8", "500",
+         "--", "threads", str(artifacts["int8"]), "mode=streams;threads=4", "8", "100")
+
+
+def test_preprocessing_equals_python(client, artifacts, tmp_path):
+    d = artifacts["fp32"]
+    norm = load_manifest(d).normalization
+    h = w = 32
+    stride = 3 * w + 5  # padded rows
+    image = np.random.default_rng(3).integers(0, 256, (h, stride), dtype=np.uint8)
+    image.tofile(tmp_path / "img.u8")
+    hwc = image[:, :3 * w].reshape(h, w, 3)
+    for order, bgr in ((0, False), (1, True)):
+        _run(client, "preprocess", str(d), str(tmp_path / "img.u8"), str(h), str(w), str(stride), str(order),
+             str(tmp_path / "x.f32"))
+        got = np.fromfile(tmp_path / "x.f32", np.float32).reshape(3, h, w)
+        assert np.array_equal(got, normalize_u8(hwc, norm.mean, norm.std, bgr=bgr))  # bitwise
+
+
+def _edit(src: Path, dst: Path, change, manifest: str = "manifest.json") -> str:
+    shutil.copytree(src, dst)
+    m = json.loads((dst / manifest).read_text())
+    change(m, dst)
+    (dst / manifest).write_text(json.dumps(m))
+    return str(dst)
+
+
+def _external_data(m, d: Path) -> None:
+    """model.onnx with its weights moved to a file outside the directory; the manifest's hash updated."""
+    import onnx
+
+    model = onnx.load(d / "model.onnx")
+    onnx.save_model(model, d / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    (d / "weights.bin").rename(d.parent / "weights.bin")  # "../weights.bin" would be the attack; OpenVINO reads neither
+    m["files"]["model.onnx"] = {"sha256": sha256_file(d / "model.onnx"), "bytes": (d / "model.onnx").stat().st_size}
+
+
+def _symlink(d: Path, target: Path) -> None:
+    (d / "model.onnx").unlink()
+    (d / "model.onnx").symlink_to(target)  # the same bytes, so only the link itself is wrong
+
+
+def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
+    """(directory, options, status, text) for every lie a manifest or directory can tell."""
+    fp32, engines = artifacts["fp32"], artifacts["engines"]
+    cases: list[tuple[str, str, int, str]] = []
+
+    def add(name, change, status, text, options="-", src=fp32, manifest="manifest.json"):
+        cases.append((_edit(src, root / name, change, manifest), options, status, text))
+
+    add("six_d", lambda m, d: m["whole"]["inputs"][0].update(shape=[1, 3, 32, 32, 1, 1]), INCOMPATIBLE, "the manifest says")
+    add("wide_output", lambda m, d: m["whole"]["outputs"][0].update(shape=[1, 1000]), INCOMPATIBLE, "the manifest says")
+    add("stream_lie", lambda m, d: m["subgraphs"][1]["inputs"][0].update(shape=[1, 8, 16, 16]), INCOMPATIBLE,
+        "the manifest says", options="mode=streams")
+    add("unlisted", lambda m, d: m["files"].pop("model.onnx"), INCOMPATIBLE, "no entry for the subgraph file")
+    add("escape", lambda m, d: m["whole"].update(file="../fp32/model.onnx"), INCOMPATIBLE, "not a valid name")
+    add("escape_files", lambda m, d: m["files"].update({"../x": m["files"]["model.onnx"]}), INCOMPATIBLE,
+        "not a file name inside")
+    add("symlink", lambda m, d: _symlink(d, fp32 / "model.onnx"), INCOMPATIBLE, "symbolic link")
+    add("missing", lambda m, d: (d / "model.onnx").unlink(), NOT_FOUND, "is missing")
+    add("tampered", lambda m, d: (d / "model.onnx").open("ab").write(b"\0"), INCOMPATIBLE, "bytes")
+    add("tampered_same_size", lambda m, d: m["files"]["model.onnx"].update(sha256="0" * 64), INCOMPATIBLE,
+        "does not match its sha256")
+    add("old_schema", lambda m, d: m.update(schema_version=1), INCOMPATIBLE, "schema version")
+    add("no_std", lambda m, d: m["normalization"].update(std=[0, 1, 1]), INCOMPATIBLE, "positive")
+    add("cycle", lambda m, d: m["subgraphs"].reverse(), INCOMPATIBLE, "no earlier subgraph produces",
+        options="mode=streams")
+    add("external_data", _external_data, INCOMPATIBLE, "not a model OpenVINO can read")
+    add("other_cpu", lambda m, d: [v.update(name="Some Other CPU") for v in m["devices"].values()], INCOMPATIBLE,
+        "this CPU is", src=engines, manifest="engines.json")
+    add("other_version", lambda m, d: m["backend"].update(version="2020.1.0"), INCOMPATIBLE, "this is OpenVINO",
+        src=engines, manifest="engines.json")
+    add("other_backend", lambda m, d: m["backend"].update(name="onnxruntime"), INCOMPATIBLE, "built for onnxruntime",
+        src=engines, manifest="engines.json")
+    add("engine_precision", lambda m, d: None, INVALID_ARG, "built for fp32", options="precision_hint=bf16",
+        src=engines, manifest="engines.json")
+    add("engine_escape", lambda m, d: m["engines"]["cpu"].update(model="../../x.blob"), INCOMPATIBLE,
+        "not a valid name", src=engines, manifest="engines.json")
+    (root / "garbage").mkdir(parents=True)
+    (root / "garbage" / "manifest.json").write_text("{not json")
+    cases.append((str(root / "garbage"), "-", INCOMPATIBLE, "malformed manifest"))
+    (root / "empty").mkdir()
+    cases.append((str(root / "empty"), "-", NOT_FOUND, "no manifest.json"))
+    return cases
+
+
+def test_lying_and_tampered_directories_are_refused(client, artifacts, tmp_path):
+    args = []
+    for d, options, status, text in _lies(artifacts, tmp_path):
+        args += ["status", d, options, str(status), text, "--"]
+    _run(client, *args[:-1])
+
+
+def test_pkg_config_client_and_examples(installed, artifacts, tmp_path):
+    env = {**os.environ, "PKG_CONFIG_PATH": str(installed / "lib" / "pkgconfig")}
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "parnet_rt"], capture_output=True, text=True,
+                           env=env, check=True).stdout.split()
+    exe = tmp_path / "capi_test_pc"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", str(ROOT / "tests" / "capi" / "capi_test.c"), "-o", str(exe),
+                    *flags, "-lpthread", "-lm"], check=True)
+    _run(exe, "status", str(artifacts["int8"]), "mode=streams", "0", "-")
+    # the examples, through the installed CMake package and through pkg-config (as `make capi` does)
+    _cmake(ROOT / "examples", tmp_path / "examples", f"-DCMAKE_PREFIX_PATH={installed}")
+    subprocess.run(["make", "-s", "-C", str(ROOT / "examples"), "-f", "pkgconfig.mk", f"OUT={tmp_path / 'pc'}"],
+                   env=env, check=True, capture_output=True)
+    for build in (tmp_path / "examples", tmp_path / "pc"):
+        out = subprocess.run([str(build / "classify"), str(artifacts["engines"])], capture_output=True, text=True,
+                             check=True).stdout
+        assert "top-1: class" in out and "10 classes" in out
+        out = subprocess.run([str(build / "ros_callback"), str(artifacts["fp32"]), "mode=streams"], capture_output=True,
+                             text=True, check=True).stdout
+        assert out.count("publish: class") == 5
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
-def test_c_program_is_clean_under_valgrind(built):
-    root, d, tampered = built
-    exe = _compile(root, ["-O0"], "capi_test_vg")
-    # Python's own allocator and ONNX Runtime's arenas are not ours to judge: leaks are not
-    # checked, invalid reads/writes anywhere in the process are (exit code 99).
-    r = subprocess.run(["valgrind", "--error-exitcode=99", "--leak-check=no", "--track-origins=no",
-                        "--suppressions=" + str(ROOT / "tests" / "capi" / "python.supp"),
-                        str(exe), str(d), str(tampered), str(root / "o.f32"), "5"],
-                       capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONMALLOC": "malloc"})
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert "ALL OK" in r.stdout
+def test_client_is_clean_under_valgrind_leaks_included(client, artifacts, tmp_path):
+    d, x = artifacts["fp32"], tmp_path / "x.f32"
+    _pattern((1, 3, 32, 32), 0).tofile(x)
+    r = _run(client, "misuse", str(d), "--", "run", str(d), "mode=streams;threads=4", str(x), str(tmp_path / "y"),
+             "--", "run", str(artifacts["engines"]), "-", str(x), str(tmp_path / "z"),
+             "--", "threads", str(artifacts["int8"]), "threads=2", "3", "3",
+             "--", "status", str(tmp_path / "nowhere"), "-", str(NOT_FOUND), "no such directory",
+             prefix=["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                     "--show-leak-kinds=definite", "--suppressions=" + str(ROOT / "tests" / "capi" / "openvino.supp")],
+             timeout=1200)
+    assert "definitely lost: 0 bytes" in r.stderr or "no leaks are possible" in r.stderr, r.stderr[-3000:]
+    assert "ERROR SUMMARY: 0 errors" in r.stderr, r.stderr[-3000:]
 
 
-@pytest.mark.parametrize("text, expected", [
-    (None, {}), ("", {}), ("mode=streams; threads=2", {"mode": "streams", "threads": 2}),
-    ("backend=onnxruntime;device=cpu;", {"backend": "onnxruntime", "device": "cpu"}),
-])
-def test_option_parsing(text, expected):
-    assert _impl.parse_options(text) == expected
-
-
-@pytest.mark.parametrize("text", ["mode", "threads=2.5", "speed=fast", "mode="])
-def test_bad_options(text):
-    with pytest.raises(UserError, match="bad option"):
-        _impl.parse_options(text)
+def test_client_is_clean_under_address_and_undefined_sanitizers(artifacts, tmp_path):
+    prefix = _install(tmp_path, "asan", "-DPARNET_RT_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
+    exe = _client(prefix, tmp_path / "client", "-DSANITIZE=ON")
+    d, x = artifacts["fp32"], tmp_path / "x.f32"
+    _pattern((1, 3, 32, 32), 0).tofile(x)
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+           "LSAN_OPTIONS": "suppressions=" + str(ROOT / "tests" / "capi" / "lsan.supp"),
+           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    _run(exe, "misuse", str(d), "--", "run", str(d), "mode=streams;threads=4", str(x), str(tmp_path / "y"),
+         "--", "threads", str(artifacts["int8"]), "mode=streams;threads=4", "4", "20",
+         *[a for case in _lies(artifacts, tmp_path / "lies") for a in ("--", "status", *map(str, case))],
+         env=env)

@@ -51,8 +51,8 @@ class Backend {
     virtual ~Backend() = default;
     virtual std::string name() const = 0;
     virtual std::string version() const = 0;
-    // `model`: bytes already verified. `compiled`: a blob of this backend (else ONNX).
-    virtual std::unique_ptr<Graph> load(const std::string &model, bool compiled, const CompileOptions &options,
+    // `model`: bytes already verified (taken: a graph may keep them). `compiled`: a blob of this backend (else ONNX).
+    virtual std::unique_ptr<Graph> load(std::string model, bool compiled, const CompileOptions &options,
                                         const std::string &what) = 0;
 };
 

@@ -1,7 +1,6 @@
 // The Backend interface on OpenVINO's C++ API (runtime only: no Python anywhere).
-#include <istream>
 #include <mutex>
-#include <streambuf>
+#include <type_traits>
 
 #include <openvino/openvino.hpp>
 
@@ -24,14 +23,6 @@ std::string reason(const std::exception &e) {
     }
     return last.substr(0, 400);
 }
-
-// An istream over bytes we already hold (import_model reads a stream; no copy of the blob).
-struct MemoryBuffer : std::streambuf {
-    explicit MemoryBuffer(const std::string &data) {
-        char *p = const_cast<char *>(data.data());
-        setg(p, p, p + data.size());
-    }
-};
 
 class OvRequest : public Request {
   public:
@@ -87,8 +78,9 @@ std::vector<Port> ports(const std::vector<ov::Output<const ov::Node>> &outputs) 
 
 class OvGraph : public Graph {
   public:
-    explicit OvGraph(ov::CompiledModel model)
-        : model_(std::move(model)), inputs_(ports(model_.inputs())), outputs_(ports(model_.outputs())) {}
+    // `blob`: the bytes an imported model was read from; the plugin may keep pointing into them
+    explicit OvGraph(ov::CompiledModel model, std::shared_ptr<const std::string> blob = nullptr)
+        : blob_(std::move(blob)), model_(std::move(model)), inputs_(ports(model_.inputs())), outputs_(ports(model_.outputs())) {}
     const std::vector<Port> &inputs() const override { return inputs_; }
     const std::vector<Port> &outputs() const override { return outputs_; }
     std::unique_ptr<Request> new_request() override {
@@ -100,16 +92,31 @@ class OvGraph : public Graph {
     }
 
   private:
+    std::shared_ptr<const std::string> blob_;
     ov::CompiledModel model_;
     std::vector<Port> inputs_, outputs_;
 };
+
+// Runs an OpenVINO call; its failure becomes `status` with `message` and OpenVINO's reason.
+template <typename F>
+auto attempt(prt_status status, const std::string &message, F &&call) -> decltype(call()) {
+    try {
+        return call();
+    } catch (const Error &) {
+        throw;
+    } catch (const std::bad_alloc &) {
+        fail(PRT_E_NO_MEMORY, message + ": out of memory");
+    } catch (const std::exception &e) {
+        fail(status, message + ": " + reason(e));
+    }
+}
 
 class OpenVinoBackend : public Backend {
   public:
     std::string name() const override { return "openvino"; }
     std::string version() const override { return ov::get_openvino_version().buildNumber; }
 
-    std::unique_ptr<Graph> load(const std::string &model, bool compiled, const CompileOptions &options,
+    std::unique_ptr<Graph> load(std::string model, bool compiled, const CompileOptions &options,
                                 const std::string &what) override {
         // Without an explicit hint the CPU plugin computes in bf16 on CPUs with AVX512-BF16/AMX, and
         // compiled blobs do not keep the options they were built with: always pass all of them.
@@ -121,26 +128,19 @@ class OpenVinoBackend : public Backend {
             config.emplace(ov::hint::enable_cpu_pinning(false));
         }
         ov::Core &core = this->core();
-        try {
-            if (compiled) {
-                MemoryBuffer buffer(model);
-                std::istream stream(&buffer);
-                return std::make_unique<OvGraph>(core.import_model(stream, options.device, config));
-            }
-            // From memory: OpenVINO then refuses ONNX external data, so nothing outside the
-            // verified bytes is ever read.
-            return std::make_unique<OvGraph>(core.compile_model(core.read_model(model, ov::Tensor()), options.device, config));
-        } catch (const Error &) {
-            throw;
-        } catch (const std::bad_alloc &) {
-            fail(PRT_E_NO_MEMORY, what + ": out of memory while compiling");
-        } catch (const std::exception &e) {
-            fail(compiled ? PRT_E_INCOMPATIBLE : PRT_E_RUNTIME,
-                 what + ": OpenVINO cannot " + (compiled ? "import it (built by another OpenVINO or for another CPU? "
-                                                           "rebuild with parnet-build)"
-                                                         : "compile it") +
-                     " for " + options.device + ": " + reason(e));
+        if (compiled) {
+            auto blob = std::make_shared<const std::string>(std::move(model));
+            const ov::Tensor bytes(ov::element::u8, ov::Shape{blob->size()}, const_cast<char *>(blob->data()));
+            return attempt(PRT_E_INCOMPATIBLE, what + ": OpenVINO cannot import it on " + options.device +
+                                                   " (built by another OpenVINO or for another CPU? rebuild with parnet-build)",
+                           [&] { return std::make_unique<OvGraph>(core.import_model(bytes, options.device, config), blob); });
         }
+        // From memory: OpenVINO then refuses ONNX external data, so nothing outside the verified
+        // bytes is ever read.
+        std::shared_ptr<ov::Model> graph = attempt(PRT_E_INCOMPATIBLE, what + ": not a model OpenVINO can read",
+                                                   [&] { return core.read_model(model, ov::Tensor()); });
+        return attempt(PRT_E_RUNTIME, what + ": OpenVINO cannot compile it for " + options.device,
+                       [&] { return std::make_unique<OvGraph>(core.compile_model(graph, options.device, config)); });
     }
 
   private:

@@ -174,9 +174,8 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
     std::map<std::string, std::pair<int, size_t>> produced;  // tensor -> (node, output port)
     for (const SubgraphSpec &s : specs) {
         const std::string what = path + "/" + s.file;
-        const std::string bytes = dir.read_verified(s.file, plan.files.at(s.file), plan.manifest);
         Node node;
-        node.graph = backend.load(bytes, plan.compiled, compile, what);
+        node.graph = backend.load(dir.read_verified(s.file, plan.files.at(s.file), plan.manifest), plan.compiled, compile, what);
         check_ports(node.graph->inputs(), s.inputs, "input", what);
         check_ports(node.graph->outputs(), s.outputs, "output", what);
         for (size_t p = 0; p < node.graph->inputs().size(); p++) {

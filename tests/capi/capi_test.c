@@ -106,7 +106,7 @@ static void cmd_misuse(const char *dir) {
     expect_status(prt_input_dims(NULL, in.dims), PRT_E_INVALID_ARG, "dims NULL handle");
     expect_status(prt_output_dims(rt, NULL), PRT_E_INVALID_ARG, "dims NULL buffer");
 
-    size_t n_in, n_out;
+    size_t n_in = 1, n_out = 1;
     CHECK(lengths(rt, &n_in, &n_out), "lengths");
     float *x = malloc(n_in * sizeof *x), *y = malloc((n_out + 1) * sizeof *y);
     pattern(x, n_in, 0);
