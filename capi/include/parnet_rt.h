@@ -82,11 +82,11 @@ prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]);
 prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, float *output, size_t output_len);
 
 /* Turn an 8-bit HWC image (3 channels, `height` x `width` = the model's H x W, rows
-   `row_stride` bytes apart, row_stride >= 3 * width) into the NCHW float input:
+   `row_stride` bytes apart, row_stride >= 3 * width; order: a prt_channel_order) into the NCHW float input:
    x[c][y][x] = (rgb[y][x][c] / 255 - mean[c]) / std[c] in float32, with the manifest's mean
    and std; the same numbers as parnet-deploy's Python loaders. input_len must be C*H*W. */
 prt_status prt_preprocess_u8(const prt_runtime *rt, const uint8_t *image, size_t height, size_t width,
-                             size_t row_stride, prt_channel_order order, float *input, size_t input_len);
+                             size_t row_stride, int order, float *input, size_t input_len);
 
 /* Run `iterations` inferences on zeros (first calls allocate and tune). */
 prt_status prt_warmup(prt_runtime *rt, int iterations);

@@ -140,7 +140,7 @@ prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, floa
 }
 
 prt_status prt_preprocess_u8(const prt_runtime *rt, const uint8_t *image, size_t height, size_t width,
-                             size_t row_stride, prt_channel_order order, float *input, size_t input_len) {
+                             size_t row_stride, int order, float *input, size_t input_len) {
     return guarded([&] {
         auto r = lookup(rt, "prt_preprocess_u8");
         if (image == nullptr || input == nullptr) return failed(PRT_E_INVALID_ARG, "prt_preprocess_u8: image and input must not be NULL");

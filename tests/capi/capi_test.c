@@ -137,7 +137,7 @@ static void cmd_misuse(const char *dir) {
     expect_status(prt_preprocess_u8(rt, pixel, (size_t)in.dims[2], (size_t)in.dims[3], 1, PRT_RGB, x, n_in),
                   PRT_E_INVALID_ARG, "preprocess short stride");
     expect_status(prt_preprocess_u8(rt, pixel, (size_t)in.dims[2], (size_t)in.dims[3], 3 * (size_t)in.dims[3],
-                                    (prt_channel_order)7, x, n_in),
+                                    7, x, n_in),
                   PRT_E_INVALID_ARG, "preprocess bad order");
     expect_status(prt_preprocess_u8(rt, pixel, (size_t)in.dims[2], (size_t)in.dims[3], 3 * (size_t)in.dims[3],
                                     PRT_RGB, x, n_in - 1),
@@ -241,7 +241,7 @@ static void cmd_preprocess(const char *dir, const char *image_path, size_t h, si
     if (!rt) return;
     uint8_t *image = read_file(image_path, h * stride);
     float *x = calloc(3 * h * w, sizeof(float));
-    expect_status(prt_preprocess_u8(rt, image, h, w, stride, (prt_channel_order)order, x, 3 * h * w), PRT_OK, "preprocess");
+    expect_status(prt_preprocess_u8(rt, image, h, w, stride, order, x, 3 * h * w), PRT_OK, "preprocess");
     write_file(out_path, x, 3 * h * w * sizeof(float));
     free(image);
     free(x);
