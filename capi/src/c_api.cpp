@@ -67,6 +67,14 @@ bool valid_utf8(const char *s) {
     return true;
 }
 
+// Exactly `count` values: the rank the header declares, checked against the model at open.
+prt_status copy_dims(const std::vector<int64_t> &shape, int64_t *dims, size_t count, const char *function) {
+    if (dims == nullptr) return failed(PRT_E_INVALID_ARG, std::string(function) + ": dims is NULL");
+    if (shape.size() != count) return failed(PRT_E_RUNTIME, std::string(function) + ": the model's rank changed");
+    for (size_t i = 0; i < count; i++) dims[i] = shape[i];
+    return PRT_OK;
+}
+
 template <typename F>
 prt_status guarded(F &&body) {
     try {
@@ -109,21 +117,11 @@ prt_status prt_open(const char *path, const char *options, prt_runtime **out) {
 }
 
 prt_status prt_input_dims(const prt_runtime *rt, int64_t dims[4]) {
-    return guarded([&] {
-        auto r = lookup(rt, "prt_input_dims");
-        if (dims == nullptr) return failed(PRT_E_INVALID_ARG, "prt_input_dims: dims is NULL");
-        for (size_t i = 0; i < 4; i++) dims[i] = r->input_shape()[i];  // 4-d: checked at open
-        return PRT_OK;
-    });
+    return guarded([&] { return copy_dims(lookup(rt, "prt_input_dims")->input_shape(), dims, 4, "prt_input_dims"); });
 }
 
 prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]) {
-    return guarded([&] {
-        auto r = lookup(rt, "prt_output_dims");
-        if (dims == nullptr) return failed(PRT_E_INVALID_ARG, "prt_output_dims: dims is NULL");
-        for (size_t i = 0; i < 2; i++) dims[i] = r->output_shape()[i];  // 2-d: checked at open
-        return PRT_OK;
-    });
+    return guarded([&] { return copy_dims(lookup(rt, "prt_output_dims")->output_shape(), dims, 2, "prt_output_dims"); });
 }
 
 prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, float *output, size_t output_len) {

@@ -2,6 +2,7 @@
 // every incoming image message is classified in the callback, and the result is "published".
 //
 //   ros_callback DIR [OPTIONS]
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -10,8 +11,9 @@
 
 #include "parnet_rt.h"
 
-struct Image {  // stands in for sensor_msgs::msg::Image, already normalised float32 NCHW
-    std::vector<float> data;
+struct Image {  // stands in for sensor_msgs::msg::Image with encoding "bgr8"
+    uint32_t height = 0, width = 0, step = 0;  // step: bytes per row
+    std::vector<uint8_t> data;
 };
 
 class ClassifierNode {
@@ -23,16 +25,22 @@ class ClassifierNode {
         int64_t in[4], out[2];
         prt_input_dims(rt, in);
         prt_output_dims(rt, out);
-        input_len_ = static_cast<size_t>(in[0] * in[1] * in[2] * in[3]);
+        height_ = static_cast<uint32_t>(in[2]);
+        width_ = static_cast<uint32_t>(in[3]);
+        input_.resize(static_cast<size_t>(in[0] * in[1] * in[2] * in[3]));
         logits_.resize(static_cast<size_t>(out[0] * out[1]));
         prt_warmup(rt, 3);  // first calls allocate: do it before the first real message
     }
 
-    size_t input_len() const { return input_len_; }
+    uint32_t height() const { return height_; }
+    uint32_t width() const { return width_; }
 
     // The subscription callback: must not throw, must not allocate per message.
     void on_image(const Image &msg) {
-        if (prt_infer(rt_.get(), msg.data.data(), msg.data.size(), logits_.data(), logits_.size()) != PRT_OK) {
+        // bgr8 → normalised float32 NCHW RGB with the export's mean/std (the model's own size: resize upstream)
+        if (prt_preprocess_u8(rt_.get(), msg.data.data(), msg.height, msg.width, msg.step, PRT_BGR, input_.data(),
+                              input_.size()) != PRT_OK ||
+            prt_infer(rt_.get(), input_.data(), input_.size(), logits_.data(), logits_.size()) != PRT_OK) {
             std::fprintf(stderr, "classifier: %s\n", prt_last_error());
             return;
         }
@@ -49,8 +57,8 @@ class ClassifierNode {
         void operator()(prt_runtime *rt) const { prt_close(rt); }
     };
     std::unique_ptr<prt_runtime, Close> rt_;
-    size_t input_len_ = 0;
-    std::vector<float> logits_;
+    uint32_t height_ = 0, width_ = 0;
+    std::vector<float> input_, logits_;
 };
 
 int main(int argc, char **argv) {
@@ -61,8 +69,9 @@ int main(int argc, char **argv) {
     try {
         ClassifierNode node(argv[1], argc > 2 ? argv[2] : nullptr);
         for (int frame = 0; frame < 5; frame++) {  // the executor would call on_image per message
-            Image msg{std::vector<float>(node.input_len())};
-            for (size_t i = 0; i < msg.data.size(); i++) msg.data[i] = static_cast<float>((i + frame) % 17) / 8.0f - 1.0f;
+            Image msg{node.height(), node.width(), 3 * node.width(), {}};
+            msg.data.resize(static_cast<size_t>(msg.step) * msg.height);
+            for (size_t i = 0; i < msg.data.size(); i++) msg.data[i] = static_cast<uint8_t>((i * 7 + frame * 31) % 256);
             node.on_image(msg);
         }
     } catch (const std::exception &e) {
