@@ -157,15 +157,32 @@ def _edit(src: Path, dst: Path, change, manifest: str = "manifest.json") -> str:
     return str(dst)
 
 
-def _external_data(m, d: Path) -> None:
-    """model.onnx with its weights moved to a file outside the directory; the manifest's hash updated."""
-    import onnx
+def _external_data(location: str):
+    """model.onnx with its weights in a file it names (absolute, or relative to the working
+    directory), hashes updated: OpenVINO would read that file, outside the directory."""
+    def change(m, d: Path) -> None:
+        import onnx
 
-    model = onnx.load(d / "model.onnx")
-    onnx.save_model(model, d / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=0)
-    (d / "weights.bin").rename(d.parent / "weights.bin")  # "../weights.bin" would be the attack; OpenVINO reads neither
-    m["files"]["model.onnx"] = {"sha256": sha256_file(d / "model.onnx"), "bytes": (d / "model.onnx").stat().st_size}
+        model = onnx.load(d / "model.onnx")
+        onnx.save_model(model, d / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.bin", size_threshold=0)
+        (d / "weights.bin").rename(d.parent / "weights.bin")
+        model = onnx.load(d / "model.onnx", load_external_data=False)
+        for t in model.graph.initializer:
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = location if location.startswith("/") else e.value
+        onnx.save_model(model, d / "model.onnx")
+        m["files"]["model.onnx"] = {"sha256": sha256_file(d / "model.onnx"), "bytes": (d / "model.onnx").stat().st_size}
+    return change
+
+
+def _alias(m, d: Path) -> None:
+    """fusion reads stream0's output twice, and stream1 is gone: two names for one model port."""
+    fusion = m["subgraphs"][-1]
+    dropped = m["subgraphs"].pop(2)
+    first = fusion["inputs"][0]
+    fusion["inputs"] = [first if t["name"] == dropped["outputs"][0]["name"] else t for t in fusion["inputs"]]
 
 
 def _symlink(d: Path, target: Path) -> None:
@@ -198,7 +215,10 @@ def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
     add("no_std", lambda m, d: m["normalization"].update(std=[0, 1, 1]), INCOMPATIBLE, "positive")
     add("cycle", lambda m, d: m["subgraphs"].reverse(), INCOMPATIBLE, "no earlier subgraph produces",
         options="mode=streams")
-    add("external_data", _external_data, INCOMPATIBLE, "not a model OpenVINO can read")
+    add("external_absolute", _external_data(str(root / "weights.bin")), INCOMPATIBLE, "external data")
+    add("external_relative", _external_data("weights.bin"), INCOMPATIBLE, "external data")  # cwd-relative
+    add("alias", _alias, INCOMPATIBLE, "listed twice", options="mode=streams")
+    add("huge_std", lambda m, d: m["normalization"].update(std=[1e39, 1, 1]), INCOMPATIBLE, "finite float32")
     add("other_cpu", lambda m, d: [v.update(name="Some Other CPU") for v in m["devices"].values()], INCOMPATIBLE,
         "this CPU is", src=engines, manifest="engines.json")
     add("other_version", lambda m, d: m["backend"].update(version="2020.1.0"), INCOMPATIBLE, "this is OpenVINO",
@@ -217,11 +237,23 @@ def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
     return cases
 
 
-def test_lying_and_tampered_directories_are_refused(client, artifacts, tmp_path):
+def test_lying_and_tampered_directories_are_refused(client, artifacts, tmp_path, monkeypatch):
     args = []
     for d, options, status, text in _lies(artifacts, tmp_path):
         args += ["status", d, options, str(status), text, "--"]
+    monkeypatch.chdir(tmp_path)  # where a relative external-data location would be found
     _run(client, *args[:-1])
+
+
+def test_a_sparse_file_is_hashed_before_any_buffer_of_its_size_exists(client, artifacts, tmp_path):
+    size = 2 << 30  # 2 GiB of holes: no disk, and no memory unless the library allocates it
+
+    def sparse(m, d: Path) -> None:
+        os.truncate(d / "model.onnx", size)
+        m["files"]["model.onnx"]["bytes"] = size
+    d = _edit(artifacts["fp32"], tmp_path / "sparse", sparse)
+    # the process's own peak (VmHWM: a forked child's ru_maxrss would include pytest's memory)
+    _run(client, "status", d, "-", str(INCOMPATIBLE), "does not match its sha256", "--", "peak", str(256 << 10))
 
 
 def test_pkg_config_client_and_examples(installed, artifacts, tmp_path):

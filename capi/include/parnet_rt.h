@@ -9,9 +9,12 @@
  * It reads export directories (parnet-export, parnet-quantize: fp32, fp16, int8 Q/DQ ONNX) and
  * engine directories built with `parnet-build --backend openvino` (compiled blobs).
  *
- * Ownership: the caller owns every buffer it passes; the library keeps no pointer to it after
- * a call returns. Strings returned by the library stay valid until the next failing call on
- * the same thread (prt_last_error) or forever (prt_version).
+ * Ownership: the caller owns every buffer it passes; the library reads or writes a buffer only
+ * during a call that passes it (it may remember the last addresses, to skip re-binding the same
+ * buffers). Strings returned by the library stay valid until the next failing call on the same
+ * thread (prt_last_error) or forever (prt_version).
+ *
+ * Handles are opaque values, never reused: a closed handle passed again gives PRT_E_INVALID_ARG.
  *
  * Trust: a directory is untrusted input. prt_open checks the manifest's structure, that every
  * file it reads is a regular file listed in the manifest, directly inside the directory (no
@@ -97,7 +100,8 @@ prt_status prt_last_latency_us(const prt_runtime *rt, double *microseconds);
 /* Message of the last failure on this thread ("" if none). */
 const char *prt_last_error(void);
 
-/* Release a handle; NULL is a no-op. No call on the handle may be running or follow. */
+/* Release a handle; NULL, or a handle already closed, is a no-op. A call running on the handle in
+   another thread finishes normally (the runtime is freed when it returns). */
 void prt_close(prt_runtime *rt);
 
 #ifdef __cplusplus

@@ -2,6 +2,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <vector>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
@@ -17,11 +19,7 @@ bool name_char(char c, bool first) {
     return alnum || (!first && (c == '.' || c == '_' || c == '-'));
 }
 
-std::string sha256_hex(const std::string &data) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    if (EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr) != 1)
-        fail(PRT_E_RUNTIME, "sha256 failed (OpenSSL)");
+std::string hex(const unsigned char *digest, unsigned int length) {
     static const char *hex = "0123456789abcdef";
     std::string out;
     for (unsigned int i = 0; i < length; i++) {
@@ -29,6 +27,34 @@ std::string sha256_hex(const std::string &data) {
         out += hex[digest[i] & 15];
     }
     return out;
+}
+
+std::string sha256_hex(const std::string &data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr) != 1)
+        fail(PRT_E_RUNTIME, "sha256 failed (OpenSSL)");
+    return hex(digest, length);
+}
+
+// sha256 of the file's bytes in 1 MiB chunks: a file is checked before any buffer of its size
+// exists (a sparse 16 GiB file costs time, not memory). Rewinds the file.
+std::string sha256_stream(int fd, const std::string &what) {
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX *)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) fail(PRT_E_RUNTIME, "sha256 failed (OpenSSL)");
+    std::vector<char> chunk(1 << 20);
+    for (;;) {
+        const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail(PRT_E_INCOMPATIBLE, what + ": read failed: " + std::strerror(errno));
+        if (n == 0) break;
+        if (EVP_DigestUpdate(ctx.get(), chunk.data(), static_cast<size_t>(n)) != 1) fail(PRT_E_RUNTIME, "sha256 failed (OpenSSL)");
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (EVP_DigestFinal_ex(ctx.get(), digest, &length) != 1) fail(PRT_E_RUNTIME, "sha256 failed (OpenSSL)");
+    if (::lseek(fd, 0, SEEK_SET) != 0) fail(PRT_E_INCOMPATIBLE, what + ": cannot rewind");
+    return hex(digest, length);
 }
 
 std::string read_all(int fd, uint64_t expected, const std::string &what) {
@@ -58,6 +84,13 @@ struct Fd {
 };
 
 }  // namespace
+
+bool refers_to_external_data(const std::string &onnx) {
+    // Every ONNX external_data entry has the key "location" (protobuf strings are stored as raw
+    // bytes), so a file without these bytes cannot refer to one. A file with them is refused
+    // rather than parsed: OpenVINO would open absolute or working-directory-relative locations.
+    return onnx.find("location") != std::string::npos;
+}
 
 bool is_valid_name(const std::string &name) {
     if (name.empty() || name.size() > 64 || name.find("..") != std::string::npos) return false;
@@ -126,10 +159,12 @@ std::string ArtifactDir::read_verified(const std::string &relative, const FileSp
     if (static_cast<uint64_t>(st.st_size) != spec.bytes)
         fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " has " + std::to_string(st.st_size) + " bytes, " + manifest +
                                      " records " + std::to_string(spec.bytes) + " (modified after it was written?)");
+    const std::string mismatch = path_ + ": " + relative + " does not match its sha256 in " + manifest +
+                                 " (modified after it was written?)";
+    if (sha256_stream(fd.fd, path_ + "/" + relative) != spec.sha256) fail(PRT_E_INCOMPATIBLE, mismatch);
+    // hashed again in memory: what OpenVINO gets is exactly what was checked, even if the file changes now
     std::string data = read_all(fd.fd, spec.bytes, path_ + "/" + relative);
-    if (sha256_hex(data) != spec.sha256)
-        fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " does not match its sha256 in " + manifest +
-                                     " (modified after it was written?)");
+    if (sha256_hex(data) != spec.sha256) fail(PRT_E_INCOMPATIBLE, mismatch);
     return data;
 }
 

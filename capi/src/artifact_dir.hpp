@@ -17,6 +17,10 @@ constexpr uint64_t kMaxFileBytes = uint64_t(16) << 30;
 // Strict names, as on the Python side: [A-Za-z0-9][A-Za-z0-9._-]{0,63}, never "..".
 bool is_valid_name(const std::string &name);
 
+// Could this ONNX file refer to external data (weights in other files)? Those would be read by
+// OpenVINO outside the hashed bytes, from paths the file names: such files are refused.
+bool refers_to_external_data(const std::string &onnx);
+
 class ArtifactDir {
   public:
     // PRT_E_NOT_FOUND if `path` is not a directory.
@@ -31,7 +35,8 @@ class ArtifactDir {
     // The manifest's bytes, at most kMaxManifestBytes.
     std::string read_manifest(const std::string &name) const;
     // `relative` ("name" or "dir/name", strict names, no links anywhere), checked against `spec`:
-    // size first (before reading), then sha256 of exactly the bytes returned.
+    // size first, then sha256 streamed from the file (before any buffer of its size exists), then
+    // sha256 of exactly the bytes returned.
     std::string read_verified(const std::string &relative, const FileSpec &spec, const std::string &manifest) const;
 
   private:

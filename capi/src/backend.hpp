@@ -29,6 +29,8 @@ class Request {
     // Asynchronous run; `done` is called once per start_async, from any thread, with the failure if any.
     virtual void set_done(std::function<void(std::exception_ptr)> done) = 0;
     virtual void start_async() = 0;
+    // Returns once a started run is over, its `done` call included (so it may be started again).
+    virtual void wait() = 0;
 };
 
 // One compiled graph on one device.

@@ -1,6 +1,7 @@
 // The C ABI of parnet_rt.h: argument checks, handle registry, status and thread-local error.
 // Nothing may throw across this boundary.
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -19,10 +20,6 @@
 #define PRT_VERSION_STRING "0.0.0"
 #endif
 
-struct prt_runtime {
-    char unused;  // opaque to callers; the key of its Runtime in the registry
-};
-
 namespace {
 
 thread_local std::string last_error;
@@ -36,9 +33,11 @@ prt_status failed(prt_status status, const std::string &message) {
     return status;
 }
 
-// Live handles. A call holds a reference while it runs, so prt_close on another thread never
-// frees a Runtime under it; a closed or never-opened pointer is an error, not a crash.
+// Live handles. A handle is a number, never memory: each prt_open takes the next one, so a closed
+// handle is never handed out again and stays an error (not another caller's runtime, not a crash).
+// A call holds a reference while it runs, so prt_close on another thread never frees a Runtime under it.
 std::mutex registry_mutex;
+uintptr_t last_handle = 0;
 std::unordered_map<const prt_runtime *, std::shared_ptr<prt::Runtime>> &registry() {
     static auto *map = new std::unordered_map<const prt_runtime *, std::shared_ptr<prt::Runtime>>();
     return *map;
@@ -106,12 +105,11 @@ prt_status prt_open(const char *path, const char *options, prt_runtime **out) {
         if (options != nullptr && !valid_utf8(options)) return failed(PRT_E_INVALID_ARG, "prt_open: options are not valid UTF-8");
         const prt::Options parsed = prt::parse_options(options);
         std::shared_ptr<prt::Runtime> runtime = prt::Runtime::open(path, parsed);
-        auto handle = std::make_unique<prt_runtime>();
-        {
-            std::lock_guard<std::mutex> lock(registry_mutex);
-            registry().emplace(handle.get(), std::move(runtime));
-        }
-        *out = handle.release();
+        std::lock_guard<std::mutex> lock(registry_mutex);
+        last_handle += 16;  // aligned like a pointer; 2^60 opens before it wraps
+        auto *handle = reinterpret_cast<prt_runtime *>(last_handle);
+        registry().emplace(handle, std::move(runtime));
+        *out = handle;
         return PRT_OK;
     });
 }
@@ -185,11 +183,10 @@ void prt_close(prt_runtime *rt) {
     {
         std::lock_guard<std::mutex> lock(registry_mutex);
         auto it = registry().find(rt);
-        if (it == registry().end()) return;  // not ours, or closed already: never free what we did not allocate
+        if (it == registry().end()) return;  // not ours, or closed already
         runtime = std::move(it->second);
         registry().erase(it);
     }
-    delete rt;
     // `runtime` is freed here, or by the last call still running on it
 }
 

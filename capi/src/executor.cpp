@@ -1,5 +1,7 @@
 #include "executor.hpp"
 
+#include <algorithm>
+
 #include "error.hpp"
 
 namespace prt {
@@ -11,6 +13,8 @@ class RequestSet {
     RequestSet(const std::vector<Node> &nodes, int concurrency)
         : nodes_(nodes), concurrency_(concurrency), waiting_(nodes.size()) {
         for (const Node &n : nodes) requests_.push_back(n.graph->new_request());
+        ready_.reserve(nodes.size());  // finished() never allocates
+        started_.reserve(nodes.size());
         for (size_t i = 0; i < nodes.size(); i++)
             for (size_t p = 0; p < nodes[i].inputs.size(); p++)
                 if (nodes[i].inputs[p].node >= 0)
@@ -51,6 +55,7 @@ class RequestSet {
         completed_ = 0;
         in_flight_ = 0;
         ready_.clear();
+        started_.clear();
         for (size_t i = 0; i < nodes_.size(); i++) {
             waiting_[i] = 0;
             for (const Source &s : nodes_[i].inputs) waiting_[i] += s.node >= 0;
@@ -58,6 +63,11 @@ class RequestSet {
         }
         start_ready(lock);
         done_.wait(lock, [this] { return in_flight_ == 0; });
+        lock.unlock();
+        // OpenVINO finishes its own bookkeeping (restoring the callback) after calling `done`:
+        // a request restarted before that would run without one, and this call would never end
+        for (int i : started_) requests_[static_cast<size_t>(i)]->wait();
+        lock.lock();
         if (error_) std::rethrow_exception(error_);
         if (completed_ != nodes_.size()) fail(PRT_E_RUNTIME, "streams: the DAG stopped before every subgraph ran");
     }
@@ -67,6 +77,7 @@ class RequestSet {
             const int i = ready_.front();
             ready_.erase(ready_.begin());
             in_flight_++;
+            started_.push_back(i);
             lock.unlock();  // the callback of a request that finishes at once takes the lock
             std::exception_ptr failed;
             try {
@@ -77,30 +88,37 @@ class RequestSet {
             lock.lock();
             if (failed) {
                 in_flight_--;
+                started_.erase(std::find(started_.begin(), started_.end(), i));
                 if (!error_) error_ = failed;
             }
         }
     }
 
-    void finished(int i, std::exception_ptr e) {
+    // Called by OpenVINO, on its thread, once per started node. Must not throw: the waiter in
+    // run_concurrently() depends on every call reaching the notify.
+    void finished(int i, std::exception_ptr e) noexcept {
         std::unique_lock<std::mutex> lock(mutex_);
         in_flight_--;
-        if (e && !error_) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception &x) {
-                error_ = std::make_exception_ptr(Error(PRT_E_RUNTIME, std::string("OpenVINO inference failed: ") + x.what()));
-            } catch (...) {
-                error_ = e;
-            }
-        }
+        if (e && !error_) error_ = runtime_error(e);
         if (!e) {
             completed_++;
             for (int c : nodes_[static_cast<size_t>(i)].consumers)
-                if (--waiting_[static_cast<size_t>(c)] == 0) ready_.push_back(c);
+                if (--waiting_[static_cast<size_t>(c)] == 0) ready_.push_back(c);  // reserved: no allocation
             start_ready(lock);
         }
         if (in_flight_ == 0) done_.notify_all();
+    }
+
+    static std::exception_ptr runtime_error(std::exception_ptr e) noexcept {
+        try {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception &x) {
+                return std::make_exception_ptr(Error(PRT_E_RUNTIME, std::string("OpenVINO inference failed: ") + x.what()));
+            }
+        } catch (...) {
+            return e;
+        }
     }
 
     const std::vector<Node> &nodes_;
@@ -113,6 +131,7 @@ class RequestSet {
     std::condition_variable done_;
     std::vector<int> waiting_;  // producers not yet done, per node
     std::vector<int> ready_;
+    std::vector<int> started_;
     int in_flight_ = 0;
     size_t completed_ = 0;
     std::exception_ptr error_;

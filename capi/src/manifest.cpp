@@ -1,5 +1,7 @@
 #include "manifest.hpp"
 
+#include <cfloat>
+#include <cmath>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -73,7 +75,7 @@ class Fields {
         if (!v.is_array() || v.size() != 3) error(key, "expected 3 numbers");
         std::array<float, 3> out{};
         for (size_t i = 0; i < 3; i++) {
-            if (!v[i].is_number()) error(key, "expected 3 numbers");
+            if (!v[i].is_number() || !(std::fabs(v[i].get<double>()) <= FLT_MAX)) error(key, "expected 3 finite float32 numbers");
             out[i] = static_cast<float>(v[i].get<double>());  // as numpy's float32 cast of the JSON double
         }
         return out;
@@ -109,6 +111,8 @@ std::vector<TensorSpec> tensors(const Fields &f, const std::string &key) {
         Fields t(items[i], f.where() + "." + key + "[" + std::to_string(i) + "]");
         out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16"})});
         if (out.back().name.empty() || out.back().name.size() > 256) t.error("name", "expected 1..256 characters");
+        for (size_t j = 0; j + 1 < out.size(); j++)
+            if (out[j].name == out.back().name) t.error("name", "'" + out.back().name + "' is listed twice");
     }
     return out;
 }
@@ -178,8 +182,6 @@ ExportManifest export_fields(const Fields &f) {
     m.normalization = {norm.floats3("mean"), norm.floats3("std")};
     for (float s : m.normalization.std)
         if (!(s > 0)) norm.error("std", "expected positive numbers");
-    for (float v : m.normalization.mean)
-        if (!(v == v)) norm.error("mean", "expected numbers");
     m.files = files(f.obj("files"), 1);
     check_dag(m, f.where());
     return m;

@@ -58,6 +58,14 @@ class OvRequest : public Request {
         }
     }
 
+    void wait() override {
+        try {
+            request_.wait();
+        } catch (const std::exception &) {
+            // the failure already reached the `done` callback, which reported it
+        }
+    }
+
   private:
     ov::InferRequest request_;
     std::vector<ov::Output<const ov::Node>> inputs_, outputs_;
@@ -135,8 +143,7 @@ class OpenVinoBackend : public Backend {
                                                    " (built by another OpenVINO or for another CPU? rebuild with parnet-build)",
                            [&] { return std::make_unique<OvGraph>(core.import_model(bytes, options.device, config), blob); });
         }
-        // From memory: OpenVINO then refuses ONNX external data, so nothing outside the verified
-        // bytes is ever read.
+        // from the verified bytes (never re-read from the path); external data was refused before
         std::shared_ptr<ov::Model> graph = attempt(PRT_E_INCOMPATIBLE, what + ": not a model OpenVINO can read",
                                                    [&] { return core.read_model(model, ov::Tensor()); });
         return attempt(PRT_E_RUNTIME, what + ": OpenVINO cannot compile it for " + options.device,

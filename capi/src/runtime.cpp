@@ -119,17 +119,25 @@ size_t find_port(const std::vector<Port> &ports, const std::string &name, const 
     fail(PRT_E_INCOMPATIBLE, what + ": the model has no tensor '" + name.substr(0, 80) + "' (the manifest lies or is stale)");
 }
 
-void check_ports(const std::vector<Port> &ports, const std::vector<TensorSpec> &specs, const char *kind,
-                 const std::string &what) {
+// The model's port of each manifest tensor, one to one (names may alias one port: refused), with
+// the shapes the model has equal to the manifest's.
+std::vector<size_t> match_ports(const std::vector<Port> &ports, const std::vector<TensorSpec> &specs, const char *kind,
+                                const std::string &what) {
     if (ports.size() != specs.size())
         fail(PRT_E_INCOMPATIBLE, what + ": the model has " + std::to_string(ports.size()) + " " + kind + "s, the manifest " +
                                      std::to_string(specs.size()));
+    std::vector<size_t> port_of;
+    std::vector<bool> taken(ports.size(), false);
     for (const TensorSpec &t : specs) {
-        const Port &p = ports[find_port(ports, t.name, what)];
-        if (p.shape != t.shape)
-            fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + t.name + "' is " + shape_text(p.shape) +
+        const size_t i = find_port(ports, t.name, what);
+        if (taken[i]) fail(PRT_E_INCOMPATIBLE, what + ": the manifest names the model's " + kind + " '" + t.name + "' twice");
+        taken[i] = true;
+        if (ports[i].shape != t.shape)
+            fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + t.name + "' is " + shape_text(ports[i].shape) +
                                          " in the model, the manifest says " + shape_text(t.shape));
+        port_of.push_back(i);
     }
+    return port_of;
 }
 
 }  // namespace
@@ -174,35 +182,40 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
     std::map<std::string, std::pair<int, size_t>> produced;  // tensor -> (node, output port)
     for (const SubgraphSpec &s : specs) {
         const std::string what = path + "/" + s.file;
+        std::string bytes = dir.read_verified(s.file, plan.files.at(s.file), plan.manifest);
+        if (!plan.compiled && refers_to_external_data(bytes))
+            fail(PRT_E_INCOMPATIBLE, what + ": refers to external data (weights in other files), which this library does "
+                                            "not read: every file read must be listed and hashed; re-export it");
         Node node;
-        node.graph = backend.load(dir.read_verified(s.file, plan.files.at(s.file), plan.manifest), plan.compiled, compile, what);
-        check_ports(node.graph->inputs(), s.inputs, "input", what);
-        check_ports(node.graph->outputs(), s.outputs, "output", what);
-        for (size_t p = 0; p < node.graph->inputs().size(); p++) {
-            const Port &port = node.graph->inputs()[p];
-            auto from = std::find_if(s.inputs.begin(), s.inputs.end(), [&](const TensorSpec &t) {
-                return std::find(port.names.begin(), port.names.end(), t.name) != port.names.end();
-            });
-            if (from->name == input_name) {
+        node.graph = backend.load(std::move(bytes), plan.compiled, compile, what);
+        const std::vector<size_t> in_ports = match_ports(node.graph->inputs(), s.inputs, "input", what);
+        const std::vector<size_t> out_ports = match_ports(node.graph->outputs(), s.outputs, "output", what);
+        node.inputs.resize(in_ports.size());
+        for (size_t i = 0; i < s.inputs.size(); i++) {
+            const TensorSpec &t = s.inputs[i];
+            const Port &port = node.graph->inputs()[in_ports[i]];
+            if (t.name == input_name) {
                 if (!port.f32) fail(PRT_E_INCOMPATIBLE, what + ": the graph input is not float32");
-                node.inputs.push_back({-1, 0});
-            } else {
-                const auto &src = produced.at(from->name);  // present: check_dag ran in the manifest
-                const Port &out = nodes[static_cast<size_t>(src.first)].graph->outputs()[src.second];
-                if (out.shape != port.shape || out.f32 != port.f32)
-                    fail(PRT_E_INCOMPATIBLE, what + ": input '" + from->name + "' does not match what its producer outputs");
-                node.inputs.push_back({src.first, src.second});
-                auto &consumers = nodes[static_cast<size_t>(src.first)].consumers;
-                if (std::find(consumers.begin(), consumers.end(), static_cast<int>(nodes.size())) == consumers.end())
-                    consumers.push_back(static_cast<int>(nodes.size()));
+                node.inputs[in_ports[i]] = {-1, 0};
+                continue;
             }
+            const auto src = produced.find(t.name);
+            if (src == produced.end())  // whole mode: its only input is the graph input
+                fail(PRT_E_INCOMPATIBLE, what + ": input '" + t.name + "' is neither the graph input nor produced earlier");
+            const Port &out = nodes[static_cast<size_t>(src->second.first)].graph->outputs()[src->second.second];
+            if (out.shape != port.shape || out.f32 != port.f32)
+                fail(PRT_E_INCOMPATIBLE, what + ": input '" + t.name + "' does not match what its producer outputs");
+            node.inputs[in_ports[i]] = {src->second.first, src->second.second};
+            auto &consumers = nodes[static_cast<size_t>(src->second.first)].consumers;
+            if (std::find(consumers.begin(), consumers.end(), static_cast<int>(nodes.size())) == consumers.end())
+                consumers.push_back(static_cast<int>(nodes.size()));
         }
-        for (const TensorSpec &t : s.outputs) {
-            const size_t p = find_port(node.graph->outputs(), t.name, what);
-            produced[t.name] = {static_cast<int>(nodes.size()), p};
+        for (size_t i = 0; i < s.outputs.size(); i++) {
+            const TensorSpec &t = s.outputs[i];
+            produced[t.name] = {static_cast<int>(nodes.size()), out_ports[i]};
             if (t.name == output_name) {
-                if (!node.graph->outputs()[p].f32) fail(PRT_E_INCOMPATIBLE, what + ": the graph output is not float32");
-                node.output_port = static_cast<int>(p);
+                if (!node.graph->outputs()[out_ports[i]].f32) fail(PRT_E_INCOMPATIBLE, what + ": the graph output is not float32");
+                node.output_port = static_cast<int>(out_ports[i]);
             }
         }
         nodes.push_back(std::move(node));

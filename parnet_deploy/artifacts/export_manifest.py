@@ -41,6 +41,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SPLITS = ("replicated", "shared")
 DTYPES = ("float32", "float16")
 MAX_FILE_BYTES = 16 << 30
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_files(f: Fields, depth: int) -> dict[str, FileSpec]:
@@ -85,7 +86,10 @@ class SubgraphSpec:
             items = f.list(key, max_len=8)
             if not items:
                 raise f.error(key, "expected at least one tensor")
-            return tuple(TensorSpec.parse(Fields(t, f"{f.where}.{key}[{i}]")) for i, t in enumerate(items))
+            specs = tuple(TensorSpec.parse(Fields(t, f"{f.where}.{key}[{i}]")) for i, t in enumerate(items))
+            if len({t.name for t in specs}) != len(specs):
+                raise f.error(key, "a tensor is listed twice")
+            return specs
 
         stream = f.raw("stream")
         if stream is not None:
@@ -108,10 +112,12 @@ class Normalization:
 
     @classmethod
     def parse(cls, f: Fields) -> "Normalization":
-        std = f.floats("std", 3)
+        std, mean = f.floats("std", 3), f.floats("mean", 3)
+        if not np.isfinite(np.asarray(mean + std, np.float64)).all() or max(map(abs, mean + std)) > FLOAT32_MAX:
+            raise f.error("normalization", "mean and std must be finite float32 numbers")
         if min(std) <= 0:
             raise f.error("std", "expected positive numbers")
-        return cls(f.floats("mean", 3), std, f.str("layout", default="NCHW RGB"), f.str("note", default=""))
+        return cls(mean, std, f.str("layout", default="NCHW RGB"), f.str("note", default=""))
 
 
 def normalize_u8(image: np.ndarray, mean, std, bgr: bool = False) -> np.ndarray:

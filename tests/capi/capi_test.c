@@ -9,6 +9,7 @@
  *   threads DIR OPTIONS THREADS CALLS        THREADS x CALLS on one shared handle and on separate
  *                                            handles, each bitwise equal to a single-threaded run
  *   preprocess DIR IMAGE.u8 H W STRIDE ORDER OUT.f32
+ *   peak MAX_KIB                             this process's peak resident memory (VmHWM) is at most MAX_KIB
  *
  * Commands run in order in one process (so one valgrind run covers them all). Prints one line
  * per failed check, then "ALL OK" or "FAILED n"; the exit code is the number of failures. */
@@ -248,11 +249,21 @@ static void cmd_preprocess(const char *dir, const char *image_path, size_t h, si
     prt_close(rt);
 }
 
+static void cmd_peak(long max_kib) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+    if (f) fclose(f);
+    CHECK(kib >= 0 && kib <= max_kib, "peak resident memory %ld KiB, limit %ld KiB", kib, max_kib);
+}
+
 int main(int argc, char **argv) {
     int i = 1;
     while (i < argc) {
         const char *c = argv[i];
-        int n = !strcmp(c, "misuse") ? 1 : !strcmp(c, "preprocess") ? 7 : 4;
+        int n = !strcmp(c, "misuse") || !strcmp(c, "peak") ? 1 : !strcmp(c, "preprocess") ? 7 : 4;
         if (i + n >= argc) {
             fprintf(stderr, "capi_test: %s needs %d arguments\n", c, n);
             return 100;
@@ -262,6 +273,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(c, "run")) cmd_run(a[0], a[1], a[2], a[3]);
         else if (!strcmp(c, "status")) cmd_status(a[0], a[1], atoi(a[2]), a[3]);
         else if (!strcmp(c, "threads")) cmd_threads(a[0], a[1], atoi(a[2]), atoi(a[3]));
+        else if (!strcmp(c, "peak")) cmd_peak(atol(a[0]));
         else if (!strcmp(c, "preprocess"))
             cmd_preprocess(a[0], a[1], (size_t)atol(a[2]), (size_t)atol(a[3]), (size_t)atol(a[4]), atoi(a[5]), a[6]);
         else {
