@@ -62,6 +62,8 @@ def test_manifest_is_typed_and_the_dag_is_one_object(export_dir):
     (lambda r: r["subgraphs"].reverse(), "which no earlier subgraph produces"),
     (lambda r: r.update(precision="int4"), r"\.precision: expected one of"),
     (lambda r: r["model"].update(planes=[10 ** 6] * 4), r"planes must be 4 ints in 1..8192"),
+    (lambda r: r["normalization"].update(std=[1e39, 1, 1]), r"mean and std must be finite float32"),
+    (lambda r: r["subgraphs"][-1]["inputs"].append(r["subgraphs"][-1]["inputs"][0]), r"a tensor is listed twice"),
 ])
 def test_bad_manifests_are_refused_with_the_field(export_dir, tmp_path, edit, message):
     d = _edited(export_dir, tmp_path, edit)
