@@ -2,7 +2,8 @@
 //
 //   capi_overhead overhead DIR ROUNDS CALLS   per round: CALLS x (one prt_infer, one ov::InferRequest::infer()
 //                                              on the same model, same settings, tensors bound once); prints
-//                                              "prt_us ov_us diff_us" (medians; diff: of the paired differences)
+//                                              "prt_us ov_us diff_us control_us" (medians; diff: of the paired
+//                                              differences; control: a second OpenVINO copy minus the first)
 //   capi_overhead open DIR                     microseconds from prt_open to the first prt_infer result
 //   capi_overhead percall DIR OPTIONS CALLS    median microseconds per prt_infer call
 #include <algorithm>
@@ -58,18 +59,25 @@ int overhead(const char *dir, int rounds, int calls) {
     std::ifstream file(std::string(dir) + "/model.onnx", std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
     ov::Core core;
-    ov::CompiledModel model = core.compile_model(
-        core.read_model(bytes, ov::Tensor()), "CPU",
-        {ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY), ov::num_streams(1),
-         ov::hint::inference_precision(ov::element::f32), ov::inference_num_threads(1), ov::hint::enable_cpu_pinning(false)});
+    const ov::AnyMap config{ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY), ov::num_streams(1),
+                            ov::hint::inference_precision(ov::element::f32), ov::inference_num_threads(1),
+                            ov::hint::enable_cpu_pinning(false)};
+    ov::CompiledModel model = core.compile_model(core.read_model(bytes, ov::Tensor()), "CPU", config);
     ov::InferRequest request = model.create_infer_request();
     request.set_input_tensor(ov::Tensor(ov::element::f32, model.input().get_shape(), x.data()));
     request.set_output_tensor(ov::Tensor(ov::element::f32, model.output().get_shape(), z.data()));
+    // a control: a second copy of the same graph, compiled the same way; its difference to the
+    // first is what two copies differ by, with no library in between
+    ov::CompiledModel copy = core.compile_model(core.read_model(bytes, ov::Tensor()), "CPU", config);
+    std::vector<float> w(n_out);
+    ov::InferRequest control = copy.create_infer_request();
+    control.set_input_tensor(ov::Tensor(ov::element::f32, copy.input().get_shape(), x.data()));
+    control.set_output_tensor(ov::Tensor(ov::element::f32, copy.output().get_shape(), w.data()));
 
     prt_warmup(rt, 200);
-    for (int i = 0; i < 200; i++) request.infer();
+    for (int i = 0; i < 200; i++) request.infer(), control.infer();
     // alternating call by call, so drift (frequency, the other core's load) hits both alike
-    std::vector<double> a(static_cast<size_t>(calls)), b(a), d(a);
+    std::vector<double> a(static_cast<size_t>(calls)), b(a), d(a), c(a);
     for (int r = 0; r < rounds; r++) {
         for (size_t i = 0; i < a.size(); i++) {
             auto t0 = Clock::now();
@@ -78,9 +86,12 @@ int overhead(const char *dir, int rounds, int calls) {
             t0 = Clock::now();
             request.infer();
             b[i] = us_since(t0);
+            t0 = Clock::now();
+            control.infer();
+            c[i] = us_since(t0) - b[i];
             d[i] = a[i] - b[i];
         }
-        std::printf("%.3f %.3f %.3f\n", median(a), median(b), median(d));
+        std::printf("%.3f %.3f %.3f %.3f\n", median(a), median(b), median(d), median(c));
     }
     // the library's own work alone: a call refused after every check but the inference
     const auto t0 = Clock::now();
