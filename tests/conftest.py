@@ -35,16 +35,45 @@ def tiny_model():
     return randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY))
 
 
-def pytest_collection_modifyitems(config, items):
+def skip_reason(marks: dict[str, tuple], cuda_devices: int, tensorrt_error: str | None) -> str | None:
+    """Why a test with these markers cannot run here (None: it can).
+
+    ``gpu``: one NVIDIA GPU; ``gpus(n)``: at least n; ``tensorrt``: TensorRT importable (and a GPU).
+    """
+    needed = max([1 if "gpu" in marks or "tensorrt" in marks else 0, *marks.get("gpus", ())])
+    if needed and cuda_devices < needed:
+        have = "no CUDA device" if cuda_devices == 0 else f"{cuda_devices} CUDA device(s)"
+        return f"needs {needed} NVIDIA GPU(s); {have} here (torch.cuda.device_count() == {cuda_devices})"
+    if "tensorrt" in marks and tensorrt_error is not None:
+        return f"needs TensorRT: import tensorrt failed ({tensorrt_error})"
+    return None
+
+
+def _cuda_devices() -> int:
     try:
         import torch
 
-        has_gpu = torch.cuda.is_available()
-    except Exception:  # pragma: no cover
-        has_gpu = False
-    if has_gpu:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # pragma: no cover - a broken CUDA install counts as none
+        return 0
+
+
+def _tensorrt_error() -> str | None:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as e:  # ImportError, or a library that fails to load
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [(item, {m.name: m.args for m in item.iter_markers() if m.name in ("gpu", "gpus", "tensorrt")})
+              for item in items]
+    if not any(marks for _, marks in marked):
         return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (torch.cuda.is_available() is False here)")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    devices = _cuda_devices()
+    trt_error = _tensorrt_error() if any("tensorrt" in marks for _, marks in marked) else None
+    for item, marks in marked:
+        reason = skip_reason(marks, devices, trt_error) if marks else None
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))

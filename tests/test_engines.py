@@ -256,7 +256,7 @@ def test_placement_prefers_the_faster_device(exports):
 
 
 # -- on a GPU (skipped here) --------------------------------------------------------------------
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_tensorrt_engines_match_onnxruntime(exports, tmp_path):
     _, dirs = exports
     d, _ = build_engines(dirs["shared"], BuildConfig(backend="tensorrt", output=tmp_path, measure_iterations=3),
@@ -267,7 +267,8 @@ def test_tensorrt_engines_match_onnxruntime(exports, tmp_path):
             assert rel_err(run(_x()), reference) <= 1e-3  # TF32 convolutions
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.gpus(3)
 def test_tensorrt_multi_gpu_distributed_nccl(exports, tmp_path):
     if torch.cuda.device_count() < 3:
         pytest.skip("needs 3 GPUs")
