@@ -39,15 +39,16 @@ std::string sha256_hex(const std::string &data) {
 
 // sha256 of the file's bytes in 1 MiB chunks: a file is checked before any buffer of its size
 // exists (a sparse 16 GiB file costs time, not memory). Rewinds the file.
-std::string sha256_stream(int fd, const std::string &what) {
+std::string sha256_stream(int fd, uint64_t limit, const std::string &what) {
     std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX *)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) fail(PRT_E_RUNTIME, "sha256 failed (OpenSSL)");
     std::vector<char> chunk(1 << 20);
-    for (;;) {
+    for (uint64_t total = 0; total <= limit;) {  // a file still growing is not hashed forever
         const ssize_t n = ::read(fd, chunk.data(), chunk.size());
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) fail(PRT_E_INCOMPATIBLE, what + ": read failed: " + std::strerror(errno));
         if (n == 0) break;
+        total += static_cast<uint64_t>(n);
         if (EVP_DigestUpdate(ctx.get(), chunk.data(), static_cast<size_t>(n)) != 1) fail(PRT_E_RUNTIME, "sha256 failed (OpenSSL)");
     }
     unsigned char digest[EVP_MAX_MD_SIZE];
@@ -159,9 +160,17 @@ std::string ArtifactDir::read_verified(const std::string &relative, const FileSp
     if (static_cast<uint64_t>(st.st_size) != spec.bytes)
         fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " has " + std::to_string(st.st_size) + " bytes, " + manifest +
                                      " records " + std::to_string(spec.bytes) + " (modified after it was written?)");
+    if (spec.bytes > kMaxFileBytes)
+        fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " has " + std::to_string(spec.bytes) + " bytes; the limit is " +
+                                     std::to_string(kMaxFileBytes));
+    // Holes cost no disk but would cost memory: a model's weights do not compress 8x, so a file
+    // with fewer allocated blocks than that (sparse, or a hostile compressed filesystem) is refused.
+    if (spec.bytes > (1u << 20) && static_cast<uint64_t>(st.st_blocks) * 512 * 8 < spec.bytes)
+        fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " is sparse (" + std::to_string(st.st_blocks * 512) +
+                                     " bytes on disk for " + std::to_string(spec.bytes) + "); refused");
     const std::string mismatch = path_ + ": " + relative + " does not match its sha256 in " + manifest +
                                  " (modified after it was written?)";
-    if (sha256_stream(fd.fd, path_ + "/" + relative) != spec.sha256) fail(PRT_E_INCOMPATIBLE, mismatch);
+    if (sha256_stream(fd.fd, spec.bytes, path_ + "/" + relative) != spec.sha256) fail(PRT_E_INCOMPATIBLE, mismatch);
     // hashed again in memory: what OpenVINO gets is exactly what was checked, even if the file changes now
     std::string data = read_all(fd.fd, spec.bytes, path_ + "/" + relative);
     if (sha256_hex(data) != spec.sha256) fail(PRT_E_INCOMPATIBLE, mismatch);

@@ -12,7 +12,8 @@ struct FileSpec {
 };
 
 constexpr uint64_t kMaxManifestBytes = 4u << 20;
-constexpr uint64_t kMaxFileBytes = uint64_t(16) << 30;
+// ONNX files cannot exceed 2 GiB (protobuf); OpenVINO blobs of these models are smaller still
+constexpr uint64_t kMaxFileBytes = uint64_t(2) << 30;
 
 // Strict names, as on the Python side: [A-Za-z0-9][A-Za-z0-9._-]{0,63}, never "..".
 bool is_valid_name(const std::string &name);

@@ -180,8 +180,11 @@ ExportManifest export_fields(const Fields &f) {
         m.subgraphs.push_back(subgraph(Fields(subs[i], f.where() + ".subgraphs[" + std::to_string(i) + "]")));
     Fields norm = f.obj("normalization");
     m.normalization = {norm.floats3("mean"), norm.floats3("std")};
+    // bounds that keep (x / 255 - mean) / std finite for every 8-bit x, as the Python side checks
     for (float s : m.normalization.std)
-        if (!(s > 0)) norm.error("std", "expected positive numbers");
+        if (!(s >= 1e-6f && s <= 1e3f)) norm.error("std", "expected numbers in [1e-6, 1000]");
+    for (float v : m.normalization.mean)
+        if (!(v >= -1e3f && v <= 1e3f)) norm.error("mean", "expected numbers in [-1000, 1000]");
     m.files = files(f.obj("files"), 1);
     check_dag(m, f.where());
     return m;

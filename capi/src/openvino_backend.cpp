@@ -1,7 +1,10 @@
 // The Backend interface on OpenVINO's C++ API (runtime only: no Python anywhere).
+#include <istream>
 #include <mutex>
+#include <streambuf>
 #include <type_traits>
 
+#include <openvino/frontend/manager.hpp>
 #include <openvino/openvino.hpp>
 
 #include "backend.hpp"
@@ -22,6 +25,41 @@ std::string reason(const std::exception &e) {
         start = end + 1;
     }
     return last.substr(0, 400);
+}
+
+// A read-only, seekable istream buffer over bytes we already hold (no copy).
+class MemoryBuffer : public std::streambuf {
+  public:
+    explicit MemoryBuffer(const std::string &data) {
+        char *p = const_cast<char *>(data.data());  // never written: no put area
+        setg(p, p, p + data.size());
+    }
+
+  protected:
+    pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override {
+        const off_type base = dir == std::ios_base::beg ? 0 : dir == std::ios_base::cur ? gptr() - eback() : egptr() - eback();
+        return seekpos(pos_type(base + off), std::ios_base::in);
+    }
+    pos_type seekpos(pos_type pos, std::ios_base::openmode) override {
+        if (pos < 0 || pos > egptr() - eback()) return pos_type(off_type(-1));
+        setg(eback(), eback() + off_type(pos), egptr());
+        return pos;
+    }
+};
+
+// ONNX only, through OpenVINO's ONNX frontend (Core::read_model would try every format it knows:
+// IR, TensorFlow, Paddle, ... for a file the manifest calls a subgraph ONNX file).
+std::shared_ptr<ov::Model> read_onnx(const std::string &bytes) {
+    static std::mutex mutex;  // FrontEndManager is not documented as thread-safe
+    static auto *manager = new ov::frontend::FrontEndManager();  // never destroyed, like the Core
+    ov::frontend::FrontEnd::Ptr onnx;
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        onnx = manager->load_by_framework("onnx");
+    }
+    MemoryBuffer buffer(bytes);
+    std::istream stream(&buffer);
+    return onnx->convert(onnx->load(&stream));
 }
 
 class OvRequest : public Request {
@@ -144,8 +182,8 @@ class OpenVinoBackend : public Backend {
                            [&] { return std::make_unique<OvGraph>(core.import_model(bytes, options.device, config), blob); });
         }
         // from the verified bytes (never re-read from the path); external data was refused before
-        std::shared_ptr<ov::Model> graph = attempt(PRT_E_INCOMPATIBLE, what + ": not a model OpenVINO can read",
-                                                   [&] { return core.read_model(model, ov::Tensor()); });
+        std::shared_ptr<ov::Model> graph = attempt(PRT_E_INCOMPATIBLE, what + ": not an ONNX model OpenVINO can read",
+                                                   [&] { return read_onnx(model); });
         return attempt(PRT_E_RUNTIME, what + ": OpenVINO cannot compile it for " + options.device,
                        [&] { return std::make_unique<OvGraph>(core.compile_model(graph, options.device, config)); });
     }

@@ -16,7 +16,7 @@ std::string trim(const std::string &s) {
 }
 
 [[noreturn]] void bad(const std::string &item, const std::string &why) {
-    fail(PRT_E_INVALID_ARG, "bad option '" + item + "': " + why);
+    fail(PRT_E_INVALID_ARG, "bad option '" + (item.size() > 80 ? item.substr(0, 80) + "..." : item) + "': " + why);
 }
 
 int parse_threads(const std::string &item, const std::string &value) {

@@ -115,8 +115,11 @@ class Normalization:
         std, mean = f.floats("std", 3), f.floats("mean", 3)
         if not np.isfinite(np.asarray(mean + std, np.float64)).all() or max(map(abs, mean + std)) > FLOAT32_MAX:
             raise f.error("normalization", "mean and std must be finite float32 numbers")
-        if min(std) <= 0:
-            raise f.error("std", "expected positive numbers")
+        # bounds that keep (x / 255 - mean) / std finite for every 8-bit x (the C library checks the same)
+        if not all(1e-6 <= s <= 1e3 for s in std):
+            raise f.error("std", "expected numbers in [1e-6, 1000]")
+        if not all(-1e3 <= m <= 1e3 for m in mean):
+            raise f.error("mean", "expected numbers in [-1000, 1000]")
         return cls(mean, std, f.str("layout", default="NCHW RGB"), f.str("note", default=""))
 
 
