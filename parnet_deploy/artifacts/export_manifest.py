@@ -11,6 +11,7 @@ Schema (version 2), one JSON object:
 - ``dag``: ``[{tensor, producer, consumers}]``; producer ``"input"`` is the image (derived, for readers)
 - ``files``: ``{file: {sha256, bytes}}`` for every file in the directory but the manifest
 - ``reference``: npz with ``image`` and ``logits`` (fp32 deploy form in PyTorch)
+- ``torch_weights``: ``deploy.safetensors`` (the deploy-form weights, for the torch backend) or null
 - ``quantization``: int8 exports only (``parnet-quantize``): calibration, accuracy gate, what stayed float
 - ``versions``: toolkit, torch, onnx, onnxruntime; ``verification``: what the export checked
 
@@ -177,6 +178,7 @@ class ExportManifest:
     normalization: Normalization
     reference: str = "reference.npz"
     quantization: Quantization | None = None
+    torch_weights: str | None = None  # deploy-form safetensors for the torch backend (optional)
     versions: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
@@ -228,11 +230,13 @@ class ExportManifest:
             normalization=Normalization.parse(f.obj("normalization")),
             reference=check_name(f.str("reference", default="reference.npz"), f"{where}.reference"),
             quantization=None if quant is None else Quantization.parse(f.obj("quantization")),
+            torch_weights=None if f.raw("torch_weights") is None
+            else check_name(f.str("torch_weights"), f"{where}.torch_weights"),
             versions=dict(f.obj("versions", default={}).d), verification=dict(f.obj("verification", default={}).d))
         if len(manifest.resolution) != 2:
             raise f.error("resolution", "expected [H, W]")
         manifest.dag  # noqa: B018  (validates: acyclic, connected, every input produced)
-        referenced = [manifest.whole.file, *(s.file for s in subgraphs)]
+        referenced = [manifest.whole.file, *(s.file for s in subgraphs), *filter(None, [manifest.torch_weights])]
         unlisted = [n for n in referenced if n not in files]
         if unlisted:
             raise f.error("files", f"no entry for the subgraph files {unlisted}")

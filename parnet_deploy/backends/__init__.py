@@ -30,10 +30,17 @@ def _tensorrt() -> type[Backend]:
     return TensorRTBackend
 
 
+def _torch() -> type[Backend]:
+    from .torch import TorchBackend
+
+    return TorchBackend
+
+
 _REGISTRY: dict[str, Callable[[], type[Backend]]] = {
-    "onnxruntime": _onnxruntime, "openvino": _openvino, "tensorrt": _tensorrt,
+    "onnxruntime": _onnxruntime, "openvino": _openvino, "tensorrt": _tensorrt, "torch": _torch,
 }
 BACKENDS = tuple(_REGISTRY)
+ENGINE_BACKENDS = ("onnxruntime", "openvino", "tensorrt")  # what parnet-build builds with
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -50,9 +57,10 @@ def get_backend(name: str, threads: int | None = None, device: str | None = None
 
 
 def available_backends(kind: str = "cpu") -> list[str]:
-    """Backends whose library is installed and which run on a device of ``kind`` here."""
-    return [n for n in BACKENDS if kind in backend_class(n).device_kinds and backend_class(n).available()]
+    """Engine backends whose library is installed and which run on a device of ``kind`` here
+    (what ``--backend auto`` builds with and what comparisons list; torch runs exports only)."""
+    return [n for n in ENGINE_BACKENDS if kind in backend_class(n).device_kinds and backend_class(n).available()]
 
 
-__all__ = ["BACKENDS", "Backend", "LoadRunner", "Runner", "StageTime", "available_backends", "backend_class",
+__all__ = ["BACKENDS", "ENGINE_BACKENDS", "Backend", "LoadRunner", "Runner", "StageTime", "available_backends", "backend_class",
            "get_backend"]

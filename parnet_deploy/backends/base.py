@@ -96,6 +96,7 @@ class Backend(ABC):
     precisions: ClassVar[tuple[str, ...]]  # what its engines can compute in
     device_kinds: ClassVar[tuple[str, ...]] = ("cpu",)
     runs_onnx: ClassVar[bool] = True  # False: only its own engine files (TensorRT plans)
+    builds_engines: ClassVar[bool] = True  # False: runs exports only (torch)
 
     # -- builder side ------------------------------------------------------------------------
     @classmethod

@@ -25,14 +25,14 @@ build options, sha256 and size of every source and engine).
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..backends import BACKENDS
+    from ..backends import ENGINE_BACKENDS
     from ..engines.build import PRECISIONS
     from ..precision.int8 import METHODS
 
     p = argparse.ArgumentParser(prog="parnet-build", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("export_dir", type=Path, help="an export directory written by parnet-export or parnet-quantize")
-    p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+    p.add_argument("--backend", choices=("auto", *ENGINE_BACKENDS), default="auto",
                    help="auto (default: measure every CPU backend here, keep the fastest), or one backend")
     p.add_argument("--devices", help="'cpu' (CPU backends' default) or GPU indices, e.g. 0,1,2 (tensorrt default 0)")
     p.add_argument("--placement", default="auto",

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp16: fp16 inside, fp32 input and logits (default fp32)")
     g.add_argument("--force", action="store_true", help="replace an existing export of the same name")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the ONNX Runtime checks")
+    g.add_argument("--no-torch-weights", dest="torch_weights", action="store_false",
+                   help="do not write deploy.safetensors (the deploy-form weights the torch backend runs from; "
+                        "about the size of model.onnx)")
     return p
 
 
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..export.pipeline import ExportConfig, export_model
 
     config = ExportConfig(output=args.output, name=args.name, resolution=args.resolution, opset=args.opset,
-                          split=args.split, precision=args.precision, force=args.force, verify=args.verify)
+                          split=args.split, precision=args.precision, force=args.force, verify=args.verify,
+                          torch_weights=args.torch_weights)
     config.validate()
     t0 = time.perf_counter()
     model = load_checkpoint(args.checkpoint, arch=args.arch, act=args.act, use_ema=args.ema)

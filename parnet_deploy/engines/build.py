@@ -16,7 +16,7 @@ from pathlib import Path
 from ..artifacts.engines_manifest import WHOLE, BackendRecord, BuildOptions, DeviceRecord, EnginesManifest, Trial
 from ..artifacts.export_manifest import ExportManifest, load_manifest
 from ..artifacts.files import atomic_directory, check_target, hash_files
-from ..backends import BACKENDS, available_backends, backend_class, get_backend
+from ..backends import ENGINE_BACKENDS, available_backends, backend_class, get_backend
 from ..data.sources import evaluation_source
 from ..errors import UserError
 from ..hardware import native_bf16
@@ -51,8 +51,8 @@ class BuildConfig:
     workspace_mib: int = 2048
 
     def validate(self) -> None:
-        if self.backend != "auto" and self.backend not in BACKENDS:
-            raise UserError(f"unknown backend {self.backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+        if self.backend != "auto" and self.backend not in ENGINE_BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r}; choose auto or one of {', '.join(ENGINE_BACKENDS)}")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not (0 <= self.max_drop <= 100):

@@ -28,6 +28,9 @@ MAX_SIDE = 4096
 PRECISIONS = ("fp32", "fp16")  # what parnet-export writes; int8 exports come from parnet-quantize
 
 
+TORCH_WEIGHTS = "deploy.safetensors"
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """What ``parnet-export`` writes and how.
@@ -47,6 +50,7 @@ class ExportConfig:
     force: bool = False
     verify: bool = True
     seed: int = 0
+    torch_weights: bool = True  # write deploy.safetensors (the torch backend runs the export from it)
 
     def validate(self) -> None:
         if self.split not in G.SPLITS:
@@ -131,12 +135,17 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
             with torch.no_grad():
                 logits = deploy(torch.from_numpy(x)).numpy()
             np.savez(tmp / "reference.npz", image=x, logits=logits)
+            if config.torch_weights:
+                from safetensors.torch import save_file
+
+                save_file({k: v.contiguous() for k, v in deploy.state_dict().items()}, str(tmp / TORCH_WEIGHTS))
         manifest = ExportManifest(
             name=name, model=cfg, resolution=tuple(resolution), precision=config.precision,
             split=config.split, opset=config.opset, whole=spec_of(whole, "model", "model.onnx"),
             subgraphs=tuple(spec_of(parts[sub], sub, f"{sub}.onnx", k) for sub, _, _, k in plan),
             files=hash_files(tmp), normalization=IMAGENET_NORMALIZATION,
             versions=_versions(), verification={"performed": False},
+            torch_weights=TORCH_WEIGHTS if config.torch_weights else None,
         )
         if config.verify:
             with step("verify with ONNX Runtime"):

@@ -99,6 +99,7 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
                               kept_float=tuple(kept_float), max_drop=config.max_drop, source=export.name,
                               source_sha256=export.files[export.whole.file].sha256, **measured)
         manifest = replace(export, name=name, precision="int8", files=hash_files(tmp), quantization=record,
+                           torch_weights=None,  # the torch backend runs float exports only
                            verification={"performed": True, "accuracy_gate": "passed"})
         manifest.write(tmp)
     log(f"int8 export written to {target}/")

@@ -19,8 +19,8 @@ def load(path: str | Path, backend: str | None = None, mode: str = "whole", thre
     Every file's size and sha256 are checked against the directory's manifest; engines are
     also checked against this machine (backend version, GPU compute capability / CPU model).
 
-    backend: ``onnxruntime`` (default for exports), ``openvino`` or ``tensorrt``; engine
-    directories name their own. mode: ``whole`` (one session on the whole graph), ``streams``
+    backend: ``onnxruntime`` (default for exports), ``openvino``, ``torch`` (exports with deploy
+    weights; CPU or CUDA) or ``tensorrt``; engine directories name their own. mode: ``whole`` (one session on the whole graph), ``streams``
     (one session per subgraph, independent ones concurrently when the cores allow) or
     ``distributed`` (one process per device, torch.distributed). threads: in all (default:
     all cores). device: ``cpu`` (default) or ``cuda[:N]`` for exports. precision: exports only,

@@ -1,0 +1,106 @@
+"""The torch backend: runs an export's subgraphs as slices of its deploy-form PyTorch model.
+
+An export written with its deploy weights (``deploy.safetensors``, the default of
+``parnet-export``) runs here on ``cpu`` or ``cuda:N``, in fp32, fp16 or bf16, optionally
+channels_last. It builds no engines: the export is the artifact.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
+from ...artifacts.export_manifest import SubgraphSpec, load_manifest
+from ...errors import BackendMissingError, UserError
+from ..base import Backend, cpu_device
+from .runner import TorchRunner
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise BackendMissingError("torch", "pip install 'parnet-deploy[export]'") from e
+    return torch
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    engine_suffix = ""
+    install_hint = "pip install 'parnet-deploy[export]'"
+    precisions = ("fp32", "fp16", "bf16")
+    device_kinds = ("cpu", "cuda")
+    builds_engines = False
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            _torch()
+        except BackendMissingError:
+            return False
+        return True
+
+    @classmethod
+    def version(cls) -> str:
+        return str(_torch().__version__)
+
+    @classmethod
+    def devices(cls) -> list[DeviceRecord]:
+        torch = _torch()
+        gpus = [DeviceRecord(tag=f"cuda{i}", kind="cuda", name=torch.cuda.get_device_name(i), index=i)
+                for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        return [cpu_device(), *gpus]
+
+    @classmethod
+    def build_impl(cls, source: Path, engine: Path, device: DeviceRecord, options: BuildOptions) -> None:
+        raise UserError("the torch backend runs exports directly (runtime.load(export, backend='torch')); "
+                        "there is nothing to build")
+
+    def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32",
+                 channels_last: bool = False):
+        super().__init__(threads, device, precision)
+        torch = _torch()
+        if precision not in DTYPES:
+            raise UserError(f"torch: precision {precision!r}; use one of {', '.join(DTYPES)}")
+        try:
+            self.torch_device = torch.device(self.device)
+        except RuntimeError as e:
+            raise UserError(f"torch: unknown device {self.device!r}; use cpu or cuda:N") from e
+        if self.torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"torch: {self.device} asked for, but torch.cuda.is_available() is False here")
+        self.dtype = getattr(torch, DTYPES[precision])
+        self.channels_last = channels_last
+        self._models: dict[Path, object] = {}
+        self._lock = threading.Lock()
+
+    def _model(self, directory: Path):
+        """The deploy-form model of an export directory, built once per backend instance."""
+        with self._lock:
+            if directory not in self._models:
+                from .weights import deploy_model
+
+                manifest = load_manifest(directory, verify=False)  # runtime.load verified every file already
+                if manifest.torch_weights is None:
+                    raise UserError(f"{directory} has no deploy weights for the torch backend; re-export it "
+                                    f"(parnet-export writes deploy.safetensors unless --no-torch-weights)")
+                model = deploy_model(manifest.model, directory / manifest.torch_weights)
+                memory = _torch().channels_last if self.channels_last else _torch().contiguous_format
+                self._models[directory] = (model.to(self.torch_device, self.dtype, memory_format=memory),
+                                           manifest.split)
+            return self._models[directory]
+
+    def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1) -> TorchRunner:
+        """``path`` is the subgraph's file in an export directory; the slice comes from the deploy weights."""
+        from .slices import slice_of
+
+        model, split = self._model(Path(path).parent.resolve())
+        return TorchRunner(slice_of(model, spec.name, split), spec, self.torch_device, self.dtype, self.channels_last)
+
+    def describe(self) -> dict[str, str]:
+        torch = _torch()
+        return {"backend": self.name, "version": self.version(), "device": self.device,
+                "precision": self.precision, "channels_last": str(self.channels_last),
+                "intra_op_threads": str(torch.get_num_threads())}
