@@ -278,3 +278,17 @@ def test_tensorrt_multi_gpu_distributed_nccl(exports, tmp_path):
     reference = runtime.load(dirs["replicated"])(_x())
     with runtime.load(d, mode="distributed") as run:
         assert rel_err(run(_x()), reference) <= 1e-3
+
+
+def test_timing_caches_are_keyed_by_gpu_model_compute_capability_and_tensorrt_version():
+    from parnet_deploy.backends.tensorrt.builder import timing_cache_path
+
+    h100 = DeviceRecord(tag="cuda0", kind="cuda", name="NVIDIA H100 80GB HBM3", index=0, compute_capability="9.0")
+    a100 = DeviceRecord(tag="cuda1", kind="cuda", name="NVIDIA A100-SXM4-40GB", index=1, compute_capability="8.0")
+    path = timing_cache_path("caches", h100, "10.5.0")
+    assert path.as_posix() == "caches/nvidia-h100-80gb-hbm3-sm90-trt10-5-0.cache"
+    assert timing_cache_path("caches", h100, "10.5.0") == path  # reused by the next build on this GPU
+    others = {timing_cache_path("caches", a100, "10.5.0"), timing_cache_path("caches", h100, "11.0.0"),
+              timing_cache_path("caches", replace(h100, compute_capability="8.9"), "10.5.0")}
+    assert path not in others and len(others) == 3
+    assert timing_cache_path("caches", replace(h100, index=3, tag="cuda3"), "10.5.0") == path  # same model, any slot

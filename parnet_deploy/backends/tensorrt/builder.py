@@ -29,8 +29,11 @@ def version() -> str:
     return _trt().__version__
 
 
-def timing_cache_path(folder: str, device: DeviceRecord) -> Path:
-    return Path(folder) / f"{slug(device.name)}-sm{(device.compute_capability or '').replace('.', '')}-trt{version()}.cache"
+def timing_cache_path(folder: str, device: DeviceRecord, trt_version: str) -> Path:
+    """One cache per GPU model, compute capability and TensorRT version: a cache from another
+    GPU or release would be refused (``ignore_mismatch=False``), so they never share a file."""
+    sm = (device.compute_capability or "unknown").replace(".", "")
+    return Path(folder) / f"{slug(device.name)}-sm{sm}-trt{slug(trt_version)}.cache"
 
 
 def build(onnx_path: Path, engine_path: Path, device: DeviceRecord, options: BuildOptions) -> None:
@@ -48,7 +51,7 @@ def build(onnx_path: Path, engine_path: Path, device: DeviceRecord, options: Bui
             raise ParnetError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-        cache_path = timing_cache_path(options.timing_cache, device) if options.timing_cache else None
+        cache_path = timing_cache_path(options.timing_cache, device, trt.__version__) if options.timing_cache else None
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.is_file() else b"")
         if not config.set_timing_cache(cache, ignore_mismatch=False):
             raise ParnetError(f"TensorRT refused the timing cache {cache_path}; delete it to start a new one")
