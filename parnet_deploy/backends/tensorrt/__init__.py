@@ -79,7 +79,7 @@ class TensorRTBackend(Backend):  # pragma: no cover - needs a GPU
     def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner):
         if mode != "streams":
             return None
-        from .cuda_executor import CudaStreamsExecutor
+        from ..cuda_streams import CudaStreamsExecutor
 
         return CudaStreamsExecutor(manifest, load_runner)
 

@@ -53,24 +53,17 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs a GPU
                 dtype = getattr(torch, np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))).name)
                 self.buffers[name] = torch.empty(shape, dtype=dtype, device=self.device)
                 self.context.set_tensor_address(name, self.buffers[name].data_ptr())
-        self.done = torch.cuda.Event(enable_timing=True)
-        self.started = torch.cuda.Event(enable_timing=True)
 
-    def enqueue(self, wait_for: list = ()) -> None:
-        """Queue one run on this subgraph's stream after ``wait_for`` events; records ``done``."""
-        with self.torch.cuda.stream(self.stream):
-            for event in wait_for:
-                self.stream.wait_event(event)
-            self.started.record(self.stream)
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise RuntimeFailure(f"TensorRT execution of {self.spec.name} failed")
-            self.done.record(self.stream)
+    def enqueue(self, stream) -> None:
+        """Queue one run on ``stream`` (the :class:`~..cuda_streams.StreamRunner` interface)."""
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeFailure(f"TensorRT execution of {self.spec.name} failed")
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.lock:
             for name, value in feeds.items():
                 self.buffers[name].copy_(self.torch.from_numpy(np.ascontiguousarray(value)), non_blocking=False)
-            self.enqueue()
+            self.enqueue(self.stream)
             self.stream.synchronize()
             return {t.name: self.buffers[t.name].cpu().numpy() for t in self.spec.outputs}
 

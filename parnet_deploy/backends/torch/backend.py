@@ -99,6 +99,14 @@ class TorchBackend(Backend):
         model, split = self._model(Path(path).parent.resolve())
         return TorchRunner(slice_of(model, spec.name, split), spec, self.torch_device, self.dtype, self.channels_last)
 
+    def executor(self, mode: str, manifest, load_runner):
+        """On a GPU, streams mode runs on CUDA streams (one per subgraph); elsewhere the generic executors."""
+        if mode != "streams" or self.torch_device.type != "cuda":
+            return None
+        from ..cuda_streams import CudaStreamsExecutor  # pragma: no cover - needs a GPU
+
+        return CudaStreamsExecutor(manifest, load_runner)  # pragma: no cover
+
     def describe(self) -> dict[str, str]:
         torch = _torch()
         return {"backend": self.name, "version": self.version(), "device": self.device,

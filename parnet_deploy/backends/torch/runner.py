@@ -11,9 +11,22 @@ from .slices import Slice
 
 
 class TorchRunner(Runner):
+    """On CUDA it is also a :class:`~..cuda_streams.StreamRunner`: device ``buffers`` for its
+    inputs and outputs, and ``enqueue(stream)``."""
+
     def __init__(self, fn: Slice, spec: SubgraphSpec, device: torch.device, dtype: torch.dtype, channels_last: bool):
         super().__init__(spec)
         self.fn, self.device, self.dtype, self.channels_last = fn, device, dtype, channels_last
+        self.buffers: dict[str, torch.Tensor] = {}
+        if device.type == "cuda":  # pragma: no cover - needs a GPU
+            self.buffers = {t.name: torch.empty(t.shape, dtype=dtype, device=device)
+                            for t in (*spec.inputs, *spec.outputs)}
+
+    def enqueue(self, stream) -> None:  # pragma: no cover - needs a GPU
+        with torch.cuda.stream(stream), torch.inference_mode():
+            outs = self.fn(*(self.buffers[t.name] for t in self.spec.inputs))
+            for t, o in zip(self.spec.outputs, outs):
+                self.buffers[t.name].copy_(o)
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self.dtype)

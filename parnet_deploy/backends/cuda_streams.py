@@ -1,0 +1,211 @@
+"""The CUDA-stream executor, for any backend whose runners can enqueue on a stream.
+
+A :class:`StreamRunner` holds device buffers for its inputs and outputs and enqueues its
+subgraph on a given stream; TensorRT and torch runners implement it. The executor runs the
+manifest DAG with one stream per subgraph: a subgraph's stream waits on its producers'
+``done`` events, tensors that live in different buffers (another GPU) are copied on the
+consumer's stream, and everything forks from and joins back into one origin stream, so the
+whole call can be captured into a CUDA graph and replayed.
+
+GPU time is measured with CUDA events on the origin stream around the call: first start to
+last done. Without a graph, per-subgraph start/done events give the stage table; inside a
+graph, events are dependency-only (timing events cannot be re-recorded by a replay), so the
+stage table is one ``cuda-graph`` row. One call at a time per executor (a lock): its streams
+and buffers are single-use.
+
+CUDA itself is reached only through a :class:`CudaApi` (``TorchCuda``: torch.cuda), so the
+DAG logic is tested on CPU machines with a fake that records the operations.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..artifacts.dag import INPUT
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ..errors import RuntimeFailure
+from .base import LoadRunner, StageTime
+
+ORIGIN = "origin"
+
+
+class StreamRunner(Protocol):
+    spec: SubgraphSpec
+    device: Any  # where its buffers live
+    buffers: dict[str, Any]  # tensor name -> device buffer, for every input and output
+
+    def enqueue(self, stream: Any) -> None:
+        """Queue one run on ``stream``, reading and writing ``buffers``."""
+
+    def close(self) -> None: ...
+
+
+class CudaApi(Protocol):
+    def stream(self, device: Any) -> Any: ...
+    def event(self, timing: bool) -> Any: ...
+    def record(self, event: Any, stream: Any) -> None: ...
+    def wait(self, stream: Any, event: Any) -> None: ...
+    def copy(self, dst: Any, src: Any, stream: Any) -> None: ...
+    def upload(self, dst: Any, host: np.ndarray, stream: Any) -> None: ...
+    def download(self, src: Any, stream: Any) -> np.ndarray: ...
+    def synchronize(self, event: Any) -> None: ...
+    def elapsed_ms(self, start: Any, end: Any) -> float: ...
+    def same_buffer(self, a: Any, b: Any) -> bool: ...
+    def new_graph(self) -> Any: ...
+    def capture(self, graph: Any, stream: Any) -> Any: ...  # a context manager
+    def replay(self, graph: Any, stream: Any) -> None: ...
+
+
+class TorchCuda:  # pragma: no cover - needs a GPU
+    """:class:`CudaApi` on torch.cuda."""
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def stream(self, device):
+        return self.torch.cuda.Stream(device=device)
+
+    def event(self, timing):
+        return self.torch.cuda.Event(enable_timing=timing)
+
+    def record(self, event, stream):
+        event.record(stream)
+
+    def wait(self, stream, event):
+        stream.wait_event(event)
+
+    def copy(self, dst, src, stream):
+        with self.torch.cuda.stream(stream):
+            dst.copy_(src, non_blocking=True)
+
+    def upload(self, dst, host, stream):
+        pinned = self.torch.from_numpy(np.ascontiguousarray(host)).pin_memory()
+        with self.torch.cuda.stream(stream):
+            dst.copy_(pinned, non_blocking=True)
+
+    def download(self, src, stream):
+        with self.torch.cuda.stream(stream):
+            return src.float().cpu().numpy()
+
+    def synchronize(self, event):
+        event.synchronize()
+
+    def elapsed_ms(self, start, end):
+        return start.elapsed_time(end)
+
+    def same_buffer(self, a, b):
+        return a.data_ptr() == b.data_ptr()
+
+    def new_graph(self):
+        return self.torch.cuda.CUDAGraph()
+
+    def capture(self, graph, stream):
+        return self.torch.cuda.graph(graph, stream=stream)
+
+    def replay(self, graph, stream):
+        with self.torch.cuda.stream(stream):
+            graph.replay()
+
+
+class CudaStreamsExecutor:
+    mode = "streams"
+
+    def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, cuda_graph: bool = False,
+                 cuda: CudaApi | None = None):
+        self.cuda = cuda or TorchCuda()
+        self.specs = list(manifest.subgraphs)
+        self.dag = manifest.dag
+        self.input = manifest.input.name
+        self.outputs = [t.name for t in manifest.whole.outputs]
+        self.runners: dict[str, StreamRunner] = {s.name: load_runner(s, 1) for s in self.specs}  # type: ignore[misc]
+        self.workers = len(self.specs)
+        c = self.cuda
+        first = self.runners[self.specs[0].name]
+        self.streams = {ORIGIN: c.stream(first.device)} | {n: c.stream(r.device) for n, r in self.runners.items()}
+        self.fork = c.event(False)
+        self.done = {n: c.event(False) for n in self.runners}  # dependencies: valid inside a graph too
+        self.stage_start = {n: c.event(True) for n in self.runners}
+        self.stage_end = {n: c.event(True) for n in self.runners}
+        self.call_start, self.call_end = c.event(True), c.event(True)
+        self.gpu_time_ms: list[float] = []
+        self._lock = threading.Lock()
+        self.graph = None
+        if cuda_graph:
+            self.graph = self._capture()
+
+    # -- enqueueing ---------------------------------------------------------------------------
+    def _enqueue_all(self, timed: bool) -> None:
+        """Fork from the origin stream, run the DAG on the subgraph streams, join back."""
+        c, origin = self.cuda, self.streams[ORIGIN]
+        c.record(self.fork, origin)
+        for spec in self.specs:
+            name, runner, stream = spec.name, self.runners[spec.name], self.streams[spec.name]
+            c.wait(stream, self.fork)
+            if timed:
+                c.record(self.stage_start[name], stream)
+            for t in spec.inputs:
+                producer = self.dag.producer(t.name)
+                if producer == INPUT:
+                    continue  # uploaded on the origin stream before the fork
+                c.wait(stream, self.done[producer])
+                src = self.runners[producer].buffers[t.name]
+                if not c.same_buffer(src, runner.buffers[t.name]):
+                    c.copy(runner.buffers[t.name], src, stream)  # another device: a peer copy
+            runner.enqueue(stream)
+            c.record(self.done[name], stream)
+            if timed:
+                c.record(self.stage_end[name], stream)
+        for name in self.runners:  # join: every stream's work is part of the origin's
+            c.wait(origin, self.done[name])
+
+    def _capture(self) -> Any:
+        c = self.cuda
+        self._enqueue_all(timed=False)  # warm-up outside the capture (first runs allocate)
+        c.record(self.call_end, self.streams[ORIGIN])
+        c.synchronize(self.call_end)
+        graph = c.new_graph()
+        try:
+            with c.capture(graph, self.streams[ORIGIN]):
+                self._enqueue_all(timed=False)
+        except RuntimeError as e:  # asked for explicitly: say why, never fall back silently
+            raise RuntimeFailure(f"CUDA graph capture of the streams DAG failed: {e}") from e
+        return graph
+
+    # -- calls --------------------------------------------------------------------------------
+    def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
+        c, origin = self.cuda, self.streams[ORIGIN]
+        with self._lock:
+            t0 = time.perf_counter()
+            for spec in self.specs:
+                if any(t.name == self.input for t in spec.inputs):
+                    c.upload(self.runners[spec.name].buffers[self.input], feeds[self.input], origin)
+            c.record(self.call_start, origin)
+            if self.graph is not None:
+                c.replay(self.graph, origin)
+            else:
+                self._enqueue_all(timed=True)
+            c.record(self.call_end, origin)
+            out = {name: c.download(self.runners[self.dag.producer(name)].buffers[name], origin)
+                   for name in self.outputs}
+            c.synchronize(self.call_end)
+            wall = time.perf_counter() - t0
+            gpu_ms = c.elapsed_ms(self.call_start, self.call_end)
+            self.gpu_time_ms.append(gpu_ms)
+            if self.graph is not None:
+                return out, [StageTime("cuda-graph", 0.0, gpu_ms / 1e3)]
+            return out, [StageTime(n, c.elapsed_ms(self.call_start, self.stage_start[n]) / 1e3,
+                                   c.elapsed_ms(self.call_start, self.stage_end[n]) / 1e3) for n in self.runners]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.infer_timed(feeds)[0]
+
+    def close(self) -> None:
+        for r in self.runners.values():
+            r.close()
+        self.graph = None
