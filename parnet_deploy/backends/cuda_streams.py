@@ -20,7 +20,6 @@ DAG logic is tested on CPU machines with a fake that records the operations.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -181,7 +180,6 @@ class CudaStreamsExecutor:
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
         c, origin = self.cuda, self.streams[ORIGIN]
         with self._lock:
-            t0 = time.perf_counter()
             for spec in self.specs:
                 if any(t.name == self.input for t in spec.inputs):
                     c.upload(self.runners[spec.name].buffers[self.input], feeds[self.input], origin)
@@ -194,7 +192,6 @@ class CudaStreamsExecutor:
             out = {name: c.download(self.runners[self.dag.producer(name)].buffers[name], origin)
                    for name in self.outputs}
             c.synchronize(self.call_end)
-            wall = time.perf_counter() - t0
             gpu_ms = c.elapsed_ms(self.call_start, self.call_end)
             self.gpu_time_ms.append(gpu_ms)
             if self.graph is not None:

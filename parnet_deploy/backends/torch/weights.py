@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ...errors import ExportError
 from ...models import ParNet
 from ...models.parnet import ChannelShift, Fusion, MultiBatchNorm2d
