@@ -125,6 +125,57 @@ def test_outputs_equal_the_python_runtime(client, artifacts, tmp_path, kind, mod
     assert rel_err(got, expected) <= 1e-5, (kind, mode, rel_err(got, expected))
 
 
+def _synthetic_export(d: Path) -> Path:
+    """stem → s1 (reads a) and s2 (reads a and b) → fusion (reads y1, and y2 and z2 from s2): consumers
+    reading two tensors of one producer, two subgraphs able to run at once. Exact small-integer math."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def value(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    def model(nodes, inputs, outputs, name):
+        graph = helper.make_graph(nodes, name, [value(n, s) for n, s in inputs], [value(n, s) for n, s in outputs])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+    img, t = ("image", [1, 3, 2, 2]), [1, 3, 2, 2]
+    nodes = {"stem": [helper.make_node("Relu", ["image"], ["a"]), helper.make_node("Neg", ["image"], ["b"])],
+             "s1": [helper.make_node("Add", ["a", "a"], ["y1"])],
+             "s2": [helper.make_node("Mul", ["a", "b"], ["y2"]), helper.make_node("Sub", ["a", "b"], ["z2"])],
+             "fusion": [helper.make_node("Sum", ["y1", "y2", "z2"], ["s"]),
+                        helper.make_node("Flatten", ["s"], ["logits"], axis=1)]}
+    io = {"stem": ([img], [("a", t), ("b", t)]), "s1": ([("a", t)], [("y1", t)]),
+          "s2": ([("a", t), ("b", t)], [("y2", t), ("z2", t)]),
+          "fusion": ([("y1", t), ("y2", t), ("z2", t)], [("logits", [1, 12])])}
+    d.mkdir()
+    onnx.save(model([n for k in nodes for n in nodes[k]], [img], [("logits", [1, 12])], "model"), d / "model.onnx")
+    for k in nodes:
+        onnx.save(model(nodes[k], *io[k], k), d / f"{k}.onnx")
+
+    def spec(name, file, ins, outs):
+        return {"name": name, "file": file, "inputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in ins],
+                "outputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in outs], "stream": None}
+    files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in sorted(d.iterdir())}
+    (d / "manifest.json").write_text(json.dumps({
+        "schema": "parnet-deploy/export", "schema_version": 2, "name": "synthetic", "precision": "fp32",
+        "whole": spec("model", "model.onnx", [img], [("logits", [1, 12])]),
+        "subgraphs": [spec(k, f"{k}.onnx", *io[k]) for k in nodes], "files": files,
+        "normalization": {"mean": [0, 0, 0], "std": [1, 1, 1]}}))
+    return d
+
+
+def test_a_consumer_reading_several_tensors_of_one_producer(client, tmp_path):
+    d = _synthetic_export(tmp_path / "synthetic")
+    x = np.arange(-6, 6, dtype=np.float32).reshape(1, 3, 2, 2)
+    a, b = np.maximum(x, 0), -x
+    expected = ((a + a) + a * b + (a - b)).reshape(1, 12)
+    x.tofile(tmp_path / "x.f32")
+    for options in ("mode=whole", "mode=streams;threads=1", "mode=streams;threads=4"):  # 4: s1 and s2 at once
+        _run(client, "run", str(d), options, str(tmp_path / "x.f32"), str(tmp_path / "y.f32"),
+             "--", "threads", str(d), options, "4", "50")
+        assert np.array_equal(np.fromfile(tmp_path / "y.f32", np.float32).reshape(1, 12), expected), options
+
+
 def test_misuse_returns_statuses(client, artifacts):
     _run(client, "misuse", str(artifacts["fp32"]))
 

@@ -11,7 +11,11 @@ namespace prt {
 class RequestSet {
   public:
     RequestSet(const std::vector<Node> &nodes, int concurrency)
-        : nodes_(nodes), concurrency_(concurrency), waiting_(nodes.size()) {
+        : nodes_(nodes), concurrency_(concurrency), waiting_(nodes.size()), producers_(nodes.size()) {
+        // a consumer waits for each producer once, however many of its tensors it reads
+        for (size_t i = 0; i < nodes.size(); i++)
+            for (const Node &n : nodes)
+                producers_[i] += std::count(n.consumers.begin(), n.consumers.end(), static_cast<int>(i)) > 0;
         for (const Node &n : nodes) requests_.push_back(n.graph->new_request());
         ready_.reserve(nodes.size());  // finished() never allocates
         started_.reserve(nodes.size());
@@ -57,8 +61,7 @@ class RequestSet {
         ready_.clear();
         started_.clear();
         for (size_t i = 0; i < nodes_.size(); i++) {
-            waiting_[i] = 0;
-            for (const Source &s : nodes_[i].inputs) waiting_[i] += s.node >= 0;
+            waiting_[i] = producers_[i];
             if (waiting_[i] == 0) ready_.push_back(static_cast<int>(i));
         }
         start_ready(lock);
@@ -130,6 +133,7 @@ class RequestSet {
     std::mutex mutex_;
     std::condition_variable done_;
     std::vector<int> waiting_;  // producers not yet done, per node
+    std::vector<int> producers_;  // distinct producers, per node
     std::vector<int> ready_;
     std::vector<int> started_;
     int in_flight_ = 0;
