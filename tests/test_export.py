@@ -82,7 +82,8 @@ def test_manifest_records_the_dag_and_config(exports):
     assert dag["x1"] == ("stem", ["stream1"])
     assert dag["y2"] == ("stream2", ["fusion"])
     assert set(raw["files"]) == {"model.onnx", "stem.onnx", "stream0.onnx", "stream1.onnx", "stream2.onnx",
-                                 "fusion.onnx", "reference.npz"}
+                                 "fusion.onnx", "reference.npz", "deploy.safetensors"}
+    assert raw["torch_weights"] == "deploy.safetensors"
     assert [(s["name"], s["stream"]) for s in raw["subgraphs"]] == [
         ("stem", None), ("stream0", 0), ("stream1", 1), ("stream2", 2), ("fusion", None)]
     fusion = next(s for s in raw["subgraphs"] if s["name"] == "fusion")
