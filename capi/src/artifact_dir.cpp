@@ -140,11 +140,16 @@ int ArtifactDir::open_file(const std::string &relative, const std::string &manif
     return fd;
 }
 
+struct stat ArtifactDir::regular_file(int fd, const std::string &relative) const {
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " is not a regular file");
+    return st;
+}
+
 std::string ArtifactDir::read_manifest(const std::string &name) const {
     Fd fd{open_file(name, name)};
-    struct stat st;
-    if (::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode))
-        fail(PRT_E_INCOMPATIBLE, path_ + ": " + name + " is not a regular file");
+    const struct stat st = regular_file(fd.fd, name);
     if (static_cast<uint64_t>(st.st_size) > kMaxManifestBytes)
         fail(PRT_E_INCOMPATIBLE, path_ + ": " + name + " has " + std::to_string(st.st_size) +
                                      " bytes, too large for a manifest (limit " + std::to_string(kMaxManifestBytes) + ")");
@@ -154,9 +159,7 @@ std::string ArtifactDir::read_manifest(const std::string &name) const {
 std::string ArtifactDir::read_verified(const std::string &relative, const FileSpec &spec,
                                        const std::string &manifest) const {
     Fd fd{open_file(relative, manifest)};
-    struct stat st;
-    if (::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode))
-        fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " is not a regular file");
+    const struct stat st = regular_file(fd.fd, relative);
     if (static_cast<uint64_t>(st.st_size) != spec.bytes)
         fail(PRT_E_INCOMPATIBLE, path_ + ": " + relative + " has " + std::to_string(st.st_size) + " bytes, " + manifest +
                                      " records " + std::to_string(spec.bytes) + " (modified after it was written?)");

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <sys/stat.h>
 
 namespace prt {
 
@@ -42,6 +43,7 @@ class ArtifactDir {
 
   private:
     int open_file(const std::string &relative, const std::string &manifest) const;
+    struct stat regular_file(int fd, const std::string &relative) const;
     std::string path_;
     int fd_ = -1;
 };

@@ -1,8 +1,6 @@
 // The C ABI of parnet_rt.h: argument checks, handle registry, status and thread-local error.
 // Nothing may throw across this boundary.
-#include <cmath>
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>

@@ -13,9 +13,9 @@ class RequestSet {
     RequestSet(const std::vector<Node> &nodes, int concurrency)
         : nodes_(nodes), concurrency_(concurrency), waiting_(nodes.size()), producers_(nodes.size()) {
         // a consumer waits for each producer once, however many of its tensors it reads
-        for (size_t i = 0; i < nodes.size(); i++)
-            for (const Node &n : nodes)
-                producers_[i] += std::count(n.consumers.begin(), n.consumers.end(), static_cast<int>(i)) > 0;
+        // (a producer lists each consumer once)
+        for (const Node &n : nodes)
+            for (int c : n.consumers) producers_[static_cast<size_t>(c)]++;
         for (const Node &n : nodes) requests_.push_back(n.graph->new_request());
         ready_.reserve(nodes.size());  // finished() never allocates
         started_.reserve(nodes.size());

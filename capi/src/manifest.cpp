@@ -2,6 +2,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <algorithm>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -191,6 +192,22 @@ ExportManifest export_fields(const Fields &f) {
 }
 
 }  // namespace
+
+size_t dag_width(const ExportManifest &m) {
+    std::map<std::string, size_t> depth_of_producer;  // tensor -> depth of the subgraph producing it
+    std::map<size_t, size_t> per_depth;
+    size_t width = 1;
+    for (const SubgraphSpec &s : m.subgraphs) {  // an execution order (check_dag)
+        size_t depth = 0;
+        for (const TensorSpec &t : s.inputs) {
+            const auto it = depth_of_producer.find(t.name);
+            if (it != depth_of_producer.end()) depth = std::max(depth, it->second + 1);
+        }
+        width = std::max(width, ++per_depth[depth]);
+        for (const TensorSpec &t : s.outputs) depth_of_producer[t.name] = depth;
+    }
+    return width;
+}
 
 ExportManifest parse_export_manifest(const std::string &text, const std::string &where) {
     const json raw = parse_json(text, where);

@@ -49,6 +49,9 @@ struct EnginesManifest {
     std::map<std::string, FileSpec> files;
 };
 
+// How many subgraphs can ever run at once: the largest number at one depth of the DAG.
+size_t dag_width(const ExportManifest &m);
+
 ExportManifest parse_export_manifest(const std::string &text, const std::string &where);
 EnginesManifest parse_engines_manifest(const std::string &text, const std::string &where);
 

@@ -154,21 +154,7 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
 
     // as the Python runtime: concurrent subgraphs keep at least 2 threads each
     const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-    size_t width = 1;
-    {
-        std::map<std::string, size_t> depth;
-        std::map<std::string, std::string> producer;
-        std::map<size_t, size_t> per_level;
-        for (const SubgraphSpec &s : g.subgraphs) {
-            size_t d = 0;
-            for (const TensorSpec &t : s.inputs)
-                if (producer.count(t.name)) d = std::max(d, depth[producer[t.name]] + 1);
-            depth[s.name] = d;
-            width = std::max(width, ++per_level[d]);
-            for (const TensorSpec &t : s.outputs) producer[t.name] = s.name;
-        }
-    }
-    const int concurrency = streams ? std::max(1, std::min(static_cast<int>(width), threads / 2)) : 1;
+    const int concurrency = streams ? std::max(1, std::min(static_cast<int>(dag_width(g)), threads / 2)) : 1;
     CompileOptions compile{options.device, std::max(1, threads / concurrency), precision_hint(plan, options)};
 
     auto rt = std::unique_ptr<Runtime>(new Runtime());

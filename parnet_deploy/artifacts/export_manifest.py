@@ -108,9 +108,6 @@ class Normalization:
     layout: str = "NCHW RGB"
     note: str = "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"
 
-    def apply(self, image: np.ndarray, bgr: bool = False) -> np.ndarray:
-        return normalize_u8(image, self.mean, self.std, bgr)
-
     @classmethod
     def parse(cls, f: Fields) -> "Normalization":
         std, mean = f.floats("std", 3), f.floats("mean", 3)
