@@ -13,6 +13,7 @@ import torch
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
+from parnet_deploy.backends import get_backend
 from parnet_deploy.engines import placement as pl
 from parnet_deploy.engines.build import BuildConfig, build_engines
 from parnet_deploy.artifacts.engines_manifest import (BackendRecord, DeviceRecord, EngineIncompatibleError,
@@ -216,6 +217,56 @@ def test_unresponsive_rank_times_out(exports):
         os.kill(pid, signal.SIGCONT)
         run.close()
     assert all(p.poll() is not None for p in run.executor.procs)
+
+
+def test_idle_gap_longer_than_the_timeout_and_a_clean_close(exports):
+    """Control goes through the store, not a collective: an idle gap is not a timeout (it was: gloo's
+    recv timed out in every worker after timeout_s). Control keys do not pile up; close ends every rank."""
+    _, dirs = exports
+    whole = runtime.load(dirs["replicated"])
+    run = runtime.load(dirs["replicated"], mode="distributed", timeout_s=1)
+    assert rel_err(run(_x(0)), whole(_x(0))) <= 1e-6
+    keys = run.executor.store.num_keys()
+    time.sleep(2.5)
+    for seed in range(1, 4):
+        assert rel_err(run(_x(seed)), whole(_x(seed))) <= 1e-6
+    assert run.executor.store.num_keys() == keys
+    run.close()
+    assert [p.returncode for p in run.executor.procs] == [0, 0]
+
+
+def test_distributed_hands_tensors_to_device_runners(exports):
+    """Torch runners take and return tensors (the DeviceRunner path NCCL uses on GPUs), here over gloo."""
+    from parnet_deploy.backends.base import DeviceRunner
+
+    _, dirs = exports
+    whole = runtime.load(dirs["shared"])
+    with runtime.load(dirs["shared"], backend="torch", mode="distributed", timeout_s=20) as run:
+        assert all(isinstance(r, DeviceRunner) for r in run.executor.program.runners.values())
+        for seed in range(2):
+            assert rel_err(run(_x(seed)), whole(_x(seed))) <= 1e-5
+
+
+def test_rank_plans_refuse_what_nccl_cannot_do(exports):
+    from parnet_deploy.runtime.distributed import RankPlan, _RankProgram
+
+    _, dirs = exports
+    m = load_manifest(dirs["shared"])
+    three = {"stem": "a", "stream0": "a", "stream1": "b", "stream2": "c", "fusion": "a"}
+    with pytest.raises(ParnetError, match="not a mix"):
+        RankPlan.make(m, three, {"a": "cpu", "b": "cuda:0", "c": "cuda:1"}, "fp32")
+    with pytest.raises(ParnetError, match="one rank per GPU"):
+        RankPlan.make(m, three, {"a": "cuda:0", "b": "cuda:1", "c": "cuda:1"}, "fp32")
+    if torch.cuda.device_count() < 3:
+        with pytest.raises(ParnetError, match="needs 3 GPUs"):
+            RankPlan.make(m, None, None, "fp32", device="cuda")
+    plan = RankPlan.make(m, three, {"a": "cuda:0", "b": "cuda:1", "c": "cuda:2"}, "fp32")
+    assert plan.nccl and plan.world == 3 and plan.rank_of == {"stem": 0, "stream0": 0, "stream1": 1,
+                                                             "stream2": 2, "fusion": 0}
+    ort = get_backend("onnxruntime", threads=1)
+    host_only = {s.name: ort.load(dirs["shared"] / s.file, s) for s in m.subgraphs[:1]}
+    with pytest.raises(ParnetError, match="NCCL carries device tensors"):
+        _RankProgram(plan, 0, None, host_only, 1.0)
 
 
 # -- placement ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -71,6 +71,14 @@ class Runner(ABC):
 
 
 LoadRunner = Callable[[SubgraphSpec, int], Runner]
+
+
+@runtime_checkable
+class DeviceRunner(Protocol):
+    """A runner that also takes and returns tensors where they live (torch tensors on its device):
+    the distributed executor hands NCCL's device tensors to it without a trip through the host."""
+
+    def infer_tensors(self, feeds: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class Executor(Protocol):

@@ -6,10 +6,21 @@ its stem prefix), tensors that cross ranks travel point to point, and rank 0 run
 fusion/head. Any placement of the manifest's DAG works the same way; every rank derives
 its program (what to receive, run and send, in which order) from the same plan.
 
+Two channels:
+
+- control (run / stop) goes through the TCPStore, never through a collective: a worker waits
+  for the next call as long as it likes, and NCCL's watchdog (which kills a rank waiting in a
+  collective longer than the group's timeout) never sees an idle gap;
+- data (the image, stream outputs) goes through the process group: gloo with CPU tensors, or
+  NCCL with tensors that stay on the GPU. Runners that can take and return device tensors
+  (:class:`~parnet_deploy.backends.base.DeviceRunner`: torch, TensorRT) are called with them;
+  NCCL needs such runners, and nothing crosses ranks through the host.
+
 Start-up: workers are spawned, join a TCPStore rendezvous on 127.0.0.1 and build their
-sessions. Shutdown: a stop message, then joins. A rank that dies makes the call raise
-within ``timeout_s`` (gloo reports the closed connection, or the operation times out);
-the runner is then broken and says so.
+sessions; on GPUs each rank makes its device current and connects its communicator to it
+before the first call. Shutdown: a stop message, then each rank shuts its group down and
+exits. A rank that dies makes the call raise within ``timeout_s`` (its exit is seen at the
+next call, or the transfer fails or times out); the runner is then broken and says so.
 
 This is the one part of the runtime that imports PyTorch (for torch.distributed).
 """
@@ -20,6 +31,7 @@ import datetime
 import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -29,12 +41,14 @@ import numpy as np
 
 from ..artifacts.export_manifest import ExportManifest
 from ..backends import StageTime, get_backend
+from ..backends.base import DeviceRunner
 from ..errors import ParnetError, UserError
 
-STOP, RUN = 0, 1
+RUN, STOP = b"run", b"stop"
 # Start-up spawns interpreters that import ONNX Runtime and build sessions: seconds, more on a
 # loaded machine. It gets its own, longer deadline; timeout_s bounds each call.
 STARTUP_TIMEOUT_S = 120.0
+IDLE_FOREVER = datetime.timedelta(days=365)  # waiting for the next call is not an error
 
 
 class DistributedError(ParnetError):
@@ -43,7 +57,7 @@ class DistributedError(ParnetError):
 
 @dataclass(frozen=True)
 class RankPlan:
-    """Which rank runs what; the same object (pickled) drives every rank."""
+    """Which rank runs what; the same object (as JSON) drives every rank."""
 
     manifest: dict
     rank_of: dict[str, int]  # subgraph → rank
@@ -53,14 +67,22 @@ class RankPlan:
 
     @classmethod
     def make(cls, manifest: ExportManifest, placement: dict[str, str] | None,
-             devices: dict[str, str] | None, precision: str) -> "RankPlan":
-        if placement is None:  # export directory: the official split, all on this CPU
+             devices: dict[str, str] | None, precision: str, device: str | None = None) -> "RankPlan":
+        if placement is None:  # export directory: the official split, rank k on cuda:k or all on this CPU
             placement = {s.name: f"r{s.stream or 0}" for s in manifest.subgraphs}
-            devices = {tag: "cpu" for tag in set(placement.values())}
+            tags = sorted(set(placement.values()))
+            devices = {t: _official_device(device, i, len(tags)) for i, t in enumerate(tags)}
         home = placement.get(manifest.subgraphs[-1].name)
         order = [home] + [t for t in dict.fromkeys(placement[s.name] for s in manifest.subgraphs) if t != home]
         rank_of = {s.name: order.index(placement[s.name]) for s in manifest.subgraphs}
         device_of = {order.index(t): devices[t] for t in order}
+        kinds = {d.split(":")[0] for d in device_of.values()}
+        if len(kinds) > 1:
+            raise UserError(f"distributed: every rank on a CPU (gloo) or every rank on a GPU (NCCL), not a mix: "
+                            f"{device_of}")
+        gpus = [d for d in device_of.values() if d.startswith("cuda")]
+        if len(set(gpus)) != len(gpus):  # NCCL refuses two ranks on one GPU
+            raise UserError(f"distributed: one rank per GPU; the plan puts two ranks on one GPU: {device_of}")
         return cls(manifest.to_dict(), rank_of, device_of, len(order), precision)
 
     def to_json(self) -> str:
@@ -76,10 +98,26 @@ class RankPlan:
     def export(self) -> ExportManifest:
         return ExportManifest.parse(self.manifest)
 
+    @property
+    def nccl(self) -> bool:
+        return all(d.startswith("cuda") for d in self.device_of.values())
+
     def tags(self) -> dict[str, int]:
         """A message tag per tensor that crosses ranks."""
         names = [t.name for s in self.export.subgraphs for t in s.inputs + s.outputs]
         return {n: i for i, n in enumerate(dict.fromkeys(names))}
+
+
+def _official_device(device: str | None, rank: int, world: int) -> str:
+    if device is None or device == "cpu":
+        return "cpu"
+    if device != "cuda":
+        raise UserError(f"distributed on an export: device 'cpu' or 'cuda' (rank k on cuda:k), not {device!r}")
+    torch, _ = _torch()
+    if torch.cuda.device_count() < world:
+        raise UserError(f"distributed on cuda: the official split needs {world} GPUs (one per rank), "
+                        f"{torch.cuda.device_count()} here")
+    return f"cuda:{rank}"
 
 
 def _torch():
@@ -89,32 +127,50 @@ def _torch():
     return torch, dist
 
 
-def _make_group(rank: int, world: int, host: str, port: int, nccl: bool, timeout_s: float, store=None):
-    _, dist = _torch()
-    timeout = datetime.timedelta(seconds=timeout_s)
-    if store is None:
-        store = dist.TCPStore(host, port, world, False, timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
+def _data_group(store, rank: int, world: int, device: str, timeout_s: float):
+    """The process group that carries tensors. On a GPU the device is made current and the NCCL
+    communicator is connected to it here (torch's ``device_id``), before any call."""
+    torch, dist = _torch()
+    prefixed = dist.PrefixStore("data/", store)
     startup = datetime.timedelta(seconds=max(timeout_s, STARTUP_TIMEOUT_S))
-    if nccl:  # pragma: no cover - needs GPUs
-        group = dist.ProcessGroupNCCL(store, rank, world, timeout=startup)
+    if device.startswith("cuda"):  # pragma: no cover - needs GPUs
+        gpu = torch.device(device)
+        torch.cuda.set_device(gpu)
+        options = dist.ProcessGroupNCCL.Options()
+        options._timeout = startup
+        group = dist.ProcessGroupNCCL(prefixed, rank, world, options)
+        group.eager_connect_single_device(gpu)
     else:
-        group = dist.ProcessGroupGloo(store, rank, world, startup)
-    group.set_timeout(timeout)  # rendezvous may take long; every operation after it may not
-    return store, group
+        group = dist.ProcessGroupGloo(prefixed, rank, world, startup)
+    group.set_timeout(datetime.timedelta(seconds=timeout_s))  # rendezvous may take long; transfers may not
+    return group
+
+
+def _shutdown(group, abort: bool = False) -> None:
+    """Release the communicators; ``abort`` when a peer is gone (a clean shutdown could wait for it)."""
+    stop = getattr(group, "abort" if abort else "shutdown", None)
+    if stop is not None:
+        stop()
 
 
 class _RankProgram:
-    """What one rank does per call; shared by rank 0 and the workers."""
+    """What one rank does per call; shared by rank 0 and the workers. Values are torch tensors on
+    the rank's data device (CPU for gloo, its GPU for NCCL)."""
 
-    def __init__(self, plan: RankPlan, rank: int, group, runners: dict, nccl: bool, timeout_s: float):
+    def __init__(self, plan: RankPlan, rank: int, group, runners: dict, timeout_s: float):
         torch, _ = _torch()
         self.torch, self.plan, self.rank, self.group = torch, plan, rank, group
         self.timeout = datetime.timedelta(seconds=timeout_s)
         self.export = plan.export
         self.mine = [s for s in self.export.subgraphs if plan.rank_of[s.name] == rank]
         self.runners = runners
+        self.device = torch.device(plan.device_of[rank] if plan.nccl else "cpu")
+        if plan.nccl:
+            host_only = [n for n, r in runners.items() if not isinstance(r, DeviceRunner)]
+            if host_only:
+                raise UserError(f"distributed on GPUs: NCCL carries device tensors, and the runners of {host_only} "
+                                f"take host arrays only; use the torch or tensorrt backend")
         self.tags = plan.tags()
-        self.device = plan.device_of[rank] if nccl else "cpu"
         dag = self.export.dag
         image = self.export.input.name
         tensors = {t.name for s in self.export.subgraphs for t in s.inputs + s.outputs}
@@ -124,46 +180,50 @@ class _RankProgram:
         self.broadcast_image = any(r != 0 for r in self.consumers.get(image, ()))
         self.specs = {t.name: t for s in self.export.subgraphs for t in s.inputs + s.outputs}
 
-    def _tensor(self, value: np.ndarray):
-        t = self.torch.from_numpy(np.ascontiguousarray(value))
-        return t.to(self.device) if self.device != "cpu" else t
-
     def _empty(self, name: str):
         spec = self.specs[name]
         return self.torch.empty(spec.shape, dtype=getattr(self.torch, str(np.dtype(spec.dtype))), device=self.device)
 
-    def run(self, image: np.ndarray | None) -> tuple[dict[str, np.ndarray], list[StageTime]]:
+    def _recv(self, name: str):
+        buf = self._empty(name)
+        self.group.recv([buf], self.producer[name], self.tags[name]).wait(self.timeout)
+        return buf
+
+    def _infer(self, name: str, feeds: dict) -> dict:
+        runner = self.runners[name]
+        if isinstance(runner, DeviceRunner):
+            return runner.infer_tensors(feeds)
+        out = runner.infer({n: t.numpy() for n, t in feeds.items()})  # gloo: CPU tensors share numpy's memory
+        return {n: self.torch.from_numpy(np.ascontiguousarray(v)) for n, v in out.items()}
+
+    def run(self, image: np.ndarray | None) -> tuple[dict, list[StageTime]]:
         t0 = time.perf_counter()
         name = self.export.input.name
-        values: dict[str, np.ndarray] = {}
+        values: dict = {}
         if self.rank == 0:
-            values[name] = image
+            values[name] = self.torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         if self.broadcast_image:
-            buf = self._tensor(image) if self.rank == 0 else self._empty(name)
+            buf = values[name] if self.rank == 0 else self._empty(name)
             self.group.broadcast([buf]).wait(self.timeout)
-            values[name] = buf.cpu().numpy()
+            values[name] = buf
         sends, times = [], []
         for spec in self.mine:
             for t in spec.inputs:
                 if t.name not in values:
-                    buf = self._empty(t.name)
-                    self.group.recv([buf], self.producer[t.name], self.tags[t.name]).wait(self.timeout)
-                    values[t.name] = buf.cpu().numpy()
+                    values[t.name] = self._recv(t.name)
             start = time.perf_counter() - t0
-            out = self.runners[spec.name].infer({t.name: values[t.name] for t in spec.inputs})
+            out = self._infer(spec.name, {t.name: values[t.name] for t in spec.inputs})
             times.append(StageTime(spec.name, start, time.perf_counter() - t0))
             values.update(out)
             for t in spec.outputs:
                 for dst in sorted(self.consumers.get(t.name, ())):
                     if dst != self.rank:
-                        tensor = self._tensor(out[t.name])
+                        tensor = out[t.name].contiguous()
                         sends.append((self.group.send([tensor], dst, self.tags[t.name]), tensor))
         if self.rank == 0:
             logits = self.export.output.name
             if logits not in values:
-                buf = self._empty(logits)
-                self.group.recv([buf], self.producer[logits], self.tags[logits]).wait(self.timeout)
-                values[logits] = buf.cpu().numpy()
+                values[logits] = self._recv(logits)
         for work, _keepalive in sends:
             work.wait(self.timeout)
         return values, times
@@ -174,12 +234,15 @@ def _load_runners(plan: RankPlan, rank: int, directory: Path, backend: str, thre
     return {s.name: be.load(directory / s.file, s) for s in plan.export.subgraphs if plan.rank_of[s.name] == rank}
 
 
+def _call_key(call: int) -> str:
+    return f"call/{call}"
+
+
 def worker_main() -> None:
     """Entry of a rank process (``python -m parnet_deploy.runtime.distributed``); config on stdin.
 
     A fresh interpreter rather than multiprocessing's spawn: the caller's ``__main__`` is
-    never re-imported, so scripts without a ``__main__`` guard (and embedded interpreters,
-    e.g. the C API) work.
+    never re-imported, so scripts without a ``__main__`` guard work.
     """
     cfg = json.loads(sys.stdin.read())
     try:
@@ -192,19 +255,23 @@ def worker_main() -> None:
 
 def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: int | None, port: int,
             timeout_s: float) -> None:
-    torch, _ = _torch()
+    torch, dist = _torch()
     torch.set_num_threads(1)
-    nccl = all(d.startswith("cuda") for d in plan.device_of.values())
     runners = _load_runners(plan, rank, Path(directory), backend, threads)
-    store, group = _make_group(rank, plan.world, "127.0.0.1", port, nccl, timeout_s)
-    program = _RankProgram(plan, rank, group, runners, nccl, timeout_s)
-    ctrl = torch.zeros(1, dtype=torch.int64)
-    while True:
-        # waiting for the next call is not an error, however long it takes
-        group.broadcast([ctrl]).wait(datetime.timedelta(days=365))
-        if int(ctrl[0]) == STOP:
-            break
-        program.run(None)
+    store = dist.TCPStore("127.0.0.1", port, plan.world, False,
+                          timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
+    group = _data_group(store, rank, plan.world, plan.device_of[rank], timeout_s)
+    program = _RankProgram(plan, rank, group, runners, timeout_s)
+    try:
+        call = 0
+        while True:
+            store.wait([_call_key(call)], IDLE_FOREVER)  # raises when rank 0 (the store) is gone
+            if store.get(_call_key(call)) == STOP:
+                break
+            program.run(None)
+            call += 1
+    finally:
+        _shutdown(group)
 
 
 class DistributedExecutor:
@@ -213,16 +280,16 @@ class DistributedExecutor:
 
     def __init__(self, manifest: ExportManifest, directory: Path, backend: str, threads: int | None = None,
                  placement: dict[str, str] | None = None, devices: dict[str, str] | None = None,
-                 timeout_s: float = 30.0, precision: str = "fp32"):
-        torch, dist = _torch()
+                 timeout_s: float = 30.0, precision: str = "fp32", device: str | None = None):
+        _, dist = _torch()
         if not timeout_s > 0 or timeout_s == float("inf"):
             raise UserError(f"timeout must be a finite number of seconds > 0, got {timeout_s}")
-        self.plan = RankPlan.make(manifest, placement, devices, precision)
+        self.plan = RankPlan.make(manifest, placement, devices, precision, device)
         self.timeout_s = timeout_s
         self.outputs = [t.name for t in manifest.whole.outputs]
         self.workers = self.plan.world
         self.broken: str | None = None
-        nccl = all(d.startswith("cuda") for d in self.plan.device_of.values())
+        self.calls = 0
         per_rank = None if threads is None else max(1, threads // self.plan.world)
         runners = _load_runners(self.plan, 0, directory, backend, per_rank)
         self.store = dist.TCPStore("127.0.0.1", 0, self.plan.world, True, wait_for_workers=False,
@@ -236,15 +303,12 @@ class DistributedExecutor:
             proc.stdin.close()
             self.procs.append(proc)
         try:
-            _, self.group = _make_group(0, self.plan.world, "127.0.0.1", self.store.port, nccl, timeout_s, self.store)
+            self.group = _data_group(self.store, 0, self.plan.world, self.plan.device_of[0], timeout_s)
         except Exception as e:
             self._kill()
             raise DistributedError(f"distributed start-up failed (ranks did not join within {STARTUP_TIMEOUT_S:g} s): "
                                    f"{str(e).splitlines()[0]}") from e
-        self.program = _RankProgram(self.plan, 0, self.group, runners, nccl, timeout_s)
-        self._ctrl = torch.ones(1, dtype=torch.int64)
-        import threading
-
+        self.program = _RankProgram(self.plan, 0, self.group, runners, timeout_s)
         self._lock = threading.Lock()  # one call at a time: the ranks run in lockstep
 
     def _check_alive(self) -> None:
@@ -258,14 +322,17 @@ class DistributedExecutor:
             if self.broken:
                 raise DistributedError(f"distributed runner is broken: {self.broken}")
             try:
-                self._ctrl[0] = RUN
-                self.group.broadcast([self._ctrl]).wait(datetime.timedelta(seconds=self.timeout_s))
+                self.store.set(_call_key(self.calls), RUN)
                 values, times = self.program.run(feeds[self.program.export.input.name])
+                out = {n: values[n].cpu().numpy() for n in self.outputs}
             except Exception as e:
                 self._check_alive()
-                self.broken = self.broken or f"a collective failed: {str(e).splitlines()[0]}"
+                self.broken = self.broken or f"a transfer failed: {str(e).splitlines()[0]}"
                 raise DistributedError(f"distributed call failed: {self.broken}") from e
-            return {n: values[n] for n in self.outputs}, times
+            # every rank read this call's key before its part reached rank 0's logits
+            self.store.delete_key(_call_key(self.calls))
+            self.calls += 1
+            return out, times
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.infer_timed(feeds)[0]
@@ -277,18 +344,18 @@ class DistributedExecutor:
             p.wait(timeout=5)
 
     def close(self) -> None:
-        if not self.broken:
-            try:
-                self._ctrl[0] = STOP
-                self.group.broadcast([self._ctrl]).wait(datetime.timedelta(seconds=self.timeout_s))
-            except Exception:
-                pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self._kill()
+        """Stop the workers (they shut their groups down and exit 0), then shut rank 0's group down."""
+        with self._lock:
+            if not self.broken:
+                self.store.set(_call_key(self.calls), STOP)
+            for p in self.procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            self._kill()
+            _shutdown(self.group, abort=self.broken is not None)
+            self.broken = self.broken or "closed"
 
 
 if __name__ == "__main__":

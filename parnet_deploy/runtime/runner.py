@@ -46,7 +46,7 @@ class ParnetRunner:
 
             self.executor = DistributedExecutor(manifest, directory, backend, threads=threads,
                                                 placement=placement, devices=devices, timeout_s=timeout_s,
-                                                precision=self.precision)
+                                                precision=self.precision, device=device)
         else:
             special = self.backend.executor(mode, manifest, self._load_runner)
             parallelism = sum(b.parallelism for b in self.backends.values())

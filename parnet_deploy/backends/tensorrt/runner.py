@@ -59,6 +59,18 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs a GPU
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeFailure(f"TensorRT execution of {self.spec.name} failed")
 
+    def infer_tensors(self, feeds: dict[str, object]) -> dict[str, object]:
+        """Device tensors in and out (the :class:`DeviceRunner` interface): no trip through the host."""
+        with self.lock:
+            self.stream.wait_stream(self.torch.cuda.current_stream(self.device))  # feeds were made there
+            with self.torch.cuda.stream(self.stream):
+                for name, value in feeds.items():
+                    self.buffers[name].copy_(value, non_blocking=True)
+                self.enqueue(self.stream)
+                out = {t.name: self.buffers[t.name].clone() for t in self.spec.outputs}
+            self.stream.synchronize()
+            return out
+
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.lock:
             for name, value in feeds.items():

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ...artifacts.export_manifest import SubgraphSpec
+from ...errors import RunnerClosedError
 from ..base import Runner
 from .slices import Slice
 
@@ -28,14 +29,21 @@ class TorchRunner(Runner):
             for t, o in zip(self.spec.outputs, outs):
                 self.buffers[t.name].copy_(o)
 
-    def _tensor(self, x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self.dtype)
+    def _prepare(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, self.dtype)
         return t.contiguous(memory_format=torch.channels_last) if self.channels_last and t.dim() == 4 else t
 
-    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer_tensors(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Tensors in, float32 tensors out, on this runner's device (the :class:`DeviceRunner` interface)."""
+        if self.closed:
+            raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
         with torch.inference_mode():
-            outs = self.fn(*(self._tensor(feeds[t.name]) for t in self.spec.inputs))
-            return {t.name: o.float().cpu().numpy() for t, o in zip(self.spec.outputs, outs)}
+            outs = self.fn(*(self._prepare(feeds[t.name]) for t in self.spec.inputs))
+            return {t.name: o.float().contiguous() for t, o in zip(self.spec.outputs, outs)}
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = {n: torch.from_numpy(np.ascontiguousarray(x)) for n, x in feeds.items()}
+        return {n: t.cpu().numpy() for n, t in self.infer_tensors(tensors).items()}
 
     def close_impl(self) -> None:
         self.fn = None  # type: ignore[assignment]
