@@ -91,8 +91,19 @@ def test_compare_rows(tiny):
     (["--engine", "DIR", "--json", "."], "is a directory"),
     (["--engine", "DIR", "--plot", "x.txt"], "expected a .png or .svg or .pdf file"),
     (["--compare", "missing.pt"], "checkpoint not found"),
+    (["--engine", "DIR", "--cuda-graph"], "CUDA graphs need a backend that enqueues on CUDA streams"),
+    (["--engine", "DIR", "--mode", "distributed", "--cuda-graph"], "cuda_graph applies to the whole and streams"),
+    (["--engine", "DIR", "--precision", "fp16"], "(bf16 with onnxruntime) or must match"),
+    (["--engine", "DIR", "--device", "cuda:x"], "unknown device 'cuda:x'"),
 ])
 def test_bench_user_errors(tiny, args, message):
     root, _, d = tiny
     r = _bench(*[str(d) if a == "DIR" else a for a in args], cwd=root)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_replayed_graph_is_its_own_critical_path():
+    from parnet_deploy.bench.engine import StageSummary, critical_path
+
+    graph = [StageSummary("cuda-graph", 1.5, 1.7, 0.0)]
+    assert critical_path(None, graph, "streams") == (["cuda-graph"], 1.5)

@@ -114,7 +114,7 @@ class FakeCuda:
         self.log.append(("replay", stream))
 
 
-def _executor(split="shared", devices=None, cuda_graph=False, cuda=None):
+def _executor(split="shared", devices=None, cuda_graph=False, cuda=None, whole=False):
     cuda = cuda or FakeCuda()
     shared_buffers: dict = {}
     devices = devices or {}
@@ -122,7 +122,7 @@ def _executor(split="shared", devices=None, cuda_graph=False, cuda=None):
     def load(spec, concurrency):
         return FakeRunner(spec, devices.get(spec.name, 0), cuda.log, shared_buffers)
 
-    return CudaStreamsExecutor(_manifest(split), load, cuda_graph=cuda_graph, cuda=cuda), cuda
+    return CudaStreamsExecutor(_manifest(split), load, cuda_graph=cuda_graph, cuda=cuda, whole=whole), cuda
 
 
 def _expected(split):
@@ -149,7 +149,7 @@ def test_dag_order_fork_join_and_result(split):
         waits = [i for i, e in enumerate(log) if e[0] == "wait" and e[1] == stream and i < enq[spec.name]]
         waited = {log[i][2] for i in waits}
         assert fork in waited  # forked from the origin: capturable
-        for p in ex.dag.predecessors(spec.name):
+        for p in _manifest(split).dag.predecessors(spec.name):
             assert done[p] in waited and enq[p] < enq[spec.name]
     joins = [e[2] for e in log if e[0] == "wait" and e[1] == ex.streams[ORIGIN]]
     assert set(done.values()) <= set(joins)  # joined back into the origin
@@ -182,7 +182,7 @@ def test_cuda_graph_is_captured_once_and_replayed():
 
 
 def test_a_failed_capture_is_an_error_not_a_silent_fallback():
-    with pytest.raises(RuntimeFailure, match="CUDA graph capture of the streams DAG failed"):
+    with pytest.raises(RuntimeFailure, match="CUDA graph capture of the streams run failed"):
         _executor("shared", cuda_graph=True, cuda=FakeCuda(fail_capture=True))
 
 
@@ -190,3 +190,15 @@ def test_close_closes_every_runner():
     ex, _ = _executor("replicated")
     ex.close()
     assert all(r.closed for r in ex.runners.values())
+
+
+def test_whole_graph_runs_as_a_one_node_dag_with_gpu_time_and_a_graph():
+    ex, cuda = _executor(whole=True, cuda_graph=True)
+    assert ex.mode == "whole" and [s.name for s in ex.specs] == ["model"]
+    assert [e[1] for e in ex.graph.ops if e[0] == "enqueue"] == ["model"]
+    _, stages = ex.infer_timed({"image": np.full((1, 2), 2.0, np.float32)})  # (the fake replay computes nothing)
+    assert [s.name for s in stages] == ["cuda-graph"] and ex.gpu_time_ms[-1] > 0
+    plain, _ = _executor(whole=True)
+    out, stages = plain.infer_timed({"image": np.full((1, 2), 2.0, np.float32)})
+    assert np.array_equal(out["logits"], np.full((1, 2), 2.0 + len("model"), np.float32))
+    assert [s.name for s in stages] == ["model"] and 0 < stages[0].start < stages[0].end

@@ -157,8 +157,13 @@ class Backend(ABC):
     @abstractmethod
     def load(self, path: Path, spec: SubgraphSpec, concurrency: int = 1) -> Runner: ...
 
-    def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner) -> Executor | None:
-        """A backend-specific executor for ``mode`` (TensorRT: CUDA streams), or None for the generic one."""
+    def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner,
+                 cuda_graph: bool = False) -> Executor | None:
+        """A backend-specific executor for ``mode`` (on a GPU: CUDA streams, optionally captured into a
+        CUDA graph), or None for the generic one. Asked for a graph it cannot capture, it raises."""
+        if cuda_graph:
+            raise UserError(f"CUDA graphs need a backend that enqueues on CUDA streams (torch or tensorrt on "
+                            f"cuda:N), not {self.name} on {self.device}")
         return None
 
     @abstractmethod

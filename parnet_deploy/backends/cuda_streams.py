@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..artifacts.dag import INPUT
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
 from ..errors import RuntimeFailure
 from .base import LoadRunner, StageTime
 
 ORIGIN = "origin"
+GRAPH_STAGE = "cuda-graph"  # a replayed graph is timed as one stage
 
 
 class StreamRunner(Protocol):
@@ -113,13 +113,14 @@ class TorchCuda:  # pragma: no cover - needs a GPU
 
 
 class CudaStreamsExecutor:
-    mode = "streams"
 
     def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, cuda_graph: bool = False,
-                 cuda: CudaApi | None = None):
+                 cuda: CudaApi | None = None, whole: bool = False):
+        """``whole``: run the export's whole graph as a one-node DAG (GPU timing and graphs for it too)."""
         self.cuda = cuda or TorchCuda()
-        self.specs = list(manifest.subgraphs)
-        self.dag = manifest.dag
+        self.mode = "whole" if whole else "streams"
+        self.specs = [manifest.whole] if whole else list(manifest.subgraphs)
+        self.producer = {t.name: s.name for s in self.specs for t in s.outputs}
         self.input = manifest.input.name
         self.outputs = [t.name for t in manifest.whole.outputs]
         self.runners: dict[str, StreamRunner] = {s.name: load_runner(s, 1) for s in self.specs}  # type: ignore[misc]
@@ -149,9 +150,9 @@ class CudaStreamsExecutor:
             if timed:
                 c.record(self.stage_start[name], stream)
             for t in spec.inputs:
-                producer = self.dag.producer(t.name)
-                if producer == INPUT:
-                    continue  # uploaded on the origin stream before the fork
+                producer = self.producer.get(t.name)
+                if producer is None:  # the image: uploaded on the origin stream before the fork
+                    continue
                 c.wait(stream, self.done[producer])
                 src = self.runners[producer].buffers[t.name]
                 if not c.same_buffer(src, runner.buffers[t.name]):
@@ -173,7 +174,7 @@ class CudaStreamsExecutor:
             with c.capture(graph, self.streams[ORIGIN]):
                 self._enqueue_all(timed=False)
         except RuntimeError as e:  # asked for explicitly: say why, never fall back silently
-            raise RuntimeFailure(f"CUDA graph capture of the streams DAG failed: {e}") from e
+            raise RuntimeFailure(f"CUDA graph capture of the {self.mode} run failed: {e}") from e
         return graph
 
     # -- calls --------------------------------------------------------------------------------
@@ -189,13 +190,13 @@ class CudaStreamsExecutor:
             else:
                 self._enqueue_all(timed=True)
             c.record(self.call_end, origin)
-            out = {name: c.download(self.runners[self.dag.producer(name)].buffers[name], origin)
+            out = {name: c.download(self.runners[self.producer[name]].buffers[name], origin)
                    for name in self.outputs}
             c.synchronize(self.call_end)
             gpu_ms = c.elapsed_ms(self.call_start, self.call_end)
             self.gpu_time_ms.append(gpu_ms)
             if self.graph is not None:
-                return out, [StageTime("cuda-graph", 0.0, gpu_ms / 1e3)]
+                return out, [StageTime(GRAPH_STAGE, 0.0, gpu_ms / 1e3)]
             return out, [StageTime(n, c.elapsed_ms(self.call_start, self.stage_start[n]) / 1e3,
                                    c.elapsed_ms(self.call_start, self.stage_end[n]) / 1e3) for n in self.runners]
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..artifacts.export_manifest import ExportManifest
 from ..backends import StageTime
+from ..backends.cuda_streams import GRAPH_STAGE
 from ..runtime import load
 from .environment import environment
 from .stats import LatencyStats
@@ -118,10 +119,10 @@ def handoffs(manifest: ExportManifest, calls: list[list[StageTime]], sequential:
 
 
 def critical_path(manifest: ExportManifest, stages: list[StageSummary], mode: str) -> tuple[list[str], float]:
-    """Longest chain of median stage times through the DAG."""
+    """Longest chain of median stage times through the DAG (one stage: itself)."""
     duration = {s.name: s.median_ms for s in stages}
-    if mode == "whole":
-        return ["model"], duration["model"]
+    if mode == "whole" or [s.name for s in stages] == [GRAPH_STAGE]:
+        return [stages[0].name], stages[0].median_ms
     if any(s.name not in duration for s in manifest.subgraphs):
         return [], 0.0  # some stages ran in other processes
     producers = {s.name: [p for p in manifest.dag.predecessors(s.name) if p in duration] for s in manifest.subgraphs}
@@ -155,9 +156,11 @@ def diagnose(latency: LatencyStats, compute_ms: float, mode: str) -> list[str]:
 
 def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = None, threads: int | None = None,
                  timing: TimingConfig = TimingConfig(), log: Callable[[str], None] = print,
-                 precision: str | None = None) -> EngineBenchResult:
+                 precision: str | None = None, device: str | None = None,
+                 cuda_graph: bool = False) -> EngineBenchResult:
     timing.validate()
-    with load(path, backend=backend, mode=mode, threads=threads, precision=precision) as runner:
+    with load(path, backend=backend, mode=mode, threads=threads, precision=precision, device=device,
+              cuda_graph=cuda_graph) as runner:
         x = np.random.default_rng(0).standard_normal(runner.input_spec.shape).astype(np.float32)
         calls: list[list[StageTime]] = []
 
@@ -170,13 +173,15 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = No
         calls = calls[-len(samples):]  # drop the warm-up calls
         latency = LatencyStats.from_seconds(samples)
         order = ["model"] if mode == "whole" else [s.name for s in runner.manifest.subgraphs]
+        if cuda_graph:
+            order = [GRAPH_STAGE]
         stages = summarize_stages(calls, order)
         path_names, path_ms = critical_path(runner.manifest, stages, mode)
         workers = runner.executor.workers
         sequential = workers == 1
         compute_ms = sum(s.median_ms for s in stages) if sequential else path_ms
         env = environment({"runtime": runner.backend.describe(), "workers": workers})
-        gpu = runner.executor.gpu_time_ms  # CUDA-event compute time (TensorRT)
+        gpu = runner.executor.gpu_time_ms  # CUDA-event compute time (CUDA-stream executor)
         gpu_stats = LatencyStats.from_seconds(np.asarray(gpu[-len(samples):]) / 1e3) if gpu else None
         return EngineBenchResult(
             str(path), mode, "one session" if mode == "whole" else "sequential" if sequential else f"{workers} concurrent",

@@ -19,6 +19,7 @@ path, and the environment.
   parnet-bench --engine export/parnet_s [--mode streams]
   parnet-bench --engine engines/parnet_s --mode distributed
   parnet-bench --engine export/parnet_s --backend openvino [--precision bf16]
+  parnet-bench --engine export/parnet_s --backend torch --device cuda:0 --mode streams --cuda-graph
   parnet-bench --compare ckpt.pt          # torch unfused / fused / ONNX Runtime / OpenVINO, one run
 """
 
@@ -38,8 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("runtime")
     run.add_argument("--backend", choices=BACKENDS,
                      help="exports: onnxruntime (default) or openvino; engine directories name their own")
-    run.add_argument("--precision", choices=["bf16"],
-                     help="exports only: bf16 runs an fp32 export with OpenVINO's bf16 inference precision")
+    run.add_argument("--precision", choices=["fp16", "bf16"],
+                     help="exports only: bf16 runs an fp32 export with OpenVINO's bf16 inference precision; "
+                          "the torch backend runs an fp32 export in fp16 or bf16")
+    run.add_argument("--device", help="exports: cpu (default) or cuda:N (torch; onnxruntime with onnxruntime-gpu)")
+    run.add_argument("--cuda-graph", action="store_true",
+                     help="whole/streams on one GPU (torch, tensorrt): capture each call into a CUDA graph once "
+                          "and replay it")
     run.add_argument("--mode", default="whole", choices=MODES,
                      help="whole: one session; streams: one per subgraph, independent ones concurrently; "
                           "distributed: one process per device (torch.distributed, gloo on CPU / NCCL on GPUs)")
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..bench.engine import bench_engine
 
         result = bench_engine(args.engine, mode=args.mode, backend=args.backend, threads=args.threads, timing=timing,
-                              precision=args.precision)
+                              precision=args.precision, device=args.device, cuda_graph=args.cuda_graph)
         print(result.table())
         data, series = result.to_dict(), {f"{args.mode}": result.samples_ms}
         title = f"{args.engine} [{args.mode}]"

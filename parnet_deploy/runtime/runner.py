@@ -27,7 +27,7 @@ class ParnetRunner:
     def __init__(self, manifest: ExportManifest, directory: Path, backend: str = "onnxruntime",
                  mode: str = "whole", threads: int | None = None, device: str | None = None,
                  precision: str | None = None, placement: dict[str, str] | None = None,
-                 devices: dict[str, str] | None = None, timeout_s: float = 30.0):
+                 devices: dict[str, str] | None = None, timeout_s: float = 30.0, cuda_graph: bool = False):
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         self.manifest = manifest
@@ -42,13 +42,15 @@ class ParnetRunner:
         self.backend = self.backends[self.placement[manifest.whole.name]]
         self.executor: Executor
         if mode == "distributed":
+            if cuda_graph:
+                raise UserError("cuda_graph applies to the whole and streams modes on one GPU, not distributed")
             from .distributed import DistributedExecutor
 
             self.executor = DistributedExecutor(manifest, directory, backend, threads=threads,
                                                 placement=placement, devices=devices, timeout_s=timeout_s,
                                                 precision=self.precision, device=device)
         else:
-            special = self.backend.executor(mode, manifest, self._load_runner)
+            special = self.backend.executor(mode, manifest, self._load_runner, cuda_graph=cuda_graph)
             parallelism = sum(b.parallelism for b in self.backends.values())
             self.executor = special or EXECUTORS[mode](manifest, self._load_runner, parallelism)
         self.input_spec = manifest.input

@@ -28,11 +28,11 @@ def providers_for(device: str) -> list:
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device.startswith("cuda"):
+        index = device.partition(":")[2] or "0"
+        if device[4:5] not in ("", ":") or not index.isdigit():
+            raise UserError(f"unknown device {device!r}; use cpu or cuda[:N]")
         if "CUDAExecutionProvider" not in ort().get_available_providers():
             raise BackendMissingError("onnxruntime CUDA execution provider", "pip install onnxruntime-gpu")
-        index = device.partition(":")[2] or "0"
-        if not index.isdigit():
-            raise UserError(f"unknown device {device!r}; use cpu or cuda[:N]")
         return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
     raise UserError(f"unknown device {device!r}; use cpu or cuda[:N]")
 

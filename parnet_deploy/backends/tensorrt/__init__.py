@@ -76,12 +76,12 @@ class TensorRTBackend(Backend):  # pragma: no cover - needs a GPU
 
         return TensorRTRunner(path, spec, self.index)
 
-    def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner):
-        if mode != "streams":
-            return None
+    def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner, cuda_graph: bool = False):
+        if mode not in ("whole", "streams"):
+            return super().executor(mode, manifest, load_runner, cuda_graph)
         from ..cuda_streams import CudaStreamsExecutor
 
-        return CudaStreamsExecutor(manifest, load_runner)
+        return CudaStreamsExecutor(manifest, load_runner, cuda_graph, whole=mode == "whole")
 
     def describe(self) -> dict[str, str]:
         import torch

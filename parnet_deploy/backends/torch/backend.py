@@ -99,13 +99,14 @@ class TorchBackend(Backend):
         model, split = self._model(Path(path).parent.resolve())
         return TorchRunner(slice_of(model, spec.name, split), spec, self.torch_device, self.dtype, self.channels_last)
 
-    def executor(self, mode: str, manifest, load_runner):
-        """On a GPU, streams mode runs on CUDA streams (one per subgraph); elsewhere the generic executors."""
-        if mode != "streams" or self.torch_device.type != "cuda":
-            return None
+    def executor(self, mode: str, manifest, load_runner, cuda_graph: bool = False):
+        """On a GPU, whole and streams run on CUDA streams (one per subgraph; a CUDA graph if asked);
+        elsewhere the generic executors."""
+        if self.torch_device.type != "cuda" or mode not in ("whole", "streams"):
+            return super().executor(mode, manifest, load_runner, cuda_graph)
         from ..cuda_streams import CudaStreamsExecutor  # pragma: no cover - needs a GPU
 
-        return CudaStreamsExecutor(manifest, load_runner)  # pragma: no cover
+        return CudaStreamsExecutor(manifest, load_runner, cuda_graph, whole=mode == "whole")  # pragma: no cover
 
     def describe(self) -> dict[str, str]:
         torch = _torch()
