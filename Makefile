@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean capi capi-deps
+.PHONY: demo test venv clean capi capi-deps gpu-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP) capi-deps
 	$(PY) -m pytest -q
+
+# On a machine with an NVIDIA GPU and a CUDA build of PyTorch (not the CPU venv above): installs what
+# is missing into that Python without replacing its torch (offline: wheels in .whl/ or $WHEELS), then
+# runs the GPU suite and benchmarks/gpu_table3.py. PYTHON=... picks the interpreter (default python3).
+gpu-test:
+	PYTHON=$(PYTHON) scripts/gpu_test.sh
 
 clean:
 	rm -rf $(VENV) export/*/ engines/*/ demo_out build

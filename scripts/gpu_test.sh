@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make gpu-test: the GPU suite (pytest -m "gpu or gpus or tensorrt") and the GPU Table 3, on a
+# machine with an NVIDIA GPU and a CUDA build of PyTorch. Installs what the project needs and
+# this Python lacks, into this Python, never replacing its torch (pinned by a constraint).
+# Offline: put wheels in $WHEELS (default .whl/ when it exists) and they are used instead of an index.
+# Results: benchmarks/results/gpu_table3_<gpu>.{json,md} (or $GPU_RESULTS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+"$PY" - <<'PYEOF' || exit 2
+import sys
+try:
+    import torch
+except ImportError:
+    sys.exit("make gpu-test: this Python has no PyTorch; install a CUDA build of torch first (PYTHON=... to pick another)")
+if not torch.cuda.is_available():
+    sys.exit(f"make gpu-test: torch {torch.__version__} sees no CUDA device (a CPU build, or no NVIDIA driver/GPU)")
+print(f"make gpu-test: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+PYEOF
+
+missing=$("$PY" scripts/gpu_missing.py pyproject.toml)
+if [ -n "$missing" ]; then
+    wheels=${WHEELS:-.whl}
+    source=()
+    [ -d "$wheels" ] && source=(--no-index --find-links "$wheels")
+    constraints=$(mktemp)
+    trap 'rm -f "$constraints"' EXIT
+    "$PY" -c 'import torch; print(f"torch=={torch.__version__}")' > "$constraints"
+    echo "make gpu-test: installing $(echo "$missing" | tr '\n' ' ')(torch stays: $(cat "$constraints"))"
+    # shellcheck disable=SC2086
+    "$PY" -m pip install -q "${source[@]}" -c "$constraints" $missing
+fi
+
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+status=0
+"$PY" -m pytest -q -m "gpu or gpus or tensorrt" -p no:cacheprovider tests || status=$?
+"$PY" benchmarks/gpu_table3.py --output "${GPU_RESULTS:-benchmarks/results}" || status=$?
+exit $status
