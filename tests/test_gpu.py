@@ -3,6 +3,8 @@
 Written against torch.cuda; not yet run on a GPU (none was lent to the session that wrote it).
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,160 @@ def test_gpu_time_lies_within_the_wall_clock_span_and_stages_are_reported(export
     assert 0 < ex.gpu_time_ms[-1] <= wall_ms
     assert [s.name for s in stages] == [s.name for s in manifest.subgraphs]
     assert all(0 <= s.start <= s.end <= ex.gpu_time_ms[-1] / 1e3 + 1e-6 for s in stages)
+
+
+@pytest.mark.parametrize("mode", ["whole", "streams"])
+def test_runtime_cuda_graph_equals_the_plain_run(export_dir, mode):
+    with runtime.load(export_dir, backend="torch", device="cuda:0", mode=mode, cuda_graph=True) as graph, \
+            runtime.load(export_dir, backend="torch", device="cuda:0", mode=mode) as plain:
+        assert graph.executor.graph is not None
+        for seed in range(3):
+            x = np.random.default_rng(seed).standard_normal((1, 3, 32, 32)).astype(np.float32)
+            assert rel_err(graph(x), plain(x)) <= 1e-5
+
+
+def test_torch_fp16_on_gpu_is_close(export_dir):
+    reference = np.load(export_dir / "reference.npz")
+    with runtime.load(export_dir, backend="torch", device="cuda:0", precision="fp16") as run:
+        assert rel_err(run(reference["image"]), reference["logits"]) <= 2e-2
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_streams_benchmark_reports_stages_without_a_spurious_warning(export_dir, cuda_graph):
+    from parnet_deploy.bench.engine import bench_engine
+    from parnet_deploy.bench.timing import TimingConfig
+
+    r = bench_engine(export_dir, mode="streams", backend="torch", device="cuda:0", cuda_graph=cuda_graph,
+                     timing=TimingConfig(warmup_s=0.2, min_iterations=20, min_duration_s=0.2), log=lambda _: None)
+    expected = ["cuda-graph"] if cuda_graph else [s.name for s in load_manifest(export_dir).subgraphs]
+    assert [s.name for s in r.stages] == expected and r.critical_path and r.critical_path_ms > 0
+    assert r.gpu_compute is not None and 0 < r.gpu_compute.median <= r.latency.median
+    assert not [w for w in r.warnings if "(100%)" in w], r.warnings  # the empty-stage-table warning is gone
+
+
+def test_onnxruntime_cuda_io_binding(export_dir):
+    import onnxruntime
+
+    from parnet_deploy.backends.onnxruntime.iobinding import IoBindingRunner
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip(f"onnxruntime {onnxruntime.__version__} has no CUDAExecutionProvider (install onnxruntime-gpu "
+                    f"instead of onnxruntime)")
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with runtime.load(export_dir) as cpu, runtime.load(export_dir, device="cuda:0", mode="streams") as gpu:
+        assert all(isinstance(r, IoBindingRunner) for r in gpu.executor.runners.values())
+        for _ in range(3):
+            assert rel_err(gpu(x), cpu(x)) <= 1e-4
+
+
+# -- NCCL: two ranks on two GPUs ---------------------------------------------------------------
+TWO_RANKS = {"stem": "a", "stream0": "a", "stream1": "b", "stream2": "b", "fusion": "a"}
+
+
+def _nccl_runner(export_dir, timeout_s):
+    from parnet_deploy.runtime.runner import ParnetRunner
+
+    return ParnetRunner(load_manifest(export_dir), export_dir, backend="torch", mode="distributed",
+                        placement=TWO_RANKS, devices={"a": "cuda:0", "b": "cuda:1"}, timeout_s=timeout_s)
+
+
+@pytest.mark.gpus(2)
+def test_nccl_calls_idle_gap_and_clean_close(export_dir):
+    import time
+
+    x = [np.random.default_rng(s).standard_normal((1, 3, 32, 32)).astype(np.float32) for s in range(3)]
+    with runtime.load(export_dir) as cpu:
+        expected = [cpu(xi) for xi in x]
+    run = _nccl_runner(export_dir, timeout_s=2)
+    assert run.executor.plan.nccl and run.executor.plan.world == 2
+    for xi, e in zip(x, expected):
+        assert rel_err(run(xi), e) <= 1e-4
+    time.sleep(5)  # longer than timeout_s: NCCL's watchdog must not see it
+    for xi, e in zip(x, expected):
+        assert rel_err(run(xi), e) <= 1e-4
+    run.close()
+    assert [p.returncode for p in run.executor.procs] == [0]
+
+
+@pytest.mark.gpus(2)
+def test_nccl_killed_rank_raises(export_dir):
+    import os
+    import signal
+    import time
+
+    from parnet_deploy.errors import ParnetError
+
+    run = _nccl_runner(export_dir, timeout_s=5)
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    run(x)
+    os.kill(run.executor.procs[0].pid, signal.SIGKILL)
+    run.executor.procs[0].wait(timeout=10)
+    t0 = time.monotonic()
+    with pytest.raises(ParnetError, match="rank 1 exited"):
+        run(x)
+    assert time.monotonic() - t0 < 5
+    run.close()
+
+
+# -- TensorRT ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def int8_dir(export_dir, tmp_path_factory):
+    from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
+
+    root = tmp_path_factory.mktemp("int8")
+    calib = root / "calib.npz"
+    np.savez(calib, images=np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32))
+    return quantize_export(export_dir, QuantizeConfig(calib=str(calib), max_drop=100, output=root),
+                           log=lambda _: None)[0]
+
+
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_builds_parse_and_run(export_dir, int8_dir, tmp_path, precision):
+    import onnx
+
+    from parnet_deploy.engines.build import BuildConfig, build_engines
+
+    source = export_dir
+    if precision == "fp16":
+        torch.manual_seed(0)
+        model = randomize_bn(pd.create_model("parnet_cifar_s", planes=(8, 16, 32, 32)))
+        source = export_model(model, ExportConfig(output=tmp_path, name="fp16", split="shared", precision="fp16",
+                                                  verify=False), log=lambda _: None)[0]
+    if precision == "int8":
+        source = int8_dir
+        q = onnx.load(source / "model.onnx")
+        inits = {i.name: i.data_type for i in q.graph.initializer}
+        assert not [n for n in q.graph.node if n.op_type == "DequantizeLinear"
+                    and inits.get(n.input[0]) == onnx.TensorProto.INT32]
+    engines, _ = build_engines(source, BuildConfig(backend="tensorrt", devices="0", output=tmp_path / "engines",
+                                                   measure_iterations=3), log=lambda _: None)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with runtime.load(source) as ort:
+        expected = ort(x)
+    tolerance = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.1}[precision]
+    for mode in ("whole", "streams"):
+        with runtime.load(engines, mode=mode) as trt:
+            assert rel_err(trt(x), expected) <= tolerance
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_timing_cache_create_reuse_and_corrupt(export_dir, tmp_path):
+    from parnet_deploy.backends.tensorrt import builder
+    from parnet_deploy.backends.tensorrt import cuda_devices
+    from parnet_deploy.engines.build import BuildConfig, build_engines
+    from parnet_deploy.errors import ParnetError
+
+    cache_dir = tmp_path / "caches"
+    config = BuildConfig(backend="tensorrt", devices="0", output=tmp_path / "e1", timing_cache=cache_dir,
+                         measure_iterations=3)
+    build_engines(export_dir, config, log=lambda _: None)
+    path = builder.timing_cache_path(str(cache_dir), cuda_devices()[0], builder.version())
+    assert path.is_file() and path.stat().st_size > 0
+    first = path.read_bytes()
+    build_engines(export_dir, replace(config, output=tmp_path / "e2"), log=lambda _: None)
+    assert path.read_bytes()[:64] == first[:64]  # reused and rewritten, same header
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(ParnetError, match="refused the timing cache"):  # never dropped silently
+        build_engines(export_dir, replace(config, output=tmp_path / "e3"), log=lambda _: None)
+    assert not (tmp_path / "e3").exists()  # nothing half-written

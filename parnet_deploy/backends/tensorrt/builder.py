@@ -53,7 +53,7 @@ def build(onnx_path: Path, engine_path: Path, device: DeviceRecord, options: Bui
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
         cache_path = timing_cache_path(options.timing_cache, device, trt.__version__) if options.timing_cache else None
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.is_file() else b"")
-        if not config.set_timing_cache(cache, ignore_mismatch=False):
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
             raise ParnetError(f"TensorRT refused the timing cache {cache_path}; delete it to start a new one")
         plan = builder.build_serialized_network(network, config)
         if plan is None:
