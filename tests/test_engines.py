@@ -247,6 +247,55 @@ def test_distributed_hands_tensors_to_device_runners(exports):
             assert rel_err(run(_x(seed)), whole(_x(seed))) <= 1e-5
 
 
+def test_schedule_orders_every_transfer_the_same_way_on_both_sides(exports):
+    """Per DAG level, the tensors that cross ranks (one global order, so NCCL's blocking point-to-point
+    ops match pairwise), then the level's subgraphs; logits made elsewhere go to rank 0 last."""
+    from parnet_deploy.runtime.distributed import RankPlan, Transfer, schedule
+
+    _, dirs = exports
+    m = load_manifest(dirs["shared"])
+    two = RankPlan.make(m, {"stem": "a", "stream0": "a", "stream1": "b", "stream2": "b", "fusion": "a"},
+                        {"a": "cpu", "b": "cpu"}, "fp32")
+    x, y = [t.name for t in m.subgraphs[0].outputs], [m.subgraphs[k + 1].outputs[0].name for k in range(3)]
+    assert schedule(two) == (
+        ((), ("stem",)),
+        ((Transfer(x[1], 0, 1), Transfer(x[2], 0, 1)), ("stream0", "stream1", "stream2")),
+        ((Transfer(y[1], 1, 0), Transfer(y[2], 1, 0)), ("fusion",)))
+    away = RankPlan.make(load_manifest(dirs["replicated"]), {"stream0": "a", "stream1": "b", "stream2": "c",
+                                                             "fusion": "b"}, {t: "cpu" for t in "abc"}, "fp32")
+    steps = schedule(away)  # the fusion's rank is rank 0; the image is broadcast, nothing else moves first
+    assert [level for _, level in steps] == [("stream0", "stream1", "stream2"), ("fusion",)]
+    assert steps[0][0] == () and {(t.src, t.dst) for t in steps[1][0]} == {(1, 0), (2, 0)}
+
+
+def test_distributed_fp16_export_keeps_the_manifest_dtypes(exports, tmp_path):
+    """A runner may compute in float32 (torch) or float16 (onnxruntime); what crosses ranks is the
+    manifest's float16 on both sides (float32 into a float16 buffer aborted gloo)."""
+    _, dirs = exports
+    torch.manual_seed(0)
+    model = randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY), seed=11)
+    d = export_model(model, ExportConfig(output=tmp_path, name="fp16", resolution=RES, split="shared",
+                                         precision="fp16", verify=False), log=lambda _: None)[0]
+    whole = runtime.load(d)
+    for backend in ("onnxruntime", "torch"):
+        with runtime.load(d, backend=backend, mode="distributed", timeout_s=20) as run:
+            assert rel_err(run(_x(1)), whole(_x(1))) <= 1e-2, backend
+
+
+def test_a_worker_that_cannot_load_fails_start_up_at_once(exports, tmp_path):
+    from parnet_deploy.runtime.distributed import DistributedError, DistributedExecutor
+
+    _, dirs = exports
+    d = tmp_path / "broken"
+    shutil.copytree(dirs["shared"], d)
+    manifest = load_manifest(d)
+    (d / manifest.subgraph("stream1").file).write_bytes(b"not onnx")  # rank 1's file; rank 0 loads fine
+    t0 = time.monotonic()
+    with pytest.raises(DistributedError, match="rank 1 exited .* while loading"):
+        DistributedExecutor(manifest, d, "onnxruntime", timeout_s=5)
+    assert time.monotonic() - t0 < 60  # not the 120 s start-up deadline
+
+
 def test_rank_plans_refuse_what_nccl_cannot_do(exports):
     from parnet_deploy.runtime.distributed import RankPlan, _RankProgram
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -48,6 +49,7 @@ RUN, STOP = b"run", b"stop"
 # Start-up spawns interpreters that import ONNX Runtime and build sessions: seconds, more on a
 # loaded machine. It gets its own, longer deadline; timeout_s bounds each call.
 STARTUP_TIMEOUT_S = 120.0
+STARTUP = datetime.timedelta(seconds=STARTUP_TIMEOUT_S)  # also bounds the first (warm-up) call
 IDLE_FOREVER = datetime.timedelta(days=365)  # waiting for the next call is not an error
 
 
@@ -134,6 +136,9 @@ def _data_group(store, rank: int, world: int, device: str, timeout_s: float):
     prefixed = dist.PrefixStore("data/", store)
     startup = datetime.timedelta(seconds=max(timeout_s, STARTUP_TIMEOUT_S))
     if device.startswith("cuda"):  # pragma: no cover - needs GPUs
+        # wait(timeout) then blocks the CPU and raises on timeout; without it NCCL's watchdog
+        # would end the process instead of the call raising DistributedError
+        os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
         gpu = torch.device(device)
         torch.cuda.set_device(gpu)
         options = dist.ProcessGroupNCCL.Options()
@@ -153,16 +158,54 @@ def _shutdown(group, abort: bool = False) -> None:
         stop()
 
 
+@dataclass(frozen=True)
+class Transfer:
+    tensor: str
+    src: int
+    dst: int
+
+
+def schedule(plan: RankPlan) -> tuple[tuple[tuple[Transfer, ...], tuple[str, ...]], ...]:
+    """The program every rank follows: per DAG level, the tensors that must cross ranks before it
+    (in one global order), then the level's subgraphs. Every rank issues its sends and receives in
+    that same order, so the k-th transfer between two ranks matches on both sides and none waits
+    on a peer that waits on it (NCCL point-to-point blocks until the peer posts its half). The
+    logits, if made elsewhere, travel to rank 0 in a last step."""
+    export = plan.export
+    dag = export.dag
+    image = export.input.name
+    specs = {s.name: s for s in export.subgraphs}
+    producer = {t.name: plan.rank_of[s.name] for s in export.subgraphs for t in s.outputs}
+    broadcast = any(plan.rank_of[c] != 0 for c in dag.consumers(image))
+    have = {r: ({image} if r == 0 or broadcast else set()) for r in range(plan.world)}
+    steps = []
+    for level in dag.levels():
+        transfers = []
+        for name in level:
+            dst = plan.rank_of[name]
+            for t in specs[name].inputs:
+                if t.name not in have[dst]:
+                    transfers.append(Transfer(t.name, producer[t.name], dst))
+                    have[dst].add(t.name)
+        steps.append((tuple(transfers), tuple(level)))
+        for name in level:
+            have[plan.rank_of[name]].update(t.name for t in specs[name].outputs)
+    logits = export.output.name
+    if logits not in have[0]:
+        steps.append(((Transfer(logits, producer[logits], 0),), ()))
+    return tuple(steps)
+
+
 class _RankProgram:
-    """What one rank does per call; shared by rank 0 and the workers. Values are torch tensors on
-    the rank's data device (CPU for gloo, its GPU for NCCL)."""
+    """What one rank does per call (:func:`schedule`); shared by rank 0 and the workers. Values are
+    torch tensors on the rank's data device (CPU for gloo, its GPU for NCCL), in the dtypes the
+    manifest declares."""
 
     def __init__(self, plan: RankPlan, rank: int, group, runners: dict, timeout_s: float):
         torch, _ = _torch()
         self.torch, self.plan, self.rank, self.group = torch, plan, rank, group
         self.timeout = datetime.timedelta(seconds=timeout_s)
         self.export = plan.export
-        self.mine = [s for s in self.export.subgraphs if plan.rank_of[s.name] == rank]
         self.runners = runners
         self.device = torch.device(plan.device_of[rank] if plan.nccl else "cpu")
         if plan.nccl:
@@ -171,61 +214,64 @@ class _RankProgram:
                 raise UserError(f"distributed on GPUs: NCCL carries device tensors, and the runners of {host_only} "
                                 f"take host arrays only; use the torch or tensorrt backend")
         self.tags = plan.tags()
-        dag = self.export.dag
+        self.steps = schedule(plan)
         image = self.export.input.name
-        tensors = {t.name for s in self.export.subgraphs for t in s.inputs + s.outputs}
-        self.producer = {n: 0 if dag.producer(n) == "input" else plan.rank_of[dag.producer(n)] for n in tensors}
-        self.consumers = {n: {plan.rank_of[c] for c in dag.consumers(n)} for n in tensors}
-        self.consumers[self.export.output.name].add(0)  # logits end on rank 0
-        self.broadcast_image = any(r != 0 for r in self.consumers.get(image, ()))
+        self.broadcast_image = any(plan.rank_of[c] != 0 for c in self.export.dag.consumers(image))
         self.specs = {t.name: t for s in self.export.subgraphs for t in s.inputs + s.outputs}
+        self.subgraphs = {s.name: s for s in self.export.subgraphs}
+
+    def _dtype(self, name: str):
+        return getattr(self.torch, str(np.dtype(self.specs[name].dtype)))
 
     def _empty(self, name: str):
-        spec = self.specs[name]
-        return self.torch.empty(spec.shape, dtype=getattr(self.torch, str(np.dtype(spec.dtype))), device=self.device)
-
-    def _recv(self, name: str):
-        buf = self._empty(name)
-        self.group.recv([buf], self.producer[name], self.tags[name]).wait(self.timeout)
-        return buf
+        return self.torch.empty(self.specs[name].shape, dtype=self._dtype(name), device=self.device)
 
     def _infer(self, name: str, feeds: dict) -> dict:
         runner = self.runners[name]
         if isinstance(runner, DeviceRunner):
-            return runner.infer_tensors(feeds)
-        out = runner.infer({n: t.numpy() for n, t in feeds.items()})  # gloo: CPU tensors share numpy's memory
-        return {n: self.torch.from_numpy(np.ascontiguousarray(v)) for n, v in out.items()}
+            out = runner.infer_tensors(feeds)
+        else:  # gloo: CPU tensors share numpy's memory
+            out = {n: self.torch.from_numpy(np.ascontiguousarray(v))
+                   for n, v in runner.infer({n: t.numpy() for n, t in feeds.items()}).items()}
+        # what crosses ranks has the manifest's dtype on both sides (a runner may compute in another)
+        return {n: v.to(self._dtype(n)).contiguous() for n, v in out.items()}
 
-    def run(self, image: np.ndarray | None) -> tuple[dict, list[StageTime]]:
+    def warm_up(self) -> None:
+        """Each runner once on zeros, before any peer waits on this rank (first calls allocate,
+        pick kernels and, on GPUs, can take longer than a call's timeout)."""
+        for name, runner in self.runners.items():
+            self._infer(name, {t.name: self.torch.zeros(t.shape, dtype=self._dtype(t.name), device=self.device)
+                               for t in self.subgraphs[name].inputs})
+
+    def run(self, image: np.ndarray | None, timeout: datetime.timedelta | None = None) -> tuple[dict, list[StageTime]]:
+        timeout = timeout or self.timeout
         t0 = time.perf_counter()
         name = self.export.input.name
         values: dict = {}
         if self.rank == 0:
-            values[name] = self.torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+            values[name] = self.torch.from_numpy(np.ascontiguousarray(image)).to(self.device, self._dtype(name))
         if self.broadcast_image:
             buf = values[name] if self.rank == 0 else self._empty(name)
-            self.group.broadcast([buf]).wait(self.timeout)
+            self.group.broadcast([buf]).wait(timeout)
             values[name] = buf
         sends, times = [], []
-        for spec in self.mine:
-            for t in spec.inputs:
-                if t.name not in values:
-                    values[t.name] = self._recv(t.name)
-            start = time.perf_counter() - t0
-            out = self._infer(spec.name, {t.name: values[t.name] for t in spec.inputs})
-            times.append(StageTime(spec.name, start, time.perf_counter() - t0))
-            values.update(out)
-            for t in spec.outputs:
-                for dst in sorted(self.consumers.get(t.name, ())):
-                    if dst != self.rank:
-                        tensor = out[t.name].contiguous()
-                        sends.append((self.group.send([tensor], dst, self.tags[t.name]), tensor))
-        if self.rank == 0:
-            logits = self.export.output.name
-            if logits not in values:
-                values[logits] = self._recv(logits)
+        for transfers, level in self.steps:
+            for t in transfers:
+                if t.src == self.rank:
+                    tensor = values[t.tensor]
+                    sends.append((self.group.send([tensor], t.dst, self.tags[t.tensor]), tensor))
+                elif t.dst == self.rank:
+                    buf = self._empty(t.tensor)
+                    self.group.recv([buf], t.src, self.tags[t.tensor]).wait(timeout)
+                    values[t.tensor] = buf
+            for sub in level:
+                if self.plan.rank_of[sub] != self.rank:
+                    continue
+                start = time.perf_counter() - t0
+                values.update(self._infer(sub, {t.name: values[t.name] for t in self.subgraphs[sub].inputs}))
+                times.append(StageTime(sub, start, time.perf_counter() - t0))
         for work, _keepalive in sends:
-            work.wait(self.timeout)
+            work.wait(timeout)
         return values, times
 
 
@@ -236,6 +282,10 @@ def _load_runners(plan: RankPlan, rank: int, directory: Path, backend: str, thre
 
 def _call_key(call: int) -> str:
     return f"call/{call}"
+
+
+def _ready_key(rank: int) -> str:
+    return f"ready/{rank}"
 
 
 def worker_main() -> None:
@@ -257,18 +307,19 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
             timeout_s: float) -> None:
     torch, dist = _torch()
     torch.set_num_threads(1)
-    runners = _load_runners(plan, rank, Path(directory), backend, threads)
     store = dist.TCPStore("127.0.0.1", port, plan.world, False,
                           timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
-    group = _data_group(store, rank, plan.world, plan.device_of[rank], timeout_s)
-    program = _RankProgram(plan, rank, group, runners, timeout_s)
+    program = _RankProgram(plan, rank, None, _load_runners(plan, rank, Path(directory), backend, threads), timeout_s)
+    program.warm_up()
+    store.set(_ready_key(rank), b"1")  # rank 0 connects only when every rank got this far
+    program.group = group = _data_group(store, rank, plan.world, plan.device_of[rank], timeout_s)
     try:
         call = 0
         while True:
             store.wait([_call_key(call)], IDLE_FOREVER)  # raises when rank 0 (the store) is gone
             if store.get(_call_key(call)) == STOP:
                 break
-            program.run(None)
+            program.run(None, STARTUP if call == 0 else None)
             call += 1
     finally:
         _shutdown(group)
@@ -291,7 +342,9 @@ class DistributedExecutor:
         self.broken: str | None = None
         self.calls = 0
         per_rank = None if threads is None else max(1, threads // self.plan.world)
-        runners = _load_runners(self.plan, 0, directory, backend, per_rank)
+        self.program = _RankProgram(self.plan, 0, None, _load_runners(self.plan, 0, directory, backend, per_rank),
+                                    timeout_s)
+        self.program.warm_up()
         self.store = dist.TCPStore("127.0.0.1", 0, self.plan.world, True, wait_for_workers=False,
                                    timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
         self.procs: list[subprocess.Popen] = []
@@ -302,14 +355,35 @@ class DistributedExecutor:
                                          "timeout_s": timeout_s}))
             proc.stdin.close()
             self.procs.append(proc)
+        self._lock = threading.Lock()  # one call at a time: the ranks run in lockstep
+        self._closed = False
         try:
-            self.group = _data_group(self.store, 0, self.plan.world, self.plan.device_of[0], timeout_s)
+            self._wait_until_ready()
+            self.program.group = self.group = _data_group(self.store, 0, self.plan.world, self.plan.device_of[0],
+                                                          timeout_s)
+            # a first call on zeros, under the start-up deadline: connections between ranks are made here
+            self.store.set(_call_key(0), RUN)
+            self.program.run(np.zeros(manifest.input.shape, np.float32), STARTUP)
+            self.store.delete_key(_call_key(0))
+            self.calls = 1
         except Exception as e:
             self._kill()
-            raise DistributedError(f"distributed start-up failed (ranks did not join within {STARTUP_TIMEOUT_S:g} s): "
-                                   f"{str(e).splitlines()[0]}") from e
-        self.program = _RankProgram(self.plan, 0, self.group, runners, timeout_s)
-        self._lock = threading.Lock()  # one call at a time: the ranks run in lockstep
+            if isinstance(e, DistributedError):
+                raise
+            raise DistributedError(f"distributed start-up failed: {str(e).splitlines()[0]}") from e
+
+    def _wait_until_ready(self) -> None:
+        """Until every worker has loaded and warmed up its runners; a worker that exits says so at once."""
+        keys = [_ready_key(r) for r in range(1, self.plan.world)]
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self.store.check(keys):
+            dead = [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
+            if dead:
+                raise DistributedError(f"distributed start-up failed: rank {dead[0][0]} exited (code {dead[0][1]}) "
+                                       f"while loading; its message is above")
+            if time.monotonic() > deadline:
+                raise DistributedError(f"distributed start-up failed: ranks not ready within {STARTUP_TIMEOUT_S:g} s")
+            time.sleep(0.02)
 
     def _check_alive(self) -> None:
         dead = [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
@@ -344,18 +418,24 @@ class DistributedExecutor:
             p.wait(timeout=5)
 
     def close(self) -> None:
-        """Stop the workers (they shut their groups down and exit 0), then shut rank 0's group down."""
+        """Tell the workers to stop, shut rank 0's group down (a worker's shutdown may wait for its
+        peers'), then wait for the workers to exit 0; kill those that do not. Idempotent."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             if not self.broken:
                 self.store.set(_call_key(self.calls), STOP)
-            for p in self.procs:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
-            self._kill()
-            _shutdown(self.group, abort=self.broken is not None)
-            self.broken = self.broken or "closed"
+            try:
+                _shutdown(self.group, abort=self.broken is not None)
+            finally:
+                for p in self.procs:
+                    try:
+                        p.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
+                self._kill()
+                self.broken = self.broken or "closed"
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ class ParnetRunner:
         device_of = devices or {"default": device}
         self.backends = {tag: get_backend(backend, threads=threads, device=device_of[tag], precision=self.precision)
                          for tag in sorted(set(self.placement.values()))}
-        self.backend = self.backends[self.placement[manifest.whole.name]]
+        # the whole graph's device; a distributed placement may name only the subgraphs: rank 0's
+        self.backend = self.backends[self.placement.get(manifest.whole.name,
+                                                        self.placement[manifest.subgraphs[-1].name])]
         self.executor: Executor
         if mode == "distributed":
             if cuda_graph:
