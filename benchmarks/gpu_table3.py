@@ -12,7 +12,7 @@ Rows (fp32, and fp16 where it says so):
   runtime 3 streams (+ graph)  the export's subgraphs, one CUDA stream each, shared stem
   tensorrt ...              the same two, on TensorRT engines, when TensorRT imports
 
-GPU time is CUDA events on the stream that runs the call, first start to last done (host wall
+fp32 is IEEE fp32 (TF32 off for cuDNN and cuBLAS). GPU time is CUDA events on the stream that runs the call, first start to last done (host wall
 time is recorded beside it). Rows are measured in rounds, interleaved, so drift hits them alike;
 compare ratios within one run. Weights are random (latency does not depend on them); every row's
 logits are checked against the unfused fp32 model before timing. Without a graph, the streams
@@ -66,6 +66,7 @@ def direct_row(name, arch, precision, module, x, graph: bool, reference) -> Row:
     import torch
 
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # the module and input were made on the default stream
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     with torch.inference_mode(), torch.cuda.stream(stream):
         for _ in range(10):  # cuDNN picks its algorithms; allocations settle
@@ -263,6 +264,7 @@ def environment() -> dict:
         driver = "unknown"
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}", "driver": driver,
             "torch": torch.__version__, "cuda": torch.version.cuda, "tensorrt": tensorrt_version(),
+            "tf32": torch.backends.cudnn.allow_tf32,
             "cpu": cpu_model()}
 
 
@@ -284,6 +286,8 @@ def main() -> int:
         print(f"gpu_table3: needs a CUDA device; torch {torch.__version__} sees none", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False  # fp32 rows are IEEE fp32 (the torch backend does the same)
+    torch.backends.cuda.matmul.allow_tf32 = False
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="gpu_table3-") as tmp:
         for arch in args.arch or ["parnet_l", "parnet_s"]:

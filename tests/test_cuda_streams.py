@@ -9,7 +9,7 @@ import pytest
 from parnet_deploy.artifacts.dag import Dag
 from parnet_deploy.artifacts.export_manifest import SubgraphSpec, TensorSpec
 from parnet_deploy.backends.cuda_streams import ORIGIN, CudaStreamsExecutor
-from parnet_deploy.errors import RuntimeFailure
+from parnet_deploy.errors import RuntimeFailure, UserError
 
 
 def _t(name):
@@ -151,6 +151,10 @@ def test_dag_order_fork_join_and_result(split):
         assert fork in waited  # forked from the origin: capturable
         for p in _manifest(split).dag.predecessors(spec.name):
             assert done[p] in waited and enq[p] < enq[spec.name]
+        start = next(i for i, e in enumerate(log) if e[0] == "record" and e[1] == id(ex.stage_start[spec.name]))
+        assert all(i < start for i in waits) and start < enq[spec.name]  # starts when its inputs are ready
+        end = next(i for i, e in enumerate(log) if e[0] == "record" and e[1] == id(ex.stage_end[spec.name]))
+        assert enq[spec.name] < end < next(i for i, e in enumerate(log) if e[0] == "record" and e[1] == done[spec.name])
     joins = [e[2] for e in log if e[0] == "wait" and e[1] == ex.streams[ORIGIN]]
     assert set(done.values()) <= set(joins)  # joined back into the origin
     assert [s.name for s in stages] == [s.name for s in ex.specs]
@@ -159,14 +163,32 @@ def test_dag_order_fork_join_and_result(split):
     assert not [e for e in log if e[0] == "copy"]  # one device: buffers are shared, nothing copied
 
 
-def test_tensors_crossing_devices_are_copied_on_the_consumer_stream():
-    ex, cuda = _executor("shared", devices={"stream1": 1})
+def test_runners_on_several_devices_are_refused_and_closed():
+    closed = []
+    cuda = FakeCuda()
+
+    def load(spec, concurrency):
+        runner = FakeRunner(spec, 1 if spec.name == "stream1" else 0, cuda.log, {})
+        runner.close = lambda: closed.append(spec.name)
+        return runner
+
+    with pytest.raises(UserError, match="CUDA streams run on one GPU.*mode='distributed'"):
+        CudaStreamsExecutor(_manifest("shared"), load, cuda=cuda)
+    assert sorted(closed) == sorted(s.name for s in _manifest("shared").subgraphs)
+
+
+def test_separate_buffers_are_copied_on_the_consumer_stream():
+    cuda = FakeCuda()
+
+    def load(spec, concurrency):  # every runner with buffers of its own (as torch and TensorRT runners)
+        return FakeRunner(spec, 0, cuda.log, {})
+
+    ex = CudaStreamsExecutor(_manifest("shared"), load, cuda=cuda)
     out, _ = ex.infer_timed({"image": np.ones((1, 2), np.float32)})
     assert np.array_equal(out["logits"], _expected("shared"))
     copies = [e for e in cuda.log if e[0] == "copy"]
-    assert ("copy", 0, 1, ex.streams["stream1"]) in copies  # x1 to GPU 1, on stream1's stream
-    assert ("copy", 1, 0, ex.streams["fusion"]) in copies  # y1 back to the fusion's GPU, on the fusion's
-    assert len(copies) == 2
+    assert [e[3] for e in copies] == [ex.streams[n] for n in ("stream0", "stream1", "stream2")] + [
+        ex.streams["fusion"]] * 3  # x_k on stream k's stream, y0..y2 on the fusion's
 
 
 def test_cuda_graph_is_captured_once_and_replayed():

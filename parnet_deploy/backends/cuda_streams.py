@@ -2,10 +2,12 @@
 
 A :class:`StreamRunner` holds device buffers for its inputs and outputs and enqueues its
 subgraph on a given stream; TensorRT and torch runners implement it. The executor runs the
-manifest DAG with one stream per subgraph: a subgraph's stream waits on its producers'
-``done`` events, tensors that live in different buffers (another GPU) are copied on the
-consumer's stream, and everything forks from and joins back into one origin stream, so the
-whole call can be captured into a CUDA graph and replayed.
+manifest DAG on one GPU with one stream per subgraph: a subgraph's stream waits on its
+producers' ``done`` events, a producer's output is copied into the consumer's input buffer on
+the consumer's stream (where the two are different buffers), and everything forks from and
+joins back into one origin stream, so the whole call can be captured into a CUDA graph and
+replayed. Several GPUs are the distributed executor's job (one process per GPU): runners on
+different devices are refused here.
 
 GPU time is measured with CUDA events on the origin stream around the call: first start to
 last done. Without a graph, per-subgraph start/done events give the stage table; inside a
@@ -25,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
-from ..errors import RuntimeFailure
+from ..errors import RuntimeFailure, UserError
 from .base import LoadRunner, StageTime
 
 ORIGIN = "origin"
@@ -83,8 +85,8 @@ class TorchCuda:  # pragma: no cover - needs a GPU
         with self.torch.cuda.stream(stream):
             dst.copy_(src, non_blocking=True)
 
-    def upload(self, dst, host, stream):
-        pinned = self.torch.from_numpy(np.ascontiguousarray(host)).pin_memory()
+    def upload(self, dst, host, stream):  # converted to the buffer's dtype on the host, then one async copy
+        pinned = self.torch.from_numpy(np.ascontiguousarray(host)).to(dst.dtype).pin_memory()
         with self.torch.cuda.stream(stream):
             dst.copy_(pinned, non_blocking=True)
 
@@ -125,6 +127,12 @@ class CudaStreamsExecutor:
         self.outputs = [t.name for t in manifest.whole.outputs]
         self.runners: dict[str, StreamRunner] = {s.name: load_runner(s, 1) for s in self.specs}  # type: ignore[misc]
         self.workers = len(self.specs)
+        devices = {str(r.device) for r in self.runners.values()}
+        if len(devices) > 1:
+            for r in self.runners.values():
+                r.close()
+            raise UserError(f"CUDA streams run on one GPU; these subgraphs are placed on {sorted(devices)}: use "
+                            f"mode='distributed' (one process per GPU)")
         c = self.cuda
         first = self.runners[self.specs[0].name]
         self.streams = {ORIGIN: c.stream(first.device)} | {n: c.stream(r.device) for n, r in self.runners.items()}
@@ -147,20 +155,19 @@ class CudaStreamsExecutor:
         for spec in self.specs:
             name, runner, stream = spec.name, self.runners[spec.name], self.streams[spec.name]
             c.wait(stream, self.fork)
-            if timed:
-                c.record(self.stage_start[name], stream)
-            for t in spec.inputs:
-                producer = self.producer.get(t.name)
-                if producer is None:  # the image: uploaded on the origin stream before the fork
-                    continue
+            fed = [(t.name, self.producer[t.name]) for t in spec.inputs if t.name in self.producer]  # not the image
+            for producer in dict.fromkeys(p for _, p in fed):
                 c.wait(stream, self.done[producer])
-                src = self.runners[producer].buffers[t.name]
-                if not c.same_buffer(src, runner.buffers[t.name]):
-                    c.copy(runner.buffers[t.name], src, stream)  # another device: a peer copy
+            if timed:  # the stage starts once its inputs are ready
+                c.record(self.stage_start[name], stream)
+            for tensor, producer in fed:
+                src = self.runners[producer].buffers[tensor]
+                if not c.same_buffer(src, runner.buffers[tensor]):
+                    c.copy(runner.buffers[tensor], src, stream)  # the producer's output into this input
             runner.enqueue(stream)
-            c.record(self.done[name], stream)
-            if timed:
+            if timed:  # before done: the origin joins on done, so this lies within the call's span
                 c.record(self.stage_end[name], stream)
+            c.record(self.done[name], stream)
         for name in self.runners:  # join: every stream's work is part of the origin's
             c.wait(origin, self.done[name])
 

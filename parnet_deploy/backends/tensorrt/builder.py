@@ -8,6 +8,8 @@ per GPU model, compute capability and TensorRT version, in the ``timing_cache`` 
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
@@ -29,6 +31,32 @@ def version() -> str:
     return _trt().__version__
 
 
+_LOGGER = None
+
+
+def logger():
+    """The process's one TensorRT logger (TensorRT keeps the first logger it is given): warnings
+    and errors go to stderr, and errors are also kept, so a step TensorRT only logs as failed
+    (e.g. reading a corrupt timing cache) can be refused."""
+    global _LOGGER
+    if _LOGGER is None:
+        trt = _trt()
+
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+
+            def log(self, severity, msg):
+                if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
+                    self.errors.append(msg)
+                if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR, trt.ILogger.WARNING):
+                    print(f"TensorRT: {msg}", file=sys.stderr)
+
+        _LOGGER = Logger()
+    return _LOGGER
+
+
 def timing_cache_path(folder: str, device: DeviceRecord, trt_version: str) -> Path:
     """One cache per GPU model, compute capability and TensorRT version: a cache from another
     GPU or release would be refused (``ignore_mismatch=False``), so they never share a file."""
@@ -42,18 +70,19 @@ def build(onnx_path: Path, engine_path: Path, device: DeviceRecord, options: Bui
 
     trt = _trt()
     with torch.cuda.device(device.index or 0):
-        logger = trt.Logger(trt.Logger.WARNING)
-        builder = trt.Builder(logger)
+        log = logger()
+        builder = trt.Builder(log)
         network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        parser = trt.OnnxParser(network, logger)
+        parser = trt.OnnxParser(network, log)
         if not parser.parse_from_file(str(onnx_path)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise ParnetError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
         cache_path = timing_cache_path(options.timing_cache, device, trt.__version__) if options.timing_cache else None
+        logged = len(log.errors)
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.is_file() else b"")
-        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        if cache is None or len(log.errors) > logged or not config.set_timing_cache(cache, ignore_mismatch=False):
             raise ParnetError(f"TensorRT refused the timing cache {cache_path}; delete it to start a new one")
         plan = builder.build_serialized_network(network, config)
         if plan is None:
@@ -63,4 +92,6 @@ def build(onnx_path: Path, engine_path: Path, device: DeviceRecord, options: Bui
             updated = config.get_timing_cache()
             if updated is not None:
                 cache_path.parent.mkdir(parents=True, exist_ok=True)
-                cache_path.write_bytes(bytes(updated.serialize()))
+                partial = cache_path.with_name(cache_path.name + f".{os.getpid()}.tmp")
+                partial.write_bytes(bytes(updated.serialize()))
+                partial.replace(cache_path)  # another build reading it never sees half a cache

@@ -16,6 +16,7 @@ import numpy as np
 from ...artifacts.export_manifest import SubgraphSpec
 from ...errors import BackendMissingError, RuntimeFailure, UserError
 from ..base import Runner
+from .builder import logger
 
 INSTALL_HINT = "pip install 'parnet-deploy[gpu]' (tensorrt>=10 and a CUDA build of torch; needs an NVIDIA GPU)"
 
@@ -40,8 +41,7 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs a GPU
         self.torch, self.device = torch, torch.device("cuda", device_index)
         self.lock = threading.Lock()
         with torch.cuda.device(self.device):
-            self.logger = trt.Logger(trt.Logger.WARNING)
-            self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
+            self.engine = trt.Runtime(logger()).deserialize_cuda_engine(engine_path.read_bytes())
             if self.engine is None:
                 raise UserError(f"TensorRT cannot deserialize {engine_path.name}; rebuild it with parnet-build")
             self.context = self.engine.create_execution_context()

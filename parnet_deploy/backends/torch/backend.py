@@ -72,6 +72,11 @@ class TorchBackend(Backend):
         if self.torch_device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"torch: {self.device} asked for, but torch.cuda.is_available() is False here")
         self.dtype = getattr(torch, DTYPES[precision])
+        if self.torch_device.type == "cuda" and precision == "fp32":
+            # fp32 means IEEE fp32, as ONNX Runtime computes it: cuDNN and cuBLAS would otherwise use
+            # TF32 on Ampere and later (~3e-4 relative error). Process-wide, like every torch flag.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.channels_last = channels_last
         self._models: dict[Path, object] = {}
         self._lock = threading.Lock()
@@ -112,4 +117,5 @@ class TorchBackend(Backend):
         torch = _torch()
         return {"backend": self.name, "version": self.version(), "device": self.device,
                 "precision": self.precision, "channels_last": str(self.channels_last),
+                **({"tf32": str(torch.backends.cudnn.allow_tf32)} if self.torch_device.type == "cuda" else {}),
                 "intra_op_threads": str(torch.get_num_threads())}
