@@ -1,35 +1,51 @@
-"""Print the project's requirements (base, [export], [dev]) that this Python lacks or has in a
-version out of range, one per line, for ``pip install``. torch is never listed: the GPU's own
-CUDA build stays (scripts/gpu_test.sh pins it)."""
+"""Print the project's requirements that this Python lacks or has in a version out of range, one
+per line, for ``pip install``: base, [export] and [dev]; with ``--extra gpu``, that extra's alone
+(TensorRT: wanted, not required). torch is never listed: the machine's own CUDA build stays
+(scripts/gpu_test.sh also pins it). onnxruntime-gpu counts as onnxruntime (they cannot coexist)."""
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # pip always vendors it
+    from pip._vendor.packaging.requirements import Requirement
+
+SAME_AS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 
 
-def missing(pyproject: Path) -> list[str]:
+def installed_version(name: str) -> str | None:
+    for dist in SAME_AS.get(name, (name,)):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def missing(pyproject: Path, extra: str | None = None) -> list[str]:
     project = tomllib.loads(pyproject.read_text())["project"]
     extras = project.get("optional-dependencies", {})
-    wanted = [*project["dependencies"], *extras.get("export", []), *extras.get("dev", [])]
+    wanted = extras.get(extra, []) if extra else [*project["dependencies"], *extras.get("export", []),
+                                                  *extras.get("dev", [])]
     out = []
     for text in wanted:
         req = Requirement(text)
         if req.name == "torch":
             continue
-        try:
-            installed = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            out.append(text)
-            continue
-        if not req.specifier.contains(installed, prereleases=True):
+        version = installed_version(req.name)
+        if version is None or not req.specifier.contains(version, prereleases=True):
             out.append(text)
     return out
 
 
 if __name__ == "__main__":
-    print("\n".join(missing(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("pyproject.toml"))))
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("pyproject", type=Path, nargs="?", default=Path("pyproject.toml"))
+    p.add_argument("--extra", help="list only this optional extra's missing requirements")
+    args = p.parse_args()
+    print("\n".join(missing(args.pyproject, args.extra)))

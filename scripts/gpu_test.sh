@@ -3,7 +3,8 @@
 # machine with an NVIDIA GPU and a CUDA build of PyTorch. Installs what the project needs and
 # this Python lacks, into this Python, never replacing its torch (pinned by a constraint).
 # Offline: put wheels in $WHEELS (default .whl/ when it exists) and they are used instead of an index.
-# Results: benchmarks/results/gpu_table3_<gpu>.{json,md} (or $GPU_RESULTS).
+# Results: benchmarks/results/gpu_table3_<gpu>.{json,md} (or $GPU_RESULTS); GPU_TABLE3_ARGS="--arch parnet_s
+# --rounds 2" for a shorter table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,21 +20,29 @@ if not torch.cuda.is_available():
 print(f"make gpu-test: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
 PYEOF
 
+"$PY" -m pip --version > /dev/null 2>&1 || "$PY" -m ensurepip --upgrade > /dev/null
+wheels=${WHEELS:-.whl}
+source=()
+[ -d "$wheels" ] && source=(--no-index --find-links "$wheels")
+constraints=$(mktemp)
+trap 'rm -f "$constraints"' EXIT
+"$PY" -c 'import torch; print(f"torch=={torch.__version__}")' > "$constraints"
 missing=$("$PY" scripts/gpu_missing.py pyproject.toml)
 if [ -n "$missing" ]; then
-    wheels=${WHEELS:-.whl}
-    source=()
-    [ -d "$wheels" ] && source=(--no-index --find-links "$wheels")
-    constraints=$(mktemp)
-    trap 'rm -f "$constraints"' EXIT
-    "$PY" -c 'import torch; print(f"torch=={torch.__version__}")' > "$constraints"
     echo "make gpu-test: installing $(echo "$missing" | tr '\n' ' ')(torch stays: $(cat "$constraints"))"
     # shellcheck disable=SC2086
     "$PY" -m pip install -q "${source[@]}" -c "$constraints" $missing
+fi
+optional=$("$PY" scripts/gpu_missing.py pyproject.toml --extra gpu)
+if [ -n "$optional" ]; then
+    # shellcheck disable=SC2086
+    "$PY" -m pip install -q "${source[@]}" -c "$constraints" $optional \
+        || echo "make gpu-test: $(echo "$optional" | tr '\n' ' ')not installed; the TensorRT tests skip and say why"
 fi
 
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
 "$PY" -m pytest -q -m "gpu or gpus or tensorrt" -p no:cacheprovider tests || status=$?
-"$PY" benchmarks/gpu_table3.py --output "${GPU_RESULTS:-benchmarks/results}" || status=$?
+# shellcheck disable=SC2086
+"$PY" benchmarks/gpu_table3.py --output "${GPU_RESULTS:-benchmarks/results}" ${GPU_TABLE3_ARGS:-} || status=$?
 exit $status

@@ -42,3 +42,16 @@ gpu = ["tensorrt>=10"]
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_missing.py"), str(tmp_path / "pyproject.toml")],
                        capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["surely-not-installed-pkg>=1", "numpy<1.0"]
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_missing.py"), str(tmp_path / "pyproject.toml"),
+                        "--extra", "gpu"], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ([] if _installed("tensorrt") else ["tensorrt>=10"])
+
+
+def _installed(name):
+    import importlib.metadata as md
+
+    try:
+        md.version(name)
+    except md.PackageNotFoundError:
+        return False
+    return True
