@@ -269,6 +269,8 @@ class _RankProgram:
                     continue
                 start = time.perf_counter() - t0
                 values.update(self._infer(sub, {t.name: values[t.name] for t in self.subgraphs[sub].inputs}))
+                if self.device.type == "cuda":  # pragma: no cover - needs GPUs
+                    self.torch.cuda.current_stream(self.device).synchronize()  # a stage's time, not its enqueue's
                 times.append(StageTime(sub, start, time.perf_counter() - t0))
         for work, _keepalive in sends:
             work.wait(timeout)
