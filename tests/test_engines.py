@@ -291,9 +291,37 @@ def test_a_worker_that_cannot_load_fails_start_up_at_once(exports, tmp_path):
     manifest = load_manifest(d)
     (d / manifest.subgraph("stream1").file).write_bytes(b"not onnx")  # rank 1's file; rank 0 loads fine
     t0 = time.monotonic()
-    with pytest.raises(DistributedError, match="rank 1 exited .* while loading"):
+    with pytest.raises(DistributedError, match="rank 1 exited .* while loading: rank 1: onnxruntime cannot load"):
         DistributedExecutor(manifest, d, "onnxruntime", timeout_s=5)
     assert time.monotonic() - t0 < 60  # not the 120 s start-up deadline
+
+
+def test_an_interrupted_call_breaks_the_runner_and_close_is_quick(exports):
+    """Ctrl-C in the middle of a call leaves the ranks out of step: the runner says so at once, and
+    closing a broken runner kills its workers instead of waiting for them."""
+    _, dirs = exports
+    run = runtime.load(dirs["shared"], mode="distributed", timeout_s=5)
+    run(_x())
+
+    def interrupted(feeds):
+        raise KeyboardInterrupt
+
+    run.executor.program.runners["fusion"].infer = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        run(_x())
+    with pytest.raises(ParnetError, match="broken: a call was interrupted \\(KeyboardInterrupt\\)"):
+        run(_x())
+    t0 = time.monotonic()
+    run.close()
+    assert time.monotonic() - t0 < 5 and all(p.poll() is not None for p in run.executor.procs)
+    assert run.executor.store is None and run.executor.program is None  # nothing held after close
+
+
+@pytest.mark.parametrize("timeout_s", [0, 1e-7, 1e8, float("nan"), float("inf")])
+def test_distributed_timeout_bounds(exports, timeout_s):
+    _, dirs = exports
+    with pytest.raises(ParnetError, match="timeout must be between 0.001 and 1e\\+07 seconds"):
+        runtime.load(dirs["shared"], mode="distributed", timeout_s=timeout_s)
 
 
 def test_rank_plans_refuse_what_nccl_cannot_do(exports):

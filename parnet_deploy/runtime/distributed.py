@@ -51,6 +51,8 @@ RUN, STOP = b"run", b"stop"
 STARTUP_TIMEOUT_S = 120.0
 STARTUP = datetime.timedelta(seconds=STARTUP_TIMEOUT_S)  # also bounds the first (warm-up) call
 IDLE_FOREVER = datetime.timedelta(days=365)  # waiting for the next call is not an error
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1e-3, 1e7
+CLOSE_TIMEOUT_S = 10.0  # for all workers together to exit after a stop
 
 
 class DistributedError(ParnetError):
@@ -290,6 +292,14 @@ def _ready_key(rank: int) -> str:
     return f"ready/{rank}"
 
 
+def _error_key(rank: int) -> str:
+    return f"error/{rank}"
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:300]
+
+
 def worker_main() -> None:
     """Entry of a rank process (``python -m parnet_deploy.runtime.distributed``); config on stdin.
 
@@ -311,8 +321,13 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
     torch.set_num_threads(1)
     store = dist.TCPStore("127.0.0.1", port, plan.world, False,
                           timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
-    program = _RankProgram(plan, rank, None, _load_runners(plan, rank, Path(directory), backend, threads), timeout_s)
-    program.warm_up()
+    try:
+        program = _RankProgram(plan, rank, None, _load_runners(plan, rank, Path(directory), backend, threads),
+                               timeout_s)
+        program.warm_up()
+    except Exception as e:  # rank 0 reports it: its message, not just an exit code
+        store.set(_error_key(rank), _first_line(e))
+        raise
     store.set(_ready_key(rank), b"1")  # rank 0 connects only when every rank got this far
     program.group = group = _data_group(store, rank, plan.world, plan.device_of[rank], timeout_s)
     try:
@@ -321,7 +336,11 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
             store.wait([_call_key(call)], IDLE_FOREVER)  # raises when rank 0 (the store) is gone
             if store.get(_call_key(call)) == STOP:
                 break
-            program.run(None, STARTUP if call == 0 else None)
+            try:
+                program.run(None, STARTUP if call == 0 else None)
+            except Exception as e:
+                store.set(_error_key(rank), _first_line(e))
+                raise
             call += 1
     finally:
         _shutdown(group)
@@ -335,8 +354,8 @@ class DistributedExecutor:
                  placement: dict[str, str] | None = None, devices: dict[str, str] | None = None,
                  timeout_s: float = 30.0, precision: str = "fp32", device: str | None = None):
         _, dist = _torch()
-        if not timeout_s > 0 or timeout_s == float("inf"):
-            raise UserError(f"timeout must be a finite number of seconds > 0, got {timeout_s}")
+        if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:  # below 1 µs, gloo's timeout would be 0: forever
+            raise UserError(f"timeout must be between {MIN_TIMEOUT_S:g} and {MAX_TIMEOUT_S:g} seconds, got {timeout_s}")
         self.plan = RankPlan.make(manifest, placement, devices, precision, device)
         self.timeout_s = timeout_s
         self.outputs = [t.name for t in manifest.whole.outputs]
@@ -351,7 +370,9 @@ class DistributedExecutor:
                                    timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
         self.procs: list[subprocess.Popen] = []
         for r in range(1, self.plan.world):
-            proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, text=True)
+            # TORCH_CPP_LOG_LEVEL: a worker whose rank 0 is gone says so in one line, not a C++ stack
+            proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, text=True,
+                                    env={**os.environ, "TORCH_CPP_LOG_LEVEL": "ERROR"})
             proc.stdin.write(json.dumps({"plan": self.plan.to_json(), "rank": r, "directory": str(directory),
                                          "backend": backend, "threads": per_rank, "port": self.store.port,
                                          "timeout_s": timeout_s}))
@@ -368,11 +389,12 @@ class DistributedExecutor:
             self.program.run(np.zeros(manifest.input.shape, np.float32), STARTUP)
             self.store.delete_key(_call_key(0))
             self.calls = 1
-        except Exception as e:
+        except BaseException as e:  # Ctrl-C included: no worker outlives a failed start-up
             self._kill()
-            if isinstance(e, DistributedError):
+            self._release()
+            if isinstance(e, DistributedError) or not isinstance(e, Exception):
                 raise
-            raise DistributedError(f"distributed start-up failed: {str(e).splitlines()[0]}") from e
+            raise DistributedError(f"distributed start-up failed: {self._worker_error() or _first_line(e)}") from e
 
     def _wait_until_ready(self) -> None:
         """Until every worker has loaded and warmed up its runners; a worker that exits says so at once."""
@@ -382,15 +404,34 @@ class DistributedExecutor:
             dead = [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
             if dead:
                 raise DistributedError(f"distributed start-up failed: rank {dead[0][0]} exited (code {dead[0][1]}) "
-                                       f"while loading; its message is above")
+                                       f"while loading: {self._worker_error() or 'its message is above'}")
             if time.monotonic() > deadline:
                 raise DistributedError(f"distributed start-up failed: ranks not ready within {STARTUP_TIMEOUT_S:g} s")
             time.sleep(0.02)
 
-    def _check_alive(self) -> None:
-        dead = [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
+    def _worker_error(self) -> str | None:
+        """What a worker reported before it stopped (it writes its exception's first line to the store)."""
+        for r in range(1, self.plan.world):
+            try:
+                if self.store.check([_error_key(r)]):
+                    return f"rank {r}: {self.store.get(_error_key(r)).decode(errors='replace')}"
+            except Exception:  # the store itself failing must not hide the original error
+                return None
+        return None
+
+    def _check_alive(self, grace_s: float = 0.0) -> None:
+        """A worker that exited breaks the runner; ``grace_s``: after a failed transfer, give a dying
+        worker that long to be reaped, so the message names the rank and not the socket error."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            dead = [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
+            if dead or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
         if dead:
-            self.broken = f"rank {dead[0][0]} exited (code {dead[0][1]}); close this runner and load a new one"
+            detail = self._worker_error()
+            self.broken = (f"rank {dead[0][0]} exited (code {dead[0][1]}){': ' + detail if detail else ''}; "
+                           f"close this runner and load a new one")
 
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
         with self._lock:
@@ -401,9 +442,13 @@ class DistributedExecutor:
                 self.store.set(_call_key(self.calls), RUN)
                 values, times = self.program.run(feeds[self.program.export.input.name])
                 out = {n: values[n].cpu().numpy() for n in self.outputs}
-            except Exception as e:
-                self._check_alive()
-                self.broken = self.broken or f"a transfer failed: {str(e).splitlines()[0]}"
+            except BaseException as e:  # the ranks are out of step now, whatever interrupted the call
+                if not isinstance(e, Exception):
+                    self.broken = f"a call was interrupted ({type(e).__name__})"
+                    raise
+                self._check_alive(grace_s=0.5)
+                detail = self._worker_error()
+                self.broken = self.broken or f"a transfer failed: {detail or _first_line(e)}"
                 raise DistributedError(f"distributed call failed: {self.broken}") from e
             # every rank read this call's key before its part reached rank 0's logits
             self.store.delete_key(_call_key(self.calls))
@@ -421,23 +466,31 @@ class DistributedExecutor:
 
     def close(self) -> None:
         """Tell the workers to stop, shut rank 0's group down (a worker's shutdown may wait for its
-        peers'), then wait for the workers to exit 0; kill those that do not. Idempotent."""
+        peers'), then wait for the workers to exit 0 (10 s in all) and kill those that do not. A
+        broken runner's workers are killed at once. Releases the store, group and sessions. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            if not self.broken:
-                self.store.set(_call_key(self.calls), STOP)
             try:
+                if not self.broken:
+                    self.store.set(_call_key(self.calls), STOP)
                 _shutdown(self.group, abort=self.broken is not None)
             finally:
+                deadline = time.monotonic() + (0 if self.broken else CLOSE_TIMEOUT_S)
                 for p in self.procs:
                     try:
-                        p.wait(timeout=10)
+                        p.wait(timeout=max(0.0, deadline - time.monotonic()))
                     except subprocess.TimeoutExpired:
                         pass
                 self._kill()
                 self.broken = self.broken or "closed"
+                self._release()
+
+    def _release(self) -> None:
+        for runner in getattr(self.program, "runners", {}).values():
+            runner.close()
+        self.program = self.group = self.store = None
 
 
 if __name__ == "__main__":
