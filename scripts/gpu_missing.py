@@ -18,10 +18,11 @@ except ImportError:  # pip always vendors it
 SAME_AS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 
 
-def installed_version(name: str) -> str | None:
+def installed(name: str) -> tuple[str, str] | None:
+    """(distribution, version) of ``name`` or of what counts as it."""
     for dist in SAME_AS.get(name, (name,)):
         try:
-            return metadata.version(dist)
+            return dist, metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
     return None
@@ -37,9 +38,11 @@ def missing(pyproject: Path, extra: str | None = None) -> list[str]:
         req = Requirement(text)
         if req.name == "torch":
             continue
-        version = installed_version(req.name)
-        if version is None or not req.specifier.contains(version, prereleases=True):
+        found = installed(req.name)
+        if found is None:
             out.append(text)
+        elif not req.specifier.contains(found[1], prereleases=True):
+            out.append(f"{found[0]}{req.specifier}")  # onnxruntime-gpu too old: upgrade it, not the CPU build
     return out
 
 

@@ -23,7 +23,7 @@ PYEOF
 "$PY" -m pip --version > /dev/null 2>&1 || "$PY" -m ensurepip --upgrade > /dev/null
 wheels=${WHEELS:-.whl}
 source=()
-[ -d "$wheels" ] && source=(--no-index --find-links "$wheels")
+[ -d "$wheels" ] && source=(--no-index --find-links "$wheels") || source=(--retries 1 --timeout 15)
 constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 "$PY" -c 'import torch; print(f"torch=={torch.__version__}")' > "$constraints"
@@ -31,7 +31,11 @@ missing=$("$PY" scripts/gpu_missing.py pyproject.toml)
 if [ -n "$missing" ]; then
     echo "make gpu-test: installing $(echo "$missing" | tr '\n' ' ')(torch stays: $(cat "$constraints"))"
     # shellcheck disable=SC2086
-    "$PY" -m pip install -q "${source[@]}" -c "$constraints" $missing
+    "$PY" -m pip install -q "${source[@]}" -c "$constraints" $missing || {
+        echo "make gpu-test: could not install $(echo "$missing" | tr '\n' ' ')into $PY (offline? put their" \
+             "wheels in .whl/ or \$WHEELS; an externally managed Python? use a venv with its CUDA torch)" >&2
+        exit 2
+    }
 fi
 optional=$("$PY" scripts/gpu_missing.py pyproject.toml --extra gpu)
 if [ -n "$optional" ]; then

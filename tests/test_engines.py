@@ -334,6 +334,10 @@ def test_rank_plans_refuse_what_nccl_cannot_do(exports):
         RankPlan.make(m, three, {"a": "cpu", "b": "cuda:0", "c": "cuda:1"}, "fp32")
     with pytest.raises(ParnetError, match="one rank per GPU"):
         RankPlan.make(m, three, {"a": "cuda:0", "b": "cuda:1", "c": "cuda:1"}, "fp32")
+    with pytest.raises(ParnetError, match="one rank per GPU"):  # cuda is cuda:0
+        RankPlan.make(m, three, {"a": "cuda", "b": "cuda:0", "c": "cuda:1"}, "fp32")
+    with pytest.raises(ParnetError, match="unknown device 'gpu1'"):
+        RankPlan.make(m, three, {"a": "cuda:0", "b": "gpu1", "c": "cuda:2"}, "fp32")
     if torch.cuda.device_count() < 3:
         with pytest.raises(ParnetError, match="needs 3 GPUs"):
             RankPlan.make(m, None, None, "fp32", device="cuda")

@@ -76,6 +76,7 @@ class RankPlan:
             placement = {s.name: f"r{s.stream or 0}" for s in manifest.subgraphs}
             tags = sorted(set(placement.values()))
             devices = {t: _official_device(device, i, len(tags)) for i, t in enumerate(tags)}
+        devices = {tag: _canonical_device(d) for tag, d in devices.items()}
         home = placement.get(manifest.subgraphs[-1].name)
         order = [home] + [t for t in dict.fromkeys(placement[s.name] for s in manifest.subgraphs) if t != home]
         rank_of = {s.name: order.index(placement[s.name]) for s in manifest.subgraphs}
@@ -112,6 +113,14 @@ class RankPlan:
         return {n: i for i, n in enumerate(dict.fromkeys(names))}
 
 
+def _canonical_device(device: str) -> str:
+    """``cpu`` or ``cuda:N`` (``cuda`` is ``cuda:0``): one GPU has one name, so two ranks on it are seen."""
+    kind, _, index = device.partition(":")
+    if device == "cpu" or (kind == "cuda" and (index == "" or index.isdigit())):
+        return "cpu" if device == "cpu" else f"cuda:{int(index or 0)}"
+    raise UserError(f"distributed: unknown device {device!r}; use cpu or cuda:N")
+
+
 def _official_device(device: str | None, rank: int, world: int) -> str:
     if device is None or device == "cpu":
         return "cpu"
@@ -132,21 +141,26 @@ def _torch():
 
 
 def _data_group(store, rank: int, world: int, device: str, timeout_s: float):
-    """The process group that carries tensors. On a GPU the device is made current and the NCCL
-    communicator is connected to it here (torch's ``device_id``), before any call."""
+    """The process group that carries tensors. On a GPU the NCCL communicator is connected to the
+    rank's device here (torch's ``device_id``), before any call; a worker also makes it current
+    (rank 0, the caller's process, keeps its current device)."""
     torch, dist = _torch()
     prefixed = dist.PrefixStore("data/", store)
     startup = datetime.timedelta(seconds=max(timeout_s, STARTUP_TIMEOUT_S))
     if device.startswith("cuda"):  # pragma: no cover - needs GPUs
-        # wait(timeout) then blocks the CPU and raises on timeout; without it NCCL's watchdog
-        # would end the process instead of the call raising DistributedError
-        os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
+        # read when the group is made: wait(timeout) then blocks the CPU and raises on timeout, and
+        # no watchdog runs (it would end the process instead of the call raising DistributedError)
+        os.environ["TORCH_NCCL_BLOCKING_WAIT"] = "1"
+        # every transfer is one send or recv in the schedule's order, on purpose: don't warn about it
+        os.environ.setdefault("TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING", "0")
         gpu = torch.device(device)
-        torch.cuda.set_device(gpu)
+        if rank != 0:
+            torch.cuda.set_device(gpu)
         options = dist.ProcessGroupNCCL.Options()
         options._timeout = startup
-        group = dist.ProcessGroupNCCL(prefixed, rank, world, options)
-        group.eager_connect_single_device(gpu)
+        with torch.cuda.device(gpu):
+            group = dist.ProcessGroupNCCL(prefixed, rank, world, options)
+            group.eager_connect_single_device(gpu)
     else:
         group = dist.ProcessGroupGloo(prefixed, rank, world, startup)
     group.set_timeout(datetime.timedelta(seconds=timeout_s))  # rendezvous may take long; transfers may not
@@ -311,8 +325,8 @@ def worker_main() -> None:
         _worker(RankPlan.from_json(cfg["plan"]), cfg["rank"], cfg["directory"], cfg["backend"], cfg["threads"],
                 cfg["port"], cfg["timeout_s"])
     except Exception as e:  # rank 0 went away or timed out: leave quietly, it reports the failure
-        print(f"parnet rank {cfg['rank']}: stopping: {str(e).splitlines()[0][:200]}", file=sys.stderr)
-        sys.exit(1)
+        print(f"parnet rank {cfg['rank']}: stopping: {_first_line(e)}", file=sys.stderr, flush=True)
+        os._exit(1)  # no interpreter teardown: a process group's destructor could wait for peers that are gone
 
 
 def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: int | None, port: int,
@@ -330,11 +344,13 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
         raise
     store.set(_ready_key(rank), b"1")  # rank 0 connects only when every rank got this far
     program.group = group = _data_group(store, rank, plan.world, plan.device_of[rank], timeout_s)
+    stopped = False
     try:
         call = 0
         while True:
             store.wait([_call_key(call)], IDLE_FOREVER)  # raises when rank 0 (the store) is gone
             if store.get(_call_key(call)) == STOP:
+                stopped = True
                 break
             try:
                 program.run(None, STARTUP if call == 0 else None)
@@ -343,7 +359,8 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
                 raise
             call += 1
     finally:
-        _shutdown(group)
+        # a clean NCCL shutdown waits for every peer's: only when rank 0 asked for it
+        _shutdown(group, abort=not stopped)
 
 
 class DistributedExecutor:
@@ -472,10 +489,13 @@ class DistributedExecutor:
             if self._closed:
                 return
             self._closed = True
+            self._check_alive()  # a worker that died while idle: abort, not a shutdown that waits for it
             try:
                 if not self.broken:
                     self.store.set(_call_key(self.calls), STOP)
                 _shutdown(self.group, abort=self.broken is not None)
+            except Exception as e:  # the workers are stopped below either way
+                print(f"parnet: closing the process group: {_first_line(e)}", file=sys.stderr)
             finally:
                 deadline = time.monotonic() + (0 if self.broken else CLOSE_TIMEOUT_S)
                 for p in self.procs:

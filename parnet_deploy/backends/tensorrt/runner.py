@@ -55,9 +55,11 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs a GPU
                 self.context.set_tensor_address(name, self.buffers[name].data_ptr())
 
     def enqueue(self, stream) -> None:
-        """Queue one run on ``stream`` (the :class:`~..cuda_streams.StreamRunner` interface)."""
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeFailure(f"TensorRT execution of {self.spec.name} failed")
+        """Queue one run on ``stream`` (the :class:`~..cuda_streams.StreamRunner` interface), with the
+        engine's GPU current whatever the caller's is."""
+        with self.torch.cuda.device(self.device):
+            if not self.context.execute_async_v3(stream.cuda_stream):
+                raise RuntimeFailure(f"TensorRT execution of {self.spec.name} failed")
 
     def infer_tensors(self, feeds: dict[str, object]) -> dict[str, object]:
         """Device tensors in and out (the :class:`DeviceRunner` interface): no trip through the host."""
