@@ -107,6 +107,11 @@ class RankPlan:
     def nccl(self) -> bool:
         return all(d.startswith("cuda") for d in self.device_of.values())
 
+    @property
+    def broadcasts_image(self) -> bool:
+        """Rank 0 holds the image; it is broadcast when a subgraph on another rank reads it."""
+        return any(self.rank_of[c] != 0 for c in self.export.dag.consumers(self.export.input.name))
+
     def tags(self) -> dict[str, int]:
         """A message tag per tensor that crosses ranks."""
         names = [t.name for s in self.export.subgraphs for t in s.inputs + s.outputs]
@@ -192,8 +197,7 @@ def schedule(plan: RankPlan) -> tuple[tuple[tuple[Transfer, ...], tuple[str, ...
     image = export.input.name
     specs = {s.name: s for s in export.subgraphs}
     producer = {t.name: plan.rank_of[s.name] for s in export.subgraphs for t in s.outputs}
-    broadcast = any(plan.rank_of[c] != 0 for c in dag.consumers(image))
-    have = {r: ({image} if r == 0 or broadcast else set()) for r in range(plan.world)}
+    have = {r: ({image} if r == 0 or plan.broadcasts_image else set()) for r in range(plan.world)}
     steps = []
     for level in dag.levels():
         transfers = []
@@ -231,8 +235,6 @@ class _RankProgram:
                                 f"take host arrays only; use the torch or tensorrt backend")
         self.tags = plan.tags()
         self.steps = schedule(plan)
-        image = self.export.input.name
-        self.broadcast_image = any(plan.rank_of[c] != 0 for c in self.export.dag.consumers(image))
         self.specs = {t.name: t for s in self.export.subgraphs for t in s.inputs + s.outputs}
         self.subgraphs = {s.name: s for s in self.export.subgraphs}
 
@@ -266,7 +268,7 @@ class _RankProgram:
         values: dict = {}
         if self.rank == 0:
             values[name] = self.torch.from_numpy(np.ascontiguousarray(image)).to(self.device, self._dtype(name))
-        if self.broadcast_image:
+        if self.plan.broadcasts_image:
             buf = values[name] if self.rank == 0 else self._empty(name)
             self.group.broadcast([buf]).wait(timeout)
             values[name] = buf
@@ -336,12 +338,19 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
     store = dist.TCPStore("127.0.0.1", port, plan.world, False,
                           timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
     try:
-        program = _RankProgram(plan, rank, None, _load_runners(plan, rank, Path(directory), backend, threads),
-                               timeout_s)
-        program.warm_up()
-    except Exception as e:  # rank 0 reports it: its message, not just an exit code
-        store.set(_error_key(rank), _first_line(e))
+        _serve(plan, rank, store, _load_runners(plan, rank, Path(directory), backend, threads), timeout_s)
+    except Exception as e:  # rank 0 reports it: this rank's message, not just an exit code
+        try:
+            store.set(_error_key(rank), _first_line(e))
+        except Exception:  # rank 0 (the store) is gone: nobody to tell
+            pass
         raise
+
+
+def _serve(plan: RankPlan, rank: int, store, runners: dict, timeout_s: float) -> None:
+    """Warm up, report ready, connect, then run calls until rank 0 says stop."""
+    program = _RankProgram(plan, rank, None, runners, timeout_s)
+    program.warm_up()
     store.set(_ready_key(rank), b"1")  # rank 0 connects only when every rank got this far
     program.group = group = _data_group(store, rank, plan.world, plan.device_of[rank], timeout_s)
     stopped = False
@@ -352,11 +361,7 @@ def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: in
             if store.get(_call_key(call)) == STOP:
                 stopped = True
                 break
-            try:
-                program.run(None, STARTUP if call == 0 else None)
-            except Exception as e:
-                store.set(_error_key(rank), _first_line(e))
-                raise
+            program.run(None, STARTUP if call == 0 else None)
             call += 1
     finally:
         # a clean NCCL shutdown waits for every peer's: only when rank 0 asked for it
@@ -418,13 +423,17 @@ class DistributedExecutor:
         keys = [_ready_key(r) for r in range(1, self.plan.world)]
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not self.store.check(keys):
-            dead = [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
+            dead = self._exited()
             if dead:
                 raise DistributedError(f"distributed start-up failed: rank {dead[0][0]} exited (code {dead[0][1]}) "
                                        f"while loading: {self._worker_error() or 'its message is above'}")
             if time.monotonic() > deadline:
                 raise DistributedError(f"distributed start-up failed: ranks not ready within {STARTUP_TIMEOUT_S:g} s")
             time.sleep(0.02)
+
+    def _exited(self) -> list[tuple[int, int]]:
+        """(rank, exit code) of every worker that has exited."""
+        return [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
 
     def _worker_error(self) -> str | None:
         """What a worker reported before it stopped (it writes its exception's first line to the store)."""
@@ -441,7 +450,7 @@ class DistributedExecutor:
         worker that long to be reaped, so the message names the rank and not the socket error."""
         deadline = time.monotonic() + grace_s
         while True:
-            dead = [(r, p.returncode) for r, p in enumerate(self.procs, start=1) if p.poll() is not None]
+            dead = self._exited()
             if dead or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
