@@ -12,12 +12,14 @@ Rows (fp32, and fp16 where it says so):
   runtime 3 streams (+ graph)  the export's subgraphs, one CUDA stream each, shared stem
   tensorrt ...              the same two, on TensorRT engines, when TensorRT imports
 
-fp32 is IEEE fp32 (TF32 off for cuDNN and cuBLAS). GPU time is CUDA events on the stream that runs the call, first start to last done (host wall
-time is recorded beside it). Rows are measured in rounds, interleaved, so drift hits them alike;
-compare ratios within one run. Weights are random (latency does not depend on them); every row's
-logits are checked against the unfused fp32 model before timing. Without a graph, the streams
-row's per-stream CUDA events say whether the streams overlapped (``overlap``: summed stream time
-over the span from the first stream's start to the last one's end; 1.0 = one after another).
+fp32 is IEEE fp32 (TF32 off for cuDNN and cuBLAS). GPU time is CUDA events on the stream that
+runs the call, first start to last done (host wall time is recorded beside it). Rows are measured
+in rounds, interleaved, so drift hits them alike; compare ratios within one run. Weights are random
+(latency does not depend on them); every row's logits are checked against the unfused fp32 model
+before timing (the CPU comparison's tolerance per precision; TensorRT fp32 allows TF32's 1e-3), and
+a row that disagrees stops the run. Without a graph, the streams row's per-stream CUDA events say
+whether the streams overlapped (``overlap``: summed stream time over the span from the first
+stream's start to the last one's end; 1.0 = one after another).
 
 Writes <output>/gpu_table3_<gpu>.{json,md}. Needs a CUDA device and a CUDA build of PyTorch.
 """
@@ -41,6 +43,7 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 FUSED_TARGET = 1.38  # the paper's fused speed-up (deploy + graph vs unfused, ParNet-L)
 STREAMS_TARGET = 0.9  # 3 streams + graph over whole + graph
+TENSORRT_FP32_RTOL = 1e-3  # TensorRT builds fp32 engines with TF32 convolutions by default
 
 
 @dataclass
@@ -56,9 +59,18 @@ class Row:
     stages: list = field(default_factory=list)  # per call, for the streams rows without a graph
 
 
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+def checked_error(name: str, precision: str, logits, reference, tensorrt: bool = False) -> float:
+    """The row's max relative error against the unfused fp32 logits; a row beyond its precision's
+    tolerance (the CPU comparison's) is refused before anything is timed."""
+    from parnet_deploy.bench.compare import RTOL
+    from parnet_deploy.compare import compare
+    from parnet_deploy.errors import VerificationError
+
+    rtol = TENSORRT_FP32_RTOL if tensorrt and precision == "fp32" else RTOL[precision]
+    check = compare(name, {"logits": np.asarray(logits, np.float32)}, {"logits": reference}, rtol)
+    if not check.passed:
+        raise VerificationError(f"{name} disagrees with the unfused fp32 model:\n{check.report()}")
+    return check.outputs[0].max_rel
 
 
 def direct_row(name, arch, precision, module, x, graph: bool, reference) -> Row:
@@ -72,7 +84,7 @@ def direct_row(name, arch, precision, module, x, graph: bool, reference) -> Row:
         for _ in range(10):  # cuDNN picks its algorithms; allocations settle
             out = module(x)
     stream.synchronize()
-    err = rel_err(out.float().cpu(), reference)
+    err = checked_error(name, precision, out.float().cpu().numpy(), reference)
     call: Callable[[], object]
     if graph:
         g = torch.cuda.CUDAGraph()
@@ -96,14 +108,15 @@ def direct_row(name, arch, precision, module, x, graph: bool, reference) -> Row:
     return Row(name, arch, precision, run, max_rel_err=err)
 
 
-def runtime_row(name, arch, precision, directory, image, reference, **load) -> Row:
+def runtime_row(name, arch, precision, directory, image, reference, tensorrt=False, **load) -> Row:
     """An export or engine directory through the runtime; GPU time from its executor's CUDA events."""
     from parnet_deploy import runtime
 
     runner = runtime.load(directory, **load)
     for _ in range(10):
         out = runner(image)
-    row = Row(name, arch, precision, lambda: (0.0, 0.0), runner.close, max_rel_err=rel_err(out, reference))
+    row = Row(name, arch, precision, lambda: (0.0, 0.0), runner.close,
+              max_rel_err=checked_error(name, precision, out, reference, tensorrt))
 
     def run() -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -172,7 +185,8 @@ def make_rows(arch: str, resolution: int, workdir: Path, log) -> list[Row]:
             for mode, label in (("whole", "whole"), ("streams", "3 streams")):
                 for graph in (False, True):
                     rows.append(runtime_row(f"tensorrt {label}{' + graph' if graph else ''} {precision}", arch,
-                                            precision, engines, image, reference, mode=mode, cuda_graph=graph))
+                                            precision, engines, image, reference, tensorrt=True, mode=mode,
+                                            cuda_graph=graph))
     return rows
 
 

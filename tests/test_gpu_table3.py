@@ -73,3 +73,17 @@ def test_targets_and_report():
 def test_refuses_without_a_gpu(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), "--output", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "needs a CUDA device" in r.stderr and not list(tmp_path.iterdir())
+
+
+def test_rows_that_disagree_are_refused_before_timing():
+    import numpy as np
+
+    from parnet_deploy.errors import VerificationError
+
+    reference = np.array([[1.0, -2.0, 4.0]], np.float32)
+    assert table3.checked_error("r", "fp32", reference * (1 + 5e-5), reference) == pytest.approx(5e-5, rel=1e-2)
+    with pytest.raises(VerificationError, match="r disagrees with the unfused fp32 model"):
+        table3.checked_error("r", "fp32", reference * (1 + 5e-4), reference)  # TF32-sized error on an fp32 row
+    assert table3.checked_error("trt", "fp32", reference * (1 + 5e-4), reference, tensorrt=True) > 0
+    with pytest.raises(VerificationError):
+        table3.checked_error("h", "fp16", reference * 1.05, reference)
