@@ -24,6 +24,26 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def threaded_mismatches(call, expected: dict, calls: int) -> list:
+    """One thread per key of ``expected`` calls ``call(key)`` ``calls`` times; the keys whose result
+    was ever not bitwise equal to ``expected[key]``."""
+    import threading
+
+    mismatches = []
+
+    def work(key):
+        for _ in range(calls):
+            if not np.array_equal(call(key), expected[key]):
+                mismatches.append(key)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in expected]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return mismatches
+
+
 def rel_err(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.abs(a - b).max() / np.abs(b).max())

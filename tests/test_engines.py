@@ -27,11 +27,15 @@ from conftest import TINY, randomize_bn, rel_err
 RES = (64, 64)
 
 
+def _model():
+    torch.manual_seed(0)
+    return randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY), seed=11)
+
+
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("eng")
-    torch.manual_seed(0)
-    model = randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY), seed=11)
+    model = _model()
     return root, {split: export_model(model, ExportConfig(output=root / "export", name=split, resolution=RES,
                                                           split=split, verify=False), log=lambda _: None)[0]
                   for split in ("replicated", "shared")}
@@ -272,9 +276,7 @@ def test_distributed_fp16_export_keeps_the_manifest_dtypes(exports, tmp_path):
     """A runner may compute in float32 (torch) or float16 (onnxruntime); what crosses ranks is the
     manifest's float16 on both sides (float32 into a float16 buffer aborted gloo)."""
     _, dirs = exports
-    torch.manual_seed(0)
-    model = randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY), seed=11)
-    d = export_model(model, ExportConfig(output=tmp_path, name="fp16", resolution=RES, split="shared",
+    d = export_model(_model(), ExportConfig(output=tmp_path, name="fp16", resolution=RES, split="shared",
                                          precision="fp16", verify=False), log=lambda _: None)[0]
     whole = runtime.load(d)
     for backend in ("onnxruntime", "torch"):

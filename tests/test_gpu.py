@@ -21,12 +21,16 @@ from conftest import randomize_bn, rel_err
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
+def _export(root, precision="fp32"):
     torch.manual_seed(0)
     model = randomize_bn(pd.create_model("parnet_cifar_s", planes=(8, 16, 32, 32)))
-    return export_model(model, ExportConfig(output=tmp_path_factory.mktemp("gpu"), name="m", split="shared",
+    return export_model(model, ExportConfig(output=root, name=precision, split="shared", precision=precision,
                                             verify=False), log=lambda _: None)[0]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return _export(tmp_path_factory.mktemp("gpu"))
 
 
 @pytest.mark.parametrize("mode", ["whole", "streams"])
@@ -182,10 +186,7 @@ def test_tensorrt_builds_parse_and_run(export_dir, int8_dir, tmp_path, precision
 
     source = export_dir
     if precision == "fp16":
-        torch.manual_seed(0)
-        model = randomize_bn(pd.create_model("parnet_cifar_s", planes=(8, 16, 32, 32)))
-        source = export_model(model, ExportConfig(output=tmp_path, name="fp16", split="shared", precision="fp16",
-                                                  verify=False), log=lambda _: None)[0]
+        source = _export(tmp_path, "fp16")
     if precision == "int8":
         source = int8_dir
         q = onnx.load(source / "model.onnx")

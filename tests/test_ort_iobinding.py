@@ -1,7 +1,6 @@
 """ONNX Runtime's IO binding runner (what the backend uses on CUDA), exercised on the CPU provider:
 bound once, pooled per concurrent call, outputs not aliased to the reused buffers."""
 
-import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +13,7 @@ from parnet_deploy.backends.onnxruntime.iobinding import IoBindingRunner, pinned
 from parnet_deploy.backends.onnxruntime.runner import create_session, ort
 from parnet_deploy.export import ExportConfig, export_model
 
-from conftest import randomize_bn
+from conftest import randomize_bn, threaded_mismatches
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +50,7 @@ def test_concurrent_calls_take_their_own_binding(stem):
     runner = IoBindingRunner(session, spec, "cpu", 0)
     name, out = spec.inputs[0].name, spec.outputs[0].name
     expected = {s: session.run([out], {name: _x(spec, s)})[0] for s in range(4)}
-    errors = []
-
-    def work(seed):
-        for _ in range(25):
-            got = runner.infer({name: _x(spec, seed)})[out]
-            if not np.array_equal(got, expected[seed]):
-                errors.append(seed)
-
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = threaded_mismatches(lambda seed: runner.infer({name: _x(spec, seed)})[out], expected, calls=25)
     assert not errors and 1 <= runner.bindings_made <= 4
 
 

@@ -1,5 +1,4 @@
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from parnet_deploy.errors import ExportError, RunnerClosedError, UserError
 from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.runtime.executors import StreamsExecutor
 
-from conftest import TINY, randomize_bn, rel_err
+from conftest import TINY, randomize_bn, rel_err, threaded_mismatches
 
 RES = (64, 64)
 
@@ -82,18 +81,7 @@ def test_auto_workers_keep_two_threads_per_subgraph():
 def test_one_runner_from_many_threads(export_dirs):
     run = runtime.load(export_dirs["shared"], mode="streams", threads=2)
     expected = {s: run(_x(s)) for s in range(4)}
-    errors = []
-
-    def worker(seed):
-        for _ in range(5):
-            if not np.array_equal(run(_x(seed)), expected[seed]):
-                errors.append(seed)
-
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = threaded_mismatches(lambda seed: run(_x(seed)), expected, calls=5)
     run.close()
     assert errors == []
 
