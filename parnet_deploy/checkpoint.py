@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .artifacts.files import as_new_file
 from .errors import CheckpointError, ConfigError
 from .models import ParNet, ParNetConfig, list_models, model_config
 from .reparam import official_fuse, reparameterize
@@ -101,10 +102,16 @@ def _is_state_dict(obj: Any) -> bool:
 _CONV_KEYS = (".block.rbr_dense.conv.weight", ".block.reparam_conv.weight", ".block.rbr_reparam.weight")
 
 
+def _rows(state: Mapping[str, torch.Tensor], key: str) -> int:
+    if state[key].dim() == 0:
+        raise CheckpointError(f"not a ParNet checkpoint: {key} is a scalar")
+    return state[key].shape[0]
+
+
 def _out_channels(state: Mapping[str, torch.Tensor], prefix: str) -> int:
     for suffix in _CONV_KEYS + (".conv.weight",):
         if prefix + suffix in state:
-            return state[prefix + suffix].shape[0]
+            return _rows(state, prefix + suffix)
     raise CheckpointError(f"not a ParNet checkpoint: no weights under {prefix!r}")
 
 
@@ -113,17 +120,31 @@ def _count(state: Mapping[str, torch.Tensor], prefix: str) -> int:
     return max(idx) + 1 if idx else 0
 
 
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+
+def _check_minimal_keys(state: Mapping[str, torch.Tensor], small: bool) -> None:
+    """Every ParNet of this family and form holds the keys of the one with no stream blocks: name
+    those the state_dict lacks (the inference below could only say where it stopped)."""
+    minimal = ParNetConfig(planes=(2, 2, 2, 2), num_blocks=(1, 1, 1, 1), small_input=small)
+    missing = [k for k in _meta_model(minimal, _form_of_keys(state)).state_dict() if k not in state]
+    if missing:
+        raise CheckpointError(f"not a ParNet checkpoint: missing {len(missing)} keys: {_few(missing)}")
+
+
 def infer_config(state: Mapping[str, torch.Tensor], act: str) -> ParNetConfig:
     """Planes, blocks, classes and variant family from the tensor shapes of a state_dict."""
     if "head.fc.weight" not in state:
         raise CheckpointError("not a ParNet checkpoint: no 'head.fc.weight' (keys start with "
                               f"{', '.join(sorted(state)[:3])}, ...)")
     small = "combine.3.conv.weight" in state
+    _check_minimal_keys(state, small)
     n_stem = _count(state, "inits.0.")
     planes = (_out_channels(state, f"inits.0.{n_stem - 1}"), _out_channels(state, "inits.1"),
               _out_channels(state, "inits.2"), _out_channels(state, "combine.3"))
     blocks = tuple(_count(state, f"streams.{k}.") + 1 for k in range(3)) + (1,)
-    num_classes = state["head.fc.weight"].shape[0]
+    num_classes = _rows(state, "head.fc.weight")
     for name in list_models():
         ref = model_config(name)
         if (ref.planes, ref.num_blocks, ref.small_input) == (planes, blocks, small):
@@ -151,23 +172,55 @@ def _to_form(model: ParNet, form: str) -> ParNet:
     return model
 
 
-def _load_state(model: ParNet, state: dict[str, torch.Tensor], path: Path) -> None:
+def _meta_model(config: ParNetConfig, form: str) -> ParNet:
+    """The model ``config`` describes, in ``form``, on the meta device: every shape, no memory."""
+    with torch.device("meta"):
+        return _to_form(ParNet(config), form)
+
+
+# what a file holds beyond its tensors' bytes is positive (headers, names, pickle), so this only
+# absorbs rounding; 1 MiB of float32 weights is harmless however the file lies
+SIZE_SLACK_BYTES = 1 << 20
+
+
+def _check_size(model: ParNet, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """A file cannot hold more weight bytes than its size, but its tensors can claim any shape (a
+    stride-0 view of one number pickles as one number), and so the config that matches them: the
+    model's size, counted on the meta device, is bounded by the file's before anything is allocated."""
+    own = model.state_dict()
+    numel = sum(v.numel() for v in own.values())
+    need = sum(state[k].numel() * state[k].element_size() for k in own)  # the keys and shapes match by now
+    size = path.stat().st_size
+    if need > size + SIZE_SLACK_BYTES:
+        c = model.config
+        raise CheckpointError(
+            f"{path}: refused: its config (planes {list(c.planes)}, blocks {list(c.num_blocks)}, "
+            f"{c.num_classes} classes) implies {numel:,} weights ({need:,} bytes), more than the "
+            f"{size:,}-byte file can hold")
+
+
+def _load_state(model: ParNet, state: dict[str, torch.Tensor], path: Path) -> ParNet:
+    """Check ``state`` against the meta-device ``model`` (keys, shapes, then the bytes they claim against
+    the file's size); only then allocate the model and fill it."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    few = lambda keys: ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
     if missing or unexpected:
-        parts = ([f"missing keys: {few(missing)}"] if missing else []) + (
-            [f"unexpected keys: {few(unexpected)}"] if unexpected else [])
+        parts = ([f"missing keys: {_few(missing)}"] if missing else []) + (
+            [f"unexpected keys: {_few(unexpected)}"] if unexpected else [])
         raise CheckpointError(f"{path}: does not fit {model.config.arch}: " + "; ".join(parts))
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
     if bad:
-        raise CheckpointError(f"{path}: shape mismatch (checkpoint vs model): {few(bad)}")
+        raise CheckpointError(f"{path}: shape mismatch (checkpoint vs model): {_few(bad)}")
+    _check_size(model, state, path)
     nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if nonfinite:
-        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {few(nonfinite)}; the model would "
+        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {_few(nonfinite)}; the model would "
                               f"output NaN")
+    # strict loading fills every parameter and buffer (BN statistics included) of the uninitialised memory
+    model.to_empty(device="cpu")
     model.load_state_dict(state, strict=True)
+    return model
 
 
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None, act: str | None = None,
@@ -190,7 +243,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, act: str |
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         try:
             config = ParNetConfig.from_dict(dict(obj["config"]))
-        except (ConfigError, KeyError, TypeError) as e:
+        except (ConfigError, KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: bad recorded config: {e}") from e
         if act is not None and act != config.act:
             raise CheckpointError(f"{path}: records act={config.act!r}; refusing to run it with act={act!r}")
@@ -219,11 +272,10 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, act: str |
                      "which the released code builds. Pass act='silu' to override.", path.name)
         try:
             config = infer_config(state, act) if arch is None else model_config(
-                arch, act=act, num_classes=state.get("head.fc.weight", torch.empty(1000)).shape[0])
-        except ConfigError as e:
+                arch, act=act, num_classes=_rows(state, "head.fc.weight") if "head.fc.weight" in state else 1000)
+        except (ConfigError, CheckpointError) as e:  # infer_config's own errors do not know the path
             raise CheckpointError(f"{path}: {e}") from e
-    model = _to_form(ParNet(config), _form_of_keys(state))
-    _load_state(model, state, path)
+    model = _load_state(_meta_model(config, _form_of_keys(state)), state, path)
     return model.eval()
 
 
@@ -241,10 +293,12 @@ def save_checkpoint(model: ParNet, path: str | os.PathLike) -> Path:
             from safetensors.torch import save_file
 
             save_file(state, tmp, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION),
-                                            "config": json.dumps(model.config.to_dict()), "form": form})
+                                            "config": json.dumps(model.config.to_dict(), allow_nan=False),
+                                            "form": form})
         else:
             torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
                         "form": form, "state_dict": state}, tmp)
+        as_new_file(tmp)  # mkstemp makes 0600; a checkpoint should look like any other new file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,15 +1,17 @@
 """The native C library (capi/): built and installed with CMake, used by C clients compiled
 against the installed package through both find_package and pkg-config.
 
-Outputs equal the Python runtime on the same backend, misuse returns statuses, lying or
-tampered directories are refused, threads are bitwise stable, and the whole client runs
-clean under valgrind (leaks included) and under AddressSanitizer + UBSan.
+Outputs equal the Python runtime on the same backend, misuse returns statuses (strides whose
+image cannot exist, non-finite inputs included), lying or tampered directories and the crafted
+manifests of crafted_manifests.py are refused in one-line messages, threads are bitwise stable,
+and the whole client runs clean under valgrind (leaks included) and under AddressSanitizer + UBSan.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +29,7 @@ from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
 
 from conftest import randomize_bn, rel_err
+from crafted_manifests import CRAFTED, MAX_DEPTH, nested
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = [shutil.which(t) for t in ("cmake", "cc", "c++", "pkg-config")]
@@ -107,7 +110,8 @@ def test_library_has_no_python_and_exports_only_the_c_api(installed):
                              check=True).stdout.split()
     exported = sorted(s for s in symbols if s.startswith("prt_"))
     header = (installed / "include" / "parnet_rt.h").read_text()
-    assert exported and all(f"{s}(" in header for s in exported)
+    declared = sorted(re.findall(r"^[a-z][\w ]*\*?(prt_\w+)\(", header, re.M))
+    assert "prt_preprocess_u8_len" in declared and exported == declared, (exported, declared)
     assert not [s for s in symbols if s.startswith("_Z")], "C++ symbols leak out of the library"
 
 
@@ -248,7 +252,7 @@ def _symlink(d: Path, target: Path) -> None:
 
 def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
     """(directory, options, status, text) for every lie a manifest or directory can tell."""
-    fp32, engines = artifacts["fp32"], artifacts["engines"]
+    fp32, fp16, engines = artifacts["fp32"], artifacts["fp16"], artifacts["engines"]
     cases: list[tuple[str, str, int, str]] = []
 
     def add(name, change, status, text, options="-", src=fp32, manifest="manifest.json"):
@@ -258,6 +262,10 @@ def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
     add("wide_output", lambda m, d: m["whole"]["outputs"][0].update(shape=[1, 1000]), INCOMPATIBLE, "the manifest says")
     add("stream_lie", lambda m, d: m["subgraphs"][1]["inputs"][0].update(shape=[1, 8, 16, 16]), INCOMPATIBLE,
         "the manifest says", options="mode=streams")
+    for name, src, options, where, key, dtype in _dtype_lies(artifacts):
+        add(name, lambda m, d, where=where, key=key, dtype=dtype: _tensor(m, where, key).update(dtype=dtype),
+            INCOMPATIBLE, f"the manifest says {dtype}", options=options, src=src,
+            manifest="engines.json" if src == engines else "manifest.json")
     add("unlisted", lambda m, d: m["files"].pop("model.onnx"), INCOMPATIBLE, "no entry for the subgraph file")
     add("escape", lambda m, d: m["whole"].update(file="../fp32/model.onnx"), INCOMPATIBLE, "not a valid name")
     add("escape_files", lambda m, d: m["files"].update({"../x": m["files"]["model.onnx"]}), INCOMPATIBLE,
@@ -297,6 +305,58 @@ def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
     return cases
 
 
+def _tensor(m: dict, where: tuple, key: str) -> dict:
+    """m[where...][key][0]: a tensor of a subgraph (an engines.json's export view too)."""
+    for k in where:
+        m = m[k]
+    return m[key][0]
+
+
+def _dtype_lies(artifacts) -> list[tuple[str, Path, str, tuple, str, str]]:
+    """(name, source, options, subgraph path, inputs|outputs, dtype) for each dtype lie: the graph's
+    float32 ends called float16, an fp16 export's float16 inner tensors called float32."""
+    fp32, fp16, engines = artifacts["fp32"], artifacts["fp16"], artifacts["engines"]
+    return [("dtype_output", fp32, "-", ("whole",), "outputs", "float16"),
+            ("dtype_input", fp32, "-", ("whole",), "inputs", "float16"),
+            ("dtype_fp16_inner", fp16, "mode=streams", ("subgraphs", 1), "inputs", "float32"),
+            ("dtype_fp16_stem", fp16, "mode=streams", ("subgraphs", 0), "outputs", "float32"),
+            ("dtype_engines", engines, "-", ("export", "whole"), "outputs", "float16")]
+
+
+def test_fp16_exports_declare_float16_inner_tensors(artifacts):
+    """What the dtype check compares: an fp16 export's subgraphs pass float16 tensors between them
+    (declared so, truthfully), its graph input and output stay float32."""
+    m = load_manifest(artifacts["fp16"])
+    inner = {t.dtype for s in m.subgraphs for t in (*s.inputs, *s.outputs) if t.name not in ("image", "logits")}
+    assert inner == {"float16"} and m.input.dtype == m.output.dtype == "float32"
+
+
+# What a one-line message shows of the name a crafted manifest injects (text after a NUL survives).
+ESCAPED = {"nul_in_tensor_name": "logits\\x00after", "newline_in_tensor_name": "logits\\x0aafter",
+           "nul_in_subgraph_name": "stem\\x00after", "newline_in_subgraph_name": "stem\\x0d\\x0aafter",
+           "newline_in_file_name": "model\\x0aafter.onnx", "duplicate_key": "'schema_version' appears twice",
+           "nesting_just_too_deep": "nested deeper than 64", "nesting_two_million_deep": "nested deeper than 64",
+           "bom": "byte order mark", "trailing_nul": "a NUL byte at offset", "nul_then_anything": "a NUL byte"}
+
+
+def _crafted(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
+    """(directory, options, status, text) for each of CRAFTED, and a manifest nested exactly
+    MAX_DEPTH deep that opens."""
+    fp32 = artifacts["fp32"]
+    valid = (fp32 / "manifest.json").read_bytes()
+    cases = []
+    for name, mutate in [*CRAFTED, ("deepest_allowed", nested(MAX_DEPTH))]:
+        shutil.copytree(fp32, root / name)
+        (root / name / "manifest.json").write_bytes(mutate(valid))
+        status = OK if name == "deepest_allowed" else INCOMPATIBLE
+        cases.append((str(root / name), "-", status, ESCAPED.get(name, "manifest.json")))
+    return cases
+
+
+def test_crafted_manifests_are_refused_in_one_line(client, artifacts, tmp_path):
+    _run(client, *[a for case in _crafted(artifacts, tmp_path) for a in ("--", "status", *map(str, case))][1:])
+
+
 def test_lying_and_tampered_directories_are_refused(client, artifacts, tmp_path, monkeypatch):
     args = []
     for d, options, status, text in _lies(artifacts, tmp_path):
@@ -322,14 +382,25 @@ def test_sparse_and_oversized_files_cost_no_memory(client, artifacts, tmp_path):
     _run(client, *args, "peak", str(256 << 10))
 
 
+def _preprocess_args(d: Path, tmp: Path) -> list[str]:
+    """A preprocess command on a padded 32x32 image (prt_preprocess_u8_len on exactly its span)."""
+    stride = 3 * 32 + 5
+    np.random.default_rng(3).integers(0, 256, (32, stride), dtype=np.uint8).tofile(tmp / "img.u8")
+    return ["--", "preprocess", str(d), str(tmp / "img.u8"), "32", "32", str(stride), "1", str(tmp / "x_pre.f32")]
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
 def test_client_is_clean_under_valgrind_leaks_included(client, artifacts, tmp_path):
     # no engine blob here: valgrind's virtual CPU has no AVX-512, so an AVX-512 blob is refused (correctly)
     d, x = artifacts["fp32"], tmp_path / "x.f32"
     _pattern((1, 3, 32, 32), 0).tofile(x)
+    lie = _edit(d, tmp_path / "dtype_lie", lambda m, _: m["whole"]["outputs"][0].update(dtype="float16"))
     r = _run(client, "misuse", str(d), "--", "run", str(d), "mode=streams;threads=4", str(x), str(tmp_path / "y"),
              "--", "threads", str(artifacts["int8"]), "threads=2", "3", "3",
              "--", "status", str(tmp_path / "nowhere"), "-", str(NOT_FOUND), "no such directory",
+             "--", "status", lie, "-", str(INCOMPATIBLE), "the manifest says float16",
+             *_preprocess_args(d, tmp_path),
+             *[a for case in _crafted(artifacts, tmp_path / "crafted") for a in ("--", "status", *map(str, case))],
              prefix=["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
                      "--show-leak-kinds=definite", "--suppressions=" + str(ROOT / "tests" / "capi" / "openvino.supp")],
              timeout=1200)
@@ -348,4 +419,6 @@ def test_client_is_clean_under_address_and_undefined_sanitizers(artifacts, tmp_p
     _run(exe, "misuse", str(d), "--", "run", str(d), "mode=streams;threads=4", str(x), str(tmp_path / "y"),
          "--", "threads", str(artifacts["int8"]), "mode=streams;threads=4", "4", "20",
          *[a for case in _lies(artifacts, tmp_path / "lies") for a in ("--", "status", *map(str, case))],
+         *_preprocess_args(d, tmp_path),
+         *[a for case in _crafted(artifacts, tmp_path / "crafted") for a in ("--", "status", *map(str, case))],
          env=env)

@@ -129,6 +129,22 @@ def test_bad_files(tmp_path, tiny_model):
         pd.load_checkpoint(tmp_path / "other.pt")
 
 
+def test_a_state_dict_without_the_keys_every_parnet_has_names_them(tmp_path, tiny_model):
+    torch.save({"head.fc.weight": torch.zeros(10, 96)}, tmp_path / "head.pt")
+    with pytest.raises(CheckpointError) as e:
+        pd.load_checkpoint(tmp_path / "head.pt")
+    assert str(e.value) == (f"{tmp_path / 'head.pt'}: not a ParNet checkpoint: missing 125 keys: "
+                            "inits.0.0.block.rbr_dense.conv.weight, inits.0.0.block.rbr_dense.bn.weight, "
+                            "inits.0.0.block.rbr_dense.bn.bias (+122 more)")
+    deploy = {k: v for k, v in pd.reparameterize(tiny_model).state_dict().items() if not k.startswith("inits.1.")}
+    torch.save(deploy, tmp_path / "deploy.pt")
+    with pytest.raises(CheckpointError) as e:  # named in the form the state_dict is in
+        pd.load_checkpoint(tmp_path / "deploy.pt")
+    assert str(e.value) == (f"{tmp_path / 'deploy.pt'}: not a ParNet checkpoint: missing 3 keys: "
+                            "inits.1.block.se.cvsig.conv.weight, inits.1.block.reparam_conv.weight, "
+                            "inits.1.block.reparam_conv.bias")
+
+
 def test_key_and_shape_mismatches_are_named(tmp_path, tiny_model):
     state = dict(tiny_model.state_dict())
     del state["streams.0.0.block.se.cvsig.conv.weight"]

@@ -62,6 +62,41 @@ def test_bad_options(kwargs, match):
         pd.create_model("parnet_s", **kwargs)
 
 
+@pytest.mark.parametrize("dropout", [2.5, -0.1, 1.0, float("nan"), float("inf"), 10 ** 400])
+def test_dropout_must_be_finite_and_in_range(dropout):
+    shown = "inf" if dropout == 10 ** 400 else repr(float(dropout))
+    message = f"dropout must be a finite number in [0, 1), got {shown}"
+    with pytest.raises(ConfigError) as e:
+        pd.ParNetConfig(planes=(8, 16, 32, 32), dropout=dropout)
+    assert str(e.value) == message
+    with pytest.raises(ConfigError) as e:
+        pd.models.model_config("parnet_l", dropout=dropout)  # the path every override takes
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dropout="0.1"), "dropout must be a number, got '0.1'"),
+    (dict(dropout=True), "dropout must be a number, got True"),
+    (dict(num_classes=10.0), "num_classes must be an integer, got 10.0"),
+    (dict(num_classes=True), "num_classes must be an integer, got True"),
+    (dict(planes=(8, 16, 32, 32.5)), "planes must be a list of 4 integers, got [8, 16, 32, 32.5]"),
+    (dict(num_blocks=5), "num_blocks must be a list of 4 integers, got 5"),
+    (dict(small_input=1), "small_input must be true or false, got 1"),
+    (dict(act=["relu"]), "act must be one of ('relu', 'silu'), got ['relu']"),
+    (dict(num_classes=10 ** 5000), "num_classes must be in 1..100000, got <a int too long to print>"),
+    (dict(planes=list(range(2, 10 ** 4, 2))), "planes must be 4 ints in 1..8192, got (2, 4, 6, 8, 10, 12, 14, "
+                                              "16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, ..."),
+])
+def test_config_fields_of_the_wrong_type_are_refused(kwargs, message):
+    with pytest.raises(ConfigError) as e:
+        pd.ParNetConfig(**({"planes": (8, 16, 32, 32)} | kwargs))
+    assert str(e.value) == message
+
+
+def test_valid_dropouts_are_kept():
+    assert [pd.ParNetConfig(planes=(8, 16, 32, 32), dropout=d).dropout for d in (0, 0.1, 0.999)] == [0.0, 0.1, 0.999]
+
+
 def test_unknown_model():
     with pytest.raises(ConfigError, match="unknown model 'parnet_q'; known: parnet_cifar_l"):
         pd.create_model("parnet_q")

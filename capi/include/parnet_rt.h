@@ -3,7 +3,10 @@
  *
  * ABI version 1. Functions are only ever added; existing signatures and status values
  * never change within a major version. Check prt_abi_version() == PRT_ABI_VERSION at start-up.
- * Library 0.2.0 added prt_preprocess_u8 (ABI 1 still: an addition, nothing changed).
+ * Library 0.2.0 added prt_preprocess_u8 (ABI 1 still: an addition, nothing changed). Library
+ * 0.3.0 added prt_preprocess_u8_len and the check_finite option (ABI 1 still); prt_infer now
+ * refuses non-finite input by default, prt_preprocess_u8 strides whose image cannot exist, and
+ * prt_open manifests that are not strict JSON or whose dtypes are not the model's.
  *
  * The library is native C++ on OpenVINO's runtime; no Python interpreter runs in the process.
  * It reads export directories (parnet-export, parnet-quantize: fp32, fp16, int8 Q/DQ ONNX) and
@@ -16,10 +19,13 @@
  *
  * Handles are opaque values, never reused: a closed handle passed again gives PRT_E_INVALID_ARG.
  *
- * Trust: a directory is untrusted input. prt_open checks the manifest's structure, that every
- * file it reads is a regular file listed in the manifest, directly inside the directory (no
- * links, no "..") with the recorded size and then sha256, and that the shapes the manifest
- * claims are the model's own; anything else is PRT_E_INCOMPATIBLE.
+ * Trust: a directory is untrusted input. prt_open checks that the manifest is strict JSON (UTF-8
+ * without a byte order mark, no NaN or Infinity, no key twice in an object, nested at most 64
+ * deep) and its structure, that every file it reads is a regular file listed in the manifest,
+ * directly inside the directory (no links, no "..") with the recorded size and then sha256, and
+ * that the shapes and dtypes the manifest claims are the model's own; anything else is
+ * PRT_E_INCOMPATIBLE. Text quoted from a manifest in messages is cut short and has every byte
+ * outside printable ASCII written as \xNN: a message is always one line.
  *
  * Threads: every function may be called from any thread. One handle may be shared by several
  * threads: concurrent prt_infer calls on it each take their own set of infer requests from a
@@ -42,10 +48,11 @@ typedef struct prt_runtime prt_runtime;
 
 typedef enum {
     PRT_OK = 0,
-    PRT_E_INVALID_ARG = 1,   /* NULL pointer, wrong length, bad option, path not UTF-8 */
+    PRT_E_INVALID_ARG = 1,   /* NULL pointer, wrong length, bad option, path not UTF-8, non-finite input,
+                                an image stride or length that cannot hold the image */
     PRT_E_NOT_FOUND = 2,     /* no export/engine directory at path, or a file listed in it is missing */
     PRT_E_INCOMPATIBLE = 3,  /* malformed or lying manifest, files that do not match it (size, hash, links),
-                                shapes the model does not have, engines built for another CPU/version/backend */
+                                shapes or dtypes the model does not have, engines built for another CPU/version/backend */
     PRT_E_RUNTIME = 4,       /* inference or model compilation failed */
     PRT_E_NO_MEMORY = 5
 } prt_status;
@@ -55,7 +62,7 @@ typedef enum {
     PRT_BGR = 1  /* pixel bytes in B, G, R order (OpenCV, most camera drivers) */
 } prt_channel_order;
 
-/* Library version, e.g. "0.2.0". */
+/* Library version, e.g. "0.3.0". */
 const char *prt_version(void);
 /* PRT_ABI_VERSION of the library actually loaded. */
 int prt_abi_version(void);
@@ -70,6 +77,10 @@ int prt_abi_version(void);
                      fp16 exports keep their own quantization / rounding). bf16 on a CPU needs native
                      bf16; f16 is for GPU/NPU. Engines: only their built precision.
      backend         openvino (the only backend of this library; kept for compatibility)
+     check_finite    1 (default) | 0: whether prt_infer refuses an input holding a NaN or an infinity
+                     (OpenVINO turns them into ordinary-looking logits). The check is one pass over
+                     the input; 0 skips it, for callers whose inputs are finite by construction
+                     (prt_preprocess_u8 output always is).
    Unknown keys, repeated keys or bad values give PRT_E_INVALID_ARG. On success *out is a new
    handle; on failure *out is NULL. */
 prt_status prt_open(const char *path, const char *options, prt_runtime **out);
@@ -81,15 +92,24 @@ prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]);
 
 /* Run one image. input: N*C*H*W floats (NCHW, normalised as the export's manifest says; see
    prt_preprocess_u8); output: N*classes floats. Lengths are element counts and must equal the
-   model's tensors exactly. */
+   model's tensors exactly. An input holding a NaN or an infinity is PRT_E_INVALID_ARG, the message
+   naming the first such index, unless the handle was opened with check_finite=0. */
 prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, float *output, size_t output_len);
 
 /* Turn an 8-bit HWC image (3 channels, `height` x `width` = the model's H x W, rows
    `row_stride` bytes apart, row_stride >= 3 * width; order: a prt_channel_order) into the NCHW float input:
    x[c][y][x] = (rgb[y][x][c] / 255 - mean[c]) / std[c] in float32, with the manifest's mean
-   and std; the same numbers as parnet-deploy's Python loaders. input_len must be C*H*W. */
+   and std; the same numbers as parnet-deploy's Python loaders. input_len must be C*H*W.
+   The image spans (height - 1) * row_stride + 3 * width bytes from `image`; a row_stride for which
+   that overflows (exceeds PTRDIFF_MAX) is PRT_E_INVALID_ARG. Prefer prt_preprocess_u8_len, which
+   also checks the span against the buffer's length. */
 prt_status prt_preprocess_u8(const prt_runtime *rt, const uint8_t *image, size_t height, size_t width,
                              size_t row_stride, int order, float *input, size_t input_len);
+
+/* prt_preprocess_u8 on a buffer of `image_len` bytes: PRT_E_INVALID_ARG unless the image's span,
+   (height - 1) * row_stride + 3 * width bytes, fits in it (the last row needs no padding). Since 0.3.0. */
+prt_status prt_preprocess_u8_len(const prt_runtime *rt, const uint8_t *image, size_t image_len, size_t height,
+                                 size_t width, size_t row_stride, int order, float *input, size_t input_len);
 
 /* Run `iterations` inferences on zeros (first calls allocate and tune). */
 prt_status prt_warmup(prt_runtime *rt, int iterations);

@@ -119,7 +119,7 @@ int ArtifactDir::open_file(const std::string &relative, const std::string &manif
     const std::string folder = slash == std::string::npos ? "" : relative.substr(0, slash);
     const std::string name = slash == std::string::npos ? relative : relative.substr(slash + 1);
     if ((slash != std::string::npos && !is_valid_name(folder)) || !is_valid_name(name))
-        fail(PRT_E_INCOMPATIBLE, path_ + ": " + manifest + " names a file outside the directory: '" + relative + "'");
+        fail(PRT_E_INCOMPATIBLE, path_ + ": " + manifest + " names a file outside the directory: '" + printable(relative) + "'");
     int dir = fd_;
     Fd sub{-1};
     if (!folder.empty()) {

@@ -13,7 +13,7 @@ namespace prt {
 struct Port {
     std::vector<std::string> names;  // every name the tensor has in the model
     std::vector<int64_t> shape;      // empty if the model's shape is not static
-    bool f32 = false;                // element type float32
+    std::string dtype;               // element type: float32, float16 (numpy's names), else the backend's
 };
 
 // One execution of a graph; owns its internal memory. Not thread-safe: one caller at a time.

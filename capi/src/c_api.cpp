@@ -1,5 +1,6 @@
 // The C ABI of parnet_rt.h: argument checks, handle registry, status and thread-local error.
 // Nothing may throw across this boundary.
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -22,9 +23,21 @@ namespace {
 
 thread_local std::string last_error;
 
+// Messages are one line of text: a control byte from anywhere (a path, an option, a reason
+// from OpenVINO) becomes \xNN. Text from files was made printable where it was quoted.
+std::string one_line(const std::string &message) {
+    std::string out;
+    for (char c : message) {
+        const auto b = static_cast<unsigned char>(c);
+        if (b >= 0x20 && b != 0x7f) out += c;
+        else out += prt::printable(std::string(1, c));
+    }
+    return out;
+}
+
 prt_status failed(prt_status status, const std::string &message) {
     try {
-        last_error = message;
+        last_error = one_line(message);
     } catch (...) {
         last_error.clear();
     }
@@ -71,6 +84,37 @@ prt_status copy_dims(const std::vector<int64_t> &shape, int64_t *dims, size_t co
     for (size_t i = 0; i < count; i++) dims[i] = shape[i];
     return PRT_OK;
 }
+
+// The checks of prt_preprocess_u8 and prt_preprocess_u8_len; `image_len`: SIZE_MAX if unknown.
+prt_status preprocess(const char *function, const prt_runtime *rt, const uint8_t *image, size_t image_len,
+                      size_t height, size_t width, size_t row_stride, int order, float *input, size_t input_len) {
+    const std::string f = function;
+    auto r = lookup(rt, function);
+    if (image == nullptr || input == nullptr) return failed(PRT_E_INVALID_ARG, f + ": image and input must not be NULL");
+    const auto &shape = r->input_shape();
+    const size_t h = static_cast<size_t>(shape[2]), w = static_cast<size_t>(shape[3]);
+    if (height != h || width != w)
+        return failed(PRT_E_INVALID_ARG, f + ": the image is " + std::to_string(height) + "x" + std::to_string(width) +
+                                             ", the model takes " + std::to_string(h) + "x" + std::to_string(w) +
+                                             " (resize first)");
+    if (row_stride < 3 * width) return failed(PRT_E_INVALID_ARG, f + ": row_stride must be at least 3 * width");
+    size_t span = 0;
+    if (!prt::image_span(h, w, row_stride, &span))
+        return failed(PRT_E_INVALID_ARG, f + ": row_stride " + std::to_string(row_stride) +
+                                             " is too large: (height - 1) * row_stride + 3 * width overflows");
+    if (span > image_len)
+        return failed(PRT_E_INVALID_ARG, f + ": the image spans " + std::to_string(span) +
+                                             " bytes ((height - 1) * row_stride + 3 * width), image_len is " +
+                                             std::to_string(image_len));
+    if (order != PRT_RGB && order != PRT_BGR) return failed(PRT_E_INVALID_ARG, f + ": order must be PRT_RGB or PRT_BGR");
+    if (input_len != 3 * h * w)
+        return failed(PRT_E_INVALID_ARG, f + ": expected input_len " + std::to_string(3 * h * w) + ", got " +
+                                             std::to_string(input_len));
+    prt::normalize_u8(image, h, w, row_stride, order == PRT_BGR, r->normalization(), input);
+    return PRT_OK;
+}
+
+std::string non_finite_text(float v) { return std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf"; }
 
 template <typename F>
 prt_status guarded(F &&body) {
@@ -128,6 +172,12 @@ prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, floa
             return failed(PRT_E_INVALID_ARG, "prt_infer: expected input_len " + std::to_string(r->input_len()) +
                                                  " and output_len " + std::to_string(r->output_len()) + ", got " +
                                                  std::to_string(input_len) + " and " + std::to_string(output_len));
+        if (r->check_finite()) {
+            const size_t i = prt::first_non_finite(input, input_len);
+            if (i < input_len)
+                return failed(PRT_E_INVALID_ARG, "prt_infer: input[" + std::to_string(i) + "] is " + non_finite_text(input[i]) +
+                                                     ": the input must be finite (open with check_finite=0 to skip this check)");
+        }
         r->infer(input, output);
         return PRT_OK;
     });
@@ -136,21 +186,15 @@ prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, floa
 prt_status prt_preprocess_u8(const prt_runtime *rt, const uint8_t *image, size_t height, size_t width,
                              size_t row_stride, int order, float *input, size_t input_len) {
     return guarded([&] {
-        auto r = lookup(rt, "prt_preprocess_u8");
-        if (image == nullptr || input == nullptr) return failed(PRT_E_INVALID_ARG, "prt_preprocess_u8: image and input must not be NULL");
-        const auto &shape = r->input_shape();
-        const size_t h = static_cast<size_t>(shape[2]), w = static_cast<size_t>(shape[3]);
-        if (height != h || width != w)
-            return failed(PRT_E_INVALID_ARG, "prt_preprocess_u8: the image is " + std::to_string(height) + "x" +
-                                                 std::to_string(width) + ", the model takes " + std::to_string(h) + "x" +
-                                                 std::to_string(w) + " (resize first)");
-        if (row_stride < 3 * width) return failed(PRT_E_INVALID_ARG, "prt_preprocess_u8: row_stride must be at least 3 * width");
-        if (order != PRT_RGB && order != PRT_BGR) return failed(PRT_E_INVALID_ARG, "prt_preprocess_u8: order must be PRT_RGB or PRT_BGR");
-        if (input_len != 3 * h * w)
-            return failed(PRT_E_INVALID_ARG, "prt_preprocess_u8: expected input_len " + std::to_string(3 * h * w) + ", got " +
-                                                 std::to_string(input_len));
-        prt::normalize_u8(image, h, w, row_stride, order == PRT_BGR, r->normalization(), input);
-        return PRT_OK;
+        return preprocess("prt_preprocess_u8", rt, image, SIZE_MAX, height, width, row_stride, order, input, input_len);
+    });
+}
+
+prt_status prt_preprocess_u8_len(const prt_runtime *rt, const uint8_t *image, size_t image_len, size_t height,
+                                 size_t width, size_t row_stride, int order, float *input, size_t input_len) {
+    return guarded([&] {
+        return preprocess("prt_preprocess_u8_len", rt, image, image_len, height, width, row_stride, order, input,
+                          input_len);
     });
 }
 

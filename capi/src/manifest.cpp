@@ -16,6 +16,7 @@ using json = nlohmann::json;
 
 constexpr int64_t kMaxDim = 1 << 16;
 constexpr size_t kMaxRank = 8;
+constexpr size_t kMaxDepth = 64;  // of nested objects and lists; the manifests written reach 6
 const char *kWhole = "model";
 
 // Typed access to one JSON object; `where` names it in errors (manifest.whole.inputs[0]).
@@ -40,11 +41,11 @@ class Fields {
         if (choices.size() == 0) return s;
         for (const char *c : choices)
             if (s == c) return s;
-        error(key, "unexpected value '" + s.substr(0, 40) + "'");
+        error(key, "unexpected value '" + printable(s, 40) + "'");
     }
     std::string name(const std::string &key) const {
         std::string s = str(key);
-        if (!is_valid_name(s)) error(key, "'" + s.substr(0, 80) + "' is not a valid name ([A-Za-z0-9][A-Za-z0-9._-]{0,63}, no '..')");
+        if (!is_valid_name(s)) error(key, "'" + printable(s) + "' is not a valid name ([A-Za-z0-9][A-Za-z0-9._-]{0,63}, no '..')");
         return s;
     }
     int64_t integer(const std::string &key, int64_t lo, int64_t hi) const {
@@ -88,12 +89,37 @@ class Fields {
     std::string where_;
 };
 
+// Strict JSON, as Python's loader reads it: no byte order mark and no NUL byte (nlohmann would
+// skip the one and stop reading at the other), no NaN or Infinity (nlohmann refuses those), no
+// key twice in one object (readers differ on which one counts), and nesting at most kMaxDepth
+// deep (Python's parser recurses; ours would build any depth).
 json parse_json(const std::string &text, const std::string &where) {
+    if (text.rfind("\xEF\xBB\xBF", 0) == 0)
+        fail(PRT_E_INCOMPATIBLE, where + ": malformed manifest: starts with a UTF-8 byte order mark (not JSON)");
+    const size_t nul = text.find('\0');
+    if (nul != std::string::npos)
+        fail(PRT_E_INCOMPATIBLE, where + ": malformed manifest: a NUL byte at offset " + std::to_string(nul));
+    std::vector<std::set<std::string>> keys;  // of each open object
+    size_t depth = 0;
+    auto check = [&](int, json::parse_event_t event, json &parsed) {
+        using E = json::parse_event_t;
+        if (event == E::object_start || event == E::array_start) {
+            if (++depth > kMaxDepth)
+                fail(PRT_E_INCOMPATIBLE, where + ": malformed manifest: nested deeper than " + std::to_string(kMaxDepth));
+            if (event == E::object_start) keys.emplace_back();
+        } else if (event == E::object_end || event == E::array_end) {
+            depth--;
+            if (event == E::object_end) keys.pop_back();
+        } else if (event == E::key && !keys.back().insert(parsed.get<std::string>()).second) {
+            fail(PRT_E_INCOMPATIBLE, where + ": malformed manifest: key '" + printable(parsed.get<std::string>()) +
+                                         "' appears twice in one object");
+        }
+        return true;
+    };
     try {
-        // depth is bounded by the size limit; nlohmann parses iteratively enough for 4 MiB
-        return json::parse(text);
+        return json::parse(text, check);
     } catch (const json::exception &e) {
-        fail(PRT_E_INCOMPATIBLE, where + ": malformed manifest: " + std::string(e.what()).substr(0, 200));
+        fail(PRT_E_INCOMPATIBLE, where + ": malformed manifest: " + printable(e.what(), 200));
     }
 }
 
@@ -113,7 +139,7 @@ std::vector<TensorSpec> tensors(const Fields &f, const std::string &key) {
         out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16"})});
         if (out.back().name.empty() || out.back().name.size() > 256) t.error("name", "expected 1..256 characters");
         for (size_t j = 0; j + 1 < out.size(); j++)
-            if (out[j].name == out.back().name) t.error("name", "'" + out.back().name + "' is listed twice");
+            if (out[j].name == out.back().name) t.error("name", "'" + printable(out.back().name) + "' is listed twice");
     }
     return out;
 }
@@ -129,7 +155,7 @@ std::map<std::string, FileSpec> files(const Fields &f, size_t depth) {
         const bool ok = slash == std::string::npos
                             ? is_valid_name(key)
                             : depth >= 2 && is_valid_name(key.substr(0, slash)) && is_valid_name(key.substr(slash + 1));
-        if (!ok) f.error(key.substr(0, 80), "not a file name inside the directory (at most " + std::to_string(depth) + " strict names)");
+        if (!ok) f.error(printable(key), "not a file name inside the directory (at most " + std::to_string(depth) + " strict names)");
         Fields s(item.value(), f.where() + "." + key);
         std::string sha = s.str("sha256");
         if (sha.size() != 64 || sha.find_first_not_of("0123456789abcdef") != std::string::npos)
@@ -150,18 +176,19 @@ void check_dag(const ExportManifest &m, const std::string &where) {
         if (s.name == kWhole) fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: a subgraph may not be called model");
         for (const TensorSpec &t : s.inputs) {
             if (!available.count(t.name))
-                fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: " + s.name + " needs " + t.name +
+                fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: " + s.name + " needs " + printable(t.name) +
                                              ", which no earlier subgraph produces (a cycle, or an unknown tensor)");
             used.insert(t.name);
         }
         for (const TensorSpec &t : s.outputs) {
             if (!produced.insert(t.name).second || available.count(t.name))
-                fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: tensor " + t.name + " is produced twice");
+                fail(PRT_E_INCOMPATIBLE, where + ".subgraphs: tensor " + printable(t.name) + " is produced twice");
             available.insert(t.name);
         }
     }
     for (const TensorSpec &t : m.whole.outputs) {
-        if (!produced.count(t.name)) fail(PRT_E_INCOMPATIBLE, where + ": graph output " + t.name + " is produced by no subgraph");
+        if (!produced.count(t.name))
+            fail(PRT_E_INCOMPATIBLE, where + ": graph output " + printable(t.name) + " is produced by no subgraph");
         used.insert(t.name);
     }
     for (const SubgraphSpec &s : m.subgraphs) {
@@ -240,14 +267,14 @@ EnginesManifest parse_engines_manifest(const std::string &text, const std::strin
     for (const SubgraphSpec &s : m.export_view.subgraphs) subgraphs.insert(s.name);
     Fields devices = f.obj("devices");
     for (const auto &item : devices.raw().items()) {
-        if (!is_valid_name(item.key())) devices.error(item.key().substr(0, 80), "not a valid device tag");
+        if (!is_valid_name(item.key())) devices.error(printable(item.key()), "not a valid device tag");
         Fields d(item.value(), devices.where() + "." + item.key());
         m.devices[item.key()] = {d.str("kind", {"cpu", "cuda"}), d.str("name")};
     }
     Fields placement = f.obj("placement");
     for (const std::string &s : subgraphs) {
         std::string tag = placement.str(s);
-        if (!m.devices.count(tag)) placement.error(s, "device tag '" + tag.substr(0, 80) + "' is not in devices");
+        if (!m.devices.count(tag)) placement.error(s, "device tag '" + printable(tag) + "' is not in devices");
         m.placement[s] = tag;
     }
     if (placement.raw().size() != subgraphs.size()) placement.error("", "expected exactly one device per subgraph");

@@ -109,6 +109,13 @@ class OvRequest : public Request {
     std::vector<ov::Output<const ov::Node>> inputs_, outputs_;
 };
 
+// The manifest's (numpy's) name of an element type; others keep OpenVINO's (i64, u8, ...).
+std::string dtype_name(const ov::element::Type &type) {
+    if (type == ov::element::f32) return "float32";
+    if (type == ov::element::f16) return "float16";
+    return type.get_type_name();
+}
+
 std::vector<Port> ports(const std::vector<ov::Output<const ov::Node>> &outputs) {
     std::vector<Port> out;
     for (const auto &p : outputs) {
@@ -116,7 +123,7 @@ std::vector<Port> ports(const std::vector<ov::Output<const ov::Node>> &outputs) 
         for (const std::string &n : p.get_names()) port.names.push_back(n);
         if (p.get_partial_shape().is_static())
             for (size_t d : p.get_shape()) port.shape.push_back(static_cast<int64_t>(d));
-        port.f32 = p.get_element_type() == ov::element::f32;
+        port.dtype = dtype_name(p.get_element_type());
         out.push_back(std::move(port));
     }
     return out;

@@ -76,8 +76,11 @@ Options parse_options(const char *text) {
             options.precision_hint = value;
         } else if (key == "backend") {
             if (value != "openvino") bad(item, "this library runs OpenVINO only (backend=openvino)");
+        } else if (key == "check_finite") {
+            if (value != "1" && value != "0") bad(item, "check_finite must be 1 or 0");
+            options.check_finite = value == "1";
         } else {
-            bad(item, "unknown key; keys are mode, threads, device, precision_hint, backend");
+            bad(item, "unknown key; keys are mode, threads, device, precision_hint, backend, check_finite");
         }
     }
     return options;

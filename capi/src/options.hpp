@@ -12,6 +12,7 @@ struct Options {
     int threads = 0;              // 0: all cores
     std::string device = "CPU";   // an OpenVINO device name
     std::string precision_hint;   // "" (the artifact's own), f32, bf16, f16
+    bool check_finite = true;     // prt_infer refuses NaN and infinities in the input
 };
 
 // Throws Error(PRT_E_INVALID_ARG) for unknown or repeated keys and bad values.

@@ -1,6 +1,20 @@
 #include "preprocess.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
 namespace prt {
+
+bool image_span(size_t height, size_t width, size_t row_stride, size_t *bytes) {
+    constexpr size_t kMax = static_cast<size_t>(std::numeric_limits<std::ptrdiff_t>::max());
+    if (height == 0 || width == 0 || width > kMax / 3) return false;
+    const size_t last_row = 3 * width;
+    if (row_stride != 0 && height - 1 > (kMax - last_row) / row_stride) return false;
+    *bytes = (height - 1) * row_stride + last_row;
+    return true;
+}
 
 void normalize_u8(const uint8_t *image, size_t height, size_t width, size_t row_stride, bool bgr,
                   const Normalization &norm, float *out) {
@@ -16,6 +30,25 @@ void normalize_u8(const uint8_t *image, size_t height, size_t width, size_t row_
                 dst[y * width + x] = (static_cast<float>(row[3 * x + src]) / 255.0f - mean) / std;
         }
     }
+}
+
+size_t first_non_finite(const float *x, size_t n) {
+    // Blocks of branch-free integer tests on the exponent bits (all ones: NaN or infinity), which
+    // the compiler vectorizes; only a block that has one is searched element by element.
+    constexpr size_t kBlock = 1024;
+    for (size_t start = 0; start < n; start += kBlock) {
+        const size_t end = std::min(n, start + kBlock);
+        uint32_t any = 0;
+        for (size_t i = start; i < end; i++) {
+            uint32_t bits;
+            std::memcpy(&bits, x + i, sizeof bits);
+            any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+        }
+        if (any)
+            for (size_t i = start; i < end; i++)
+                if (!std::isfinite(x[i])) return i;
+    }
+    return n;
 }
 
 }  // namespace prt

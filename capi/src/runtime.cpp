@@ -61,10 +61,10 @@ Plan read_plan(const ArtifactDir &dir, Backend &backend) {
         EnginesManifest m = parse_engines_manifest(dir.read_manifest(kEnginesManifest), where);
         const std::string hint = "; rebuild with: parnet-build <export dir> --backend openvino";
         if (m.backend != backend.name())
-            fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were built for " + m.backend.substr(0, 40) +
+            fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were built for " + printable(m.backend, 40) +
                                          "; this library runs OpenVINO engines and exports" + hint);
         if (m.backend_version != backend.version())
-            fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were built with OpenVINO " + m.backend_version.substr(0, 80) +
+            fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were built with OpenVINO " + printable(m.backend_version) +
                                          ", this is OpenVINO " + backend.version() + hint);
         const std::string here = cpu_model();
         for (const auto &item : m.placement) {
@@ -72,7 +72,7 @@ Plan read_plan(const ArtifactDir &dir, Backend &backend) {
             if (d.kind != "cpu")
                 fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines for " + item.second + " are not CPU engines" + hint);
             if (d.name != here)
-                fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were optimized for " + d.name.substr(0, 120) +
+                fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were optimized for " + printable(d.name, 120) +
                                              "; this CPU is " + here + hint);
         }
         plan.graph = std::move(m.export_view);
@@ -116,11 +116,11 @@ std::string precision_hint(const Plan &plan, const Options &options) {
 size_t find_port(const std::vector<Port> &ports, const std::string &name, const std::string &what) {
     for (size_t i = 0; i < ports.size(); i++)
         if (std::find(ports[i].names.begin(), ports[i].names.end(), name) != ports[i].names.end()) return i;
-    fail(PRT_E_INCOMPATIBLE, what + ": the model has no tensor '" + name.substr(0, 80) + "' (the manifest lies or is stale)");
+    fail(PRT_E_INCOMPATIBLE, what + ": the model has no tensor '" + printable(name) + "' (the manifest lies or is stale)");
 }
 
 // The model's port of each manifest tensor, one to one (names may alias one port: refused), with
-// the shapes the model has equal to the manifest's.
+// the shapes and element types the model has equal to the manifest's.
 std::vector<size_t> match_ports(const std::vector<Port> &ports, const std::vector<TensorSpec> &specs, const char *kind,
                                 const std::string &what) {
     if (ports.size() != specs.size())
@@ -130,11 +130,15 @@ std::vector<size_t> match_ports(const std::vector<Port> &ports, const std::vecto
     std::vector<bool> taken(ports.size(), false);
     for (const TensorSpec &t : specs) {
         const size_t i = find_port(ports, t.name, what);
-        if (taken[i]) fail(PRT_E_INCOMPATIBLE, what + ": the manifest names the model's " + kind + " '" + t.name + "' twice");
+        if (taken[i])
+            fail(PRT_E_INCOMPATIBLE, what + ": the manifest names the model's " + kind + " '" + printable(t.name) + "' twice");
         taken[i] = true;
         if (ports[i].shape != t.shape)
-            fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + t.name + "' is " + shape_text(ports[i].shape) +
+            fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + printable(t.name) + "' is " + shape_text(ports[i].shape) +
                                          " in the model, the manifest says " + shape_text(t.shape));
+        if (ports[i].dtype != t.dtype)
+            fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + printable(t.name) + "' is " + ports[i].dtype +
+                                         " in the model, the manifest says " + t.dtype);
         port_of.push_back(i);
     }
     return port_of;
@@ -181,16 +185,17 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
             const TensorSpec &t = s.inputs[i];
             const Port &port = node.graph->inputs()[in_ports[i]];
             if (t.name == input_name) {
-                if (!port.f32) fail(PRT_E_INCOMPATIBLE, what + ": the graph input is not float32");
+                if (port.dtype != "float32") fail(PRT_E_INCOMPATIBLE, what + ": the graph input is not float32");
                 node.inputs[in_ports[i]] = {-1, 0};
                 continue;
             }
             const auto src = produced.find(t.name);
             if (src == produced.end())  // whole mode: its only input is the graph input
-                fail(PRT_E_INCOMPATIBLE, what + ": input '" + t.name + "' is neither the graph input nor produced earlier");
+                fail(PRT_E_INCOMPATIBLE,
+                     what + ": input '" + printable(t.name) + "' is neither the graph input nor produced earlier");
             const Port &out = nodes[static_cast<size_t>(src->second.first)].graph->outputs()[src->second.second];
-            if (out.shape != port.shape || out.f32 != port.f32)
-                fail(PRT_E_INCOMPATIBLE, what + ": input '" + t.name + "' does not match what its producer outputs");
+            if (out.shape != port.shape || out.dtype != port.dtype)
+                fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' does not match what its producer outputs");
             node.inputs[in_ports[i]] = {src->second.first, src->second.second};
             auto &consumers = nodes[static_cast<size_t>(src->second.first)].consumers;
             if (std::find(consumers.begin(), consumers.end(), static_cast<int>(nodes.size())) == consumers.end())
@@ -200,7 +205,8 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
             const TensorSpec &t = s.outputs[i];
             produced[t.name] = {static_cast<int>(nodes.size()), out_ports[i]};
             if (t.name == output_name) {
-                if (!node.graph->outputs()[out_ports[i]].f32) fail(PRT_E_INCOMPATIBLE, what + ": the graph output is not float32");
+                if (node.graph->outputs()[out_ports[i]].dtype != "float32")
+                    fail(PRT_E_INCOMPATIBLE, what + ": the graph output is not float32");
                 node.output_port = static_cast<int>(out_ports[i]);
             }
         }
@@ -229,6 +235,7 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
     for (int64_t d : rt->input_shape_) rt->input_len_ *= static_cast<size_t>(d);
     for (int64_t d : rt->output_shape_) rt->output_len_ *= static_cast<size_t>(d);
     rt->normalization_ = g.normalization;
+    rt->check_finite_ = options.check_finite;
     rt->executor_ = std::make_unique<Executor>(std::move(nodes), concurrency);
     return rt;
 }

@@ -20,6 +20,7 @@ class Runtime {
     size_t input_len() const { return input_len_; }
     size_t output_len() const { return output_len_; }
     const Normalization &normalization() const { return normalization_; }
+    bool check_finite() const { return check_finite_; }
 
     void infer(const float *input, float *output);
     double last_latency_us() const { return last_latency_us_.load(); }
@@ -29,6 +30,7 @@ class Runtime {
     std::vector<int64_t> input_shape_, output_shape_;
     size_t input_len_ = 0, output_len_ = 0;
     Normalization normalization_;
+    bool check_finite_ = true;
     std::unique_ptr<Executor> executor_;
     std::atomic<double> last_latency_us_{0.0 / 0.0};
 };

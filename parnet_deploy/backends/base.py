@@ -27,6 +27,8 @@ from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
 from ..errors import RunnerClosedError, UserError
 from ..hardware import cpu_model
 
+MAX_THREADS = 1024  # as the C API: beyond this a runtime spends its time creating threads, or hangs
+
 
 @dataclass(frozen=True)
 class StageTime:
@@ -143,8 +145,9 @@ class Backend(ABC):
 
     # -- runner side -------------------------------------------------------------------------
     def __init__(self, threads: int | None = None, device: str | None = None, precision: str = "fp32"):
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise UserError(f"threads must be a positive integer, got {threads!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or not 1 <= threads <= MAX_THREADS):
+            raise UserError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
         self.threads = threads or os.cpu_count() or 1
         self.device = device or "cpu"
         self.precision = precision

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+
+MAX_ITERATIONS = 10_000_000  # a million calls of a 0.1 ms model is 100 s; ten million is plenty
+MAX_SECONDS = 24 * 3600.0  # a run that would outlast a day is a typo
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,10 @@ class TimingConfig:
     def validate(self) -> None:
         from ..errors import UserError
 
-        if not (0 <= self.warmup_s < math.inf and 0 <= self.min_duration_s < math.inf) or self.min_iterations < 1:
-            raise UserError("warm-up and duration must be finite and >= 0, and iterations >= 1")
+        if not (0 <= self.warmup_s <= MAX_SECONDS and 0 <= self.min_duration_s <= MAX_SECONDS
+                and 1 <= self.min_iterations <= MAX_ITERATIONS):
+            raise UserError(f"warm-up and duration must be from 0 to {MAX_SECONDS:g} s, and iterations from 1 to "
+                            f"{MAX_ITERATIONS}; got {self.warmup_s}, {self.min_duration_s}, {self.min_iterations}")
 
 
 def _warm_up(fn: Callable[[], object], seconds: float) -> None:

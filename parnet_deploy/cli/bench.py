@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", default="whole", choices=MODES,
                      help="whole: one session; streams: one per subgraph, independent ones concurrently; "
                           "distributed: one process per device (torch.distributed, gloo on CPU / NCCL on GPUs)")
-    run.add_argument("--threads", type=common.positive_int, default=os.cpu_count() or 1,
+    run.add_argument("--threads", type=common.thread_count, default=os.cpu_count() or 1,
                      help="threads in all (default: all cores)")
     t = p.add_argument_group("timing")
     t.add_argument("--warmup", type=common.finite_seconds, default=1.0, help="warm-up seconds (default 1)")
@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
     timing = TimingConfig(args.warmup, args.iterations, args.duration)
     timing.validate()
-    common.check_writable_file(args.json, (".json",))
-    common.check_writable_file(args.plot, (".png", ".svg", ".pdf"))
+    reads = tuple(p for p in (args.engine, args.compare) if p is not None)
+    common.check_writable_file(args.json, (".json",), reads, "--json")
+    common.check_writable_file(args.plot, (".png", ".svg", ".pdf"), reads, "--plot")
     if args.engine is not None:
         from ..bench.engine import bench_engine
 

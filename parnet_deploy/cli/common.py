@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..backends.base import MAX_THREADS
+from ..bench.timing import MAX_ITERATIONS, MAX_SECONDS
 from ..errors import ParnetError, UserError
 from ..models.config import ACTIVATIONS
 
@@ -60,14 +61,21 @@ def resolution(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def bounded_int(hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer from 1 to ``hi``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from 1 to {hi}, got {text!r}") from None
+        if not 1 <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from 1 to {hi}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = bounded_int(1 << 31)
+thread_count = bounded_int(MAX_THREADS)
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
@@ -84,15 +92,22 @@ def finite_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    if not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0 (at most {MAX_SECONDS:g}), got {text!r}")
     return value
 
 
-def check_writable_file(path: Path | None, suffixes: tuple[str, ...] = ()) -> None:
-    """Fail before the work, not after it: the parent exists, the path is not a directory, the suffix fits."""
+def check_writable_file(path: Path | None, suffixes: tuple[str, ...] = (), reads: tuple[str | Path, ...] = (),
+                        flag: str = "") -> None:
+    """Fail before the work, not after it: the parent exists, the path is not a directory, the suffix fits,
+    and it is not, nor lies inside, anything the command ``reads`` (writing it would destroy the input)."""
     if path is None:
         return
+    out = path.resolve()
+    for source in map(Path, reads):
+        if source.exists() and (out == source.resolve() or out.is_relative_to(source.resolve())):
+            raise UserError(f"{flag or 'the output'} {path} is or lies inside {source}, which this command reads; "
+                            f"write it elsewhere")
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a directory")
     if not path.parent.is_dir():

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    common.check_writable_file(args.json, (".json",))
+    reads = (args.checkpoint, args.data, *([args.calib] if args.calib else []))
+    common.check_writable_file(args.json, (".json",), reads, "--json")
     from ..bench.accuracy import evaluate_stages
     from ..checkpoint import load_checkpoint
 

@@ -45,12 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..checkpoint import load_checkpoint
+    from ..artifacts.files import check_target
+    from ..errors import UserError
     from ..export.pipeline import ExportConfig, export_model
 
     config = ExportConfig(output=args.output, name=args.name, resolution=args.resolution, opset=args.opset,
                           split=args.split, precision=args.precision, force=args.force, verify=args.verify,
                           torch_weights=args.torch_weights)
     config.validate()
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"--output {args.output} is a file; it names the folder that holds exports")
+    if args.name is not None:
+        check_target(args.output / args.name, args.force, "manifest.json", args.checkpoint)  # before loading
     t0 = time.perf_counter()
     model = load_checkpoint(args.checkpoint, arch=args.arch, act=args.act, use_ema=args.ema)
     c = model.config

@@ -59,6 +59,10 @@ class BuildConfig:
             raise UserError(f"--max-drop must be between 0 and 100 points, got {self.max_drop}")
         if self.measure_iterations < 1:
             raise UserError("measure_iterations must be >= 1")
+        one_device = self.devices is None or len([t for t in self.devices.split(",") if t.strip()]) == 1
+        if self.placement not in ("auto", "official") and one_device:
+            raise UserError(f"--placement {self.placement}: a placement file needs several --devices (e.g. 0,1,2); "
+                            f"on one device every subgraph runs there")
 
     @property
     def eval_name(self) -> str | None:

@@ -10,12 +10,12 @@ subgraphs and devices every assignment is tried (3 devices, 5 subgraphs: 243).
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.files import MAX_MANIFEST_BYTES, loads_strict
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
 from ..errors import UserError
 
@@ -113,8 +113,10 @@ def official(manifest: ExportManifest, devices: list[str]) -> dict[str, str]:
 def from_file(path: Path, manifest: ExportManifest, devices: list[str]) -> dict[str, str]:
     """``--placement FILE``: JSON ``{"stream0": "0", "stream1": "1", ...}`` (device items as in --devices)."""
     try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
+        if Path(path).stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        raw = loads_strict(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"--placement {path}: cannot read JSON: {e}") from e
     names = {s.name for s in manifest.subgraphs}
     if not isinstance(raw, dict) or set(raw) != names:

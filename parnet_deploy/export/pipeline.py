@@ -15,7 +15,7 @@ import torch
 
 from .. import __version__
 from ..artifacts.export_manifest import IMAGENET_NORMALIZATION, ExportManifest, SubgraphSpec, TensorSpec
-from ..artifacts.files import atomic_directory, hash_files
+from ..artifacts.files import as_new_file, atomic_directory, hash_files
 from ..artifacts.schema import NAME
 from ..errors import ConfigError, ToolchainError, VerificationError
 from ..models import ParNet
@@ -139,6 +139,7 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
                 from safetensors.torch import save_file
 
                 save_file({k: v.contiguous() for k, v in deploy.state_dict().items()}, str(tmp / TORCH_WEIGHTS))
+                as_new_file(tmp / TORCH_WEIGHTS)
         manifest = ExportManifest(
             name=name, model=cfg, resolution=tuple(resolution), precision=config.precision,
             split=config.split, opset=config.opset, whole=spec_of(whole, "model", "model.onnx"),

@@ -6,6 +6,8 @@ runtime) import this module without importing the model code.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -42,19 +44,27 @@ class ParNetConfig:
     arch: str = "custom"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "planes", tuple(int(p) for p in self.planes))
-        object.__setattr__(self, "num_blocks", tuple(int(b) for b in self.num_blocks))
+        object.__setattr__(self, "planes", _ints("planes", self.planes))
+        object.__setattr__(self, "num_blocks", _ints("num_blocks", self.num_blocks))
+        object.__setattr__(self, "num_classes", _int("num_classes", self.num_classes))
+        object.__setattr__(self, "dropout", _float("dropout", self.dropout))
         if len(self.planes) != 4 or any(not 0 < p <= MAX_WIDTH for p in self.planes):
-            raise ConfigError(f"planes must be 4 ints in 1..{MAX_WIDTH}, got {self.planes}")
+            raise ConfigError(f"planes must be 4 ints in 1..{MAX_WIDTH}, got {_show(self.planes)}")
         if any(p % 2 for p in self.planes[1:3]):
             raise ConfigError(f"planes[1] and planes[2] must be even (groups-2 fusion), got {self.planes}")
         if len(self.num_blocks) != 4 or any(not 1 <= b <= MAX_BLOCKS for b in self.num_blocks) or self.num_blocks[3] != 1:
             raise ConfigError(f"num_blocks must be 4 ints in 1..{MAX_BLOCKS} with num_blocks[3] == 1, "
-                              f"got {self.num_blocks}")
-        if self.act not in ACTIVATIONS:
-            raise ConfigError(f"act must be one of {ACTIVATIONS}, got {self.act!r}")
+                              f"got {_show(self.num_blocks)}")
+        if not isinstance(self.act, str) or self.act not in ACTIVATIONS:
+            raise ConfigError(f"act must be one of {ACTIVATIONS}, got {_show(self.act)}")
         if not 1 <= self.num_classes <= MAX_CLASSES:
-            raise ConfigError(f"num_classes must be in 1..{MAX_CLASSES}, got {self.num_classes}")
+            raise ConfigError(f"num_classes must be in 1..{MAX_CLASSES}, got {_show(self.num_classes)}")
+        if not (math.isfinite(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"dropout must be a finite number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.small_input, bool):
+            raise ConfigError(f"small_input must be true or false, got {_show(self.small_input)}")
+        if not isinstance(self.arch, str):
+            raise ConfigError(f"arch must be a string, got {_show(self.arch)}")
 
     @property
     def input_multiple(self) -> int:
@@ -86,6 +96,44 @@ class ParNetConfig:
         if "arch" not in changes and any(getattr(new, f) != getattr(self, f) for f in shape_fields):
             new = replace(new, arch="custom")
         return new
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int to Python, and int() would truncate a float silently: both are refused
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _int(name: str, value: Any) -> int:
+    if not _is_int(value):
+        raise ConfigError(f"{name} must be an integer, got {_show(value)}")
+    return int(value)
+
+
+def _ints(name: str, values: Any) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise ConfigError(f"{name} must be a list of 4 integers, got {_show(values)}")
+    values = tuple(values)
+    if not all(_is_int(v) for v in values):
+        raise ConfigError(f"{name} must be a list of 4 integers, got {_show(list(values))}")
+    return tuple(int(v) for v in values)
+
+
+def _float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, got {_show(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        return math.inf
+
+
+def _show(value: Any) -> str:
+    """A value for a one-line message: a hostile config may hold a megabyte in one field."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than 4300 digits
+        text = f"<a {type(value).__name__} too long to print>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # -- named variants -------------------------------------------------------------------------

@@ -268,7 +268,8 @@ class Fusion(nn.Sequential):
             s1, t1 = _fold.bn_scale_shift(self[0].b1)
             s2, t2 = _fold.bn_scale_shift(self[0].b2)
             scale, shift = _interleave(s1, s2), _interleave(t1, t2)
-            if scale.abs().min() > self.MIN_RELATIVE_SCALE * scale.abs().max():
+            # a meta-device model (the loader's shape check) has no values: it takes the fresh model's path
+            if scale.is_meta or scale.abs().min() > self.MIN_RELATIVE_SCALE * scale.abs().max():
                 first.block.scale_input(scale)
                 self[0] = ChannelShift((shift / scale).to(self[0].b1.weight.dtype))
         if len(self) == 4 and first.shuffle_groups > 1:

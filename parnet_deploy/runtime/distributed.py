@@ -22,6 +22,12 @@ before the first call. Shutdown: a stop message, then each rank shuts its group 
 exits. A rank that dies makes the call raise within ``timeout_s`` (its exit is seen at the
 next call, or the transfer fails or times out); the runner is then broken and says so.
 
+Signals: workers run in their own session, so a terminal's Ctrl-C (SIGINT to the foreground
+process group) reaches the caller only, and rank 0 decides: an idle runner goes on, an
+interrupted call breaks it, and close() ends the workers. Workers ignore SIGINT, and each one
+watches its caller: a worker whose caller died without closing it (SIGKILL, a crash) exits
+within ``PARENT_POLL_S``; it is not left running in its own session.
+
 This is the one part of the runtime that imports PyTorch (for torch.distributed).
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -53,6 +60,7 @@ STARTUP = datetime.timedelta(seconds=STARTUP_TIMEOUT_S)  # also bounds the first
 IDLE_FOREVER = datetime.timedelta(days=365)  # waiting for the next call is not an error
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1e-3, 1e7
 CLOSE_TIMEOUT_S = 10.0  # for all workers together to exit after a stop
+PARENT_POLL_S = 0.5  # how often a worker checks that its caller (rank 0's process) is still there
 
 
 class DistributedError(ParnetError):
@@ -322,13 +330,29 @@ def worker_main() -> None:
     A fresh interpreter rather than multiprocessing's spawn: the caller's ``__main__`` is
     never re-imported, so scripts without a ``__main__`` guard work.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # rank 0 decides; a worker never takes Ctrl-C itself
     cfg = json.loads(sys.stdin.read())
+    _watch_parent(cfg["parent"], cfg["rank"])
     try:
         _worker(RankPlan.from_json(cfg["plan"]), cfg["rank"], cfg["directory"], cfg["backend"], cfg["threads"],
                 cfg["port"], cfg["timeout_s"])
     except Exception as e:  # rank 0 went away or timed out: leave quietly, it reports the failure
         print(f"parnet rank {cfg['rank']}: stopping: {_first_line(e)}", file=sys.stderr, flush=True)
         os._exit(1)  # no interpreter teardown: a process group's destructor could wait for peers that are gone
+
+
+def _watch_parent(parent: int, rank: int) -> None:
+    """Exit when the caller is gone. A worker is in its own session (no terminal signal reaches it),
+    and a caller killed outright closes nothing; when it dies the worker is re-parented, so
+    ``getppid()`` changes. Polled from a daemon thread: PR_SET_PDEATHSIG would fire when the
+    caller's *thread* that started the worker exits, not the caller."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        print(f"parnet rank {rank}: stopping: the caller (pid {parent}) exited", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parnet-parent-watch", daemon=True).start()
 
 
 def _worker(plan: RankPlan, rank: int, directory: str, backend: str, threads: int | None, port: int,
@@ -392,12 +416,13 @@ class DistributedExecutor:
                                    timeout=datetime.timedelta(seconds=STARTUP_TIMEOUT_S))
         self.procs: list[subprocess.Popen] = []
         for r in range(1, self.plan.world):
-            # TORCH_CPP_LOG_LEVEL: a worker whose rank 0 is gone says so in one line, not a C++ stack
+            # TORCH_CPP_LOG_LEVEL: a worker whose rank 0 is gone says so in one line, not a C++ stack.
+            # Its own session: a terminal's Ctrl-C goes to the caller's process group, not to the workers.
             proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, text=True,
-                                    env={**os.environ, "TORCH_CPP_LOG_LEVEL": "ERROR"})
+                                    env={**os.environ, "TORCH_CPP_LOG_LEVEL": "ERROR"}, start_new_session=True)
             proc.stdin.write(json.dumps({"plan": self.plan.to_json(), "rank": r, "directory": str(directory),
                                          "backend": backend, "threads": per_rank, "port": self.store.port,
-                                         "timeout_s": timeout_s}))
+                                         "timeout_s": timeout_s, "parent": os.getpid()}))
             proc.stdin.close()
             self.procs.append(proc)
         self._lock = threading.Lock()  # one call at a time: the ranks run in lockstep

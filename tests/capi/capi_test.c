@@ -3,18 +3,24 @@
  *   capi_test COMMAND ARGS... [-- COMMAND ARGS...]...
  *
  *   misuse DIR                               NULLs, lengths, options, non-UTF-8 paths, dims bounds,
- *                                            last-error lifetime, closed handles
+ *                                            last-error lifetime, closed handles, image strides
+ *                                            and lengths, non-finite inputs
  *   run DIR OPTIONS IN.f32 OUT.f32           one inference of a raw float32 input
  *   status DIR OPTIONS STATUS TEXT           prt_open returns STATUS and an error containing TEXT
  *   threads DIR OPTIONS THREADS CALLS        THREADS x CALLS on one shared handle and on separate
  *                                            handles, each bitwise equal to a single-threaded run
  *   preprocess DIR IMAGE.u8 H W STRIDE ORDER OUT.f32
+ *                                            (and prt_preprocess_u8_len on a buffer of exactly the
+ *                                            image's span gives the same floats)
  *   peak MAX_KIB                             this process's peak resident memory (VmHWM) is at most MAX_KIB
  *
- * Commands run in order in one process (so one valgrind run covers them all). Prints one line
- * per failed check, then "ALL OK" or "FAILED n"; the exit code is the number of failures. */
+ * Commands run in order in one process (so one valgrind run covers them all). Every error message
+ * must be one line of text (no control bytes). Prints one line per failed check, then "ALL OK" or
+ * "FAILED n"; the exit code is the number of failures. */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +40,23 @@ static int failures = 0;
 
 static const char *opt(const char *s) { return strcmp(s, "-") == 0 ? NULL : s; }
 
+static int one_line(const char *message) {
+    for (const unsigned char *p = (const unsigned char *)message; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) return 0;
+    return 1;
+}
+
 static void expect_status(prt_status got, prt_status want, const char *what) {
     CHECK(got == want, "%s: status %d, want %d (%s)", what, (int)got, (int)want, prt_last_error());
     CHECK(got == PRT_OK || strlen(prt_last_error()) > 0, "%s: empty prt_last_error", what);
+    CHECK(one_line(prt_last_error()), "%s: prt_last_error is not one line of text", what);
+}
+
+/* status `want` and a message containing `text` */
+static void expect_error(prt_status got, prt_status want, const char *text, const char *what) {
+    expect_status(got, want, what);
+    CHECK(got == PRT_OK || strstr(prt_last_error(), text) != NULL, "%s: message '%s' lacks '%s'", what,
+          prt_last_error(), text);
 }
 
 static void pattern(float *x, size_t n, unsigned seed) {
@@ -66,6 +86,57 @@ static void write_file(const char *path, const void *data, size_t bytes) {
     if (f) fclose(f);
 }
 
+/* Strides whose image could not exist: refused before any byte is read (here from a 3-byte buffer). */
+static void misuse_strides(prt_runtime *rt, size_t h, size_t w, float *x, size_t n_in) {
+    uint8_t pixel[3] = {1, 2, 3};
+    const size_t huge[] = {SIZE_MAX, (size_t)1 << 63, SIZE_MAX / (h - 1) + 1, (size_t)PTRDIFF_MAX / (h - 1) + 1,
+                           ((size_t)PTRDIFF_MAX - 3 * w) / (h - 1) + 1};
+    char what[96];
+    for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+        snprintf(what, sizeof what, "preprocess row_stride %zu", huge[i]);
+        expect_error(prt_preprocess_u8(rt, pixel, h, w, huge[i], PRT_RGB, x, n_in), PRT_E_INVALID_ARG, "too large", what);
+        expect_error(prt_preprocess_u8_len(rt, pixel, SIZE_MAX, h, w, huge[i], PRT_RGB, x, n_in), PRT_E_INVALID_ARG,
+                     "too large", what);
+    }
+    const size_t span = (h - 1) * (3 * w + 1) + 3 * w;  /* rows padded by one byte; the last row needs none */
+    expect_error(prt_preprocess_u8_len(rt, pixel, sizeof pixel, h, w, 3 * w + 1, PRT_RGB, x, n_in), PRT_E_INVALID_ARG,
+                 "image_len is 3", "preprocess_len 3 bytes");
+    expect_error(prt_preprocess_u8_len(rt, pixel, span - 1, h, w, 3 * w + 1, PRT_RGB, x, n_in), PRT_E_INVALID_ARG,
+                 "image_len is", "preprocess_len one byte short");
+    expect_error(prt_preprocess_u8_len(rt, pixel, 0, h, w, 3 * w, PRT_RGB, x, n_in), PRT_E_INVALID_ARG, "image_len is 0",
+                 "preprocess_len empty");
+    expect_status(prt_preprocess_u8_len(rt, NULL, span, h, w, 3 * w, PRT_RGB, x, n_in), PRT_E_INVALID_ARG,
+                  "preprocess_len NULL image");
+    expect_status(prt_preprocess_u8_len(NULL, pixel, span, h, w, 3 * w, PRT_RGB, x, n_in), PRT_E_INVALID_ARG,
+                  "preprocess_len NULL handle");
+    expect_status(prt_preprocess_u8_len(rt, pixel, span, h, w, 3 * w - 1, PRT_RGB, x, n_in), PRT_E_INVALID_ARG,
+                  "preprocess_len short stride");
+}
+
+/* NaN, +inf and -inf, first and last, are refused by default with the index; check_finite=0 runs them. */
+static void misuse_non_finite(prt_runtime *rt, const char *dir, float *x, size_t n_in, float *y, size_t n_out) {
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    const char *names[] = {"NaN", "+inf", "-inf"};
+    prt_runtime *unchecked = NULL;
+    expect_status(prt_open(dir, "check_finite=0", &unchecked), PRT_OK, "open check_finite=0");
+    char text[64];
+    for (size_t b = 0; b < 3; b++) {
+        for (size_t at = 0; at < n_in; at += n_in - 1) {
+            pattern(x, n_in, 0);
+            x[at] = bad[b];
+            snprintf(text, sizeof text, "input[%zu] is %s", at, names[b]);
+            expect_error(prt_infer(rt, x, n_in, y, n_out), PRT_E_INVALID_ARG, text, text);
+            if (unchecked) expect_status(prt_infer(unchecked, x, n_in, y, n_out), PRT_OK, "check_finite=0 runs it");
+        }
+    }
+    pattern(x, n_in, 0);
+    x[0] = FLT_MAX;
+    x[n_in - 1] = -1e-40f; /* a denormal */
+    expect_status(prt_infer(rt, x, n_in, y, n_out), PRT_OK, "infer FLT_MAX and a denormal");
+    pattern(x, n_in, 0);
+    prt_close(unchecked);
+}
+
 static void cmd_misuse(const char *dir) {
     CHECK(prt_abi_version() == PRT_ABI_VERSION, "abi version %d", prt_abi_version());
     CHECK(strlen(prt_version()) > 0, "empty version");
@@ -81,7 +152,9 @@ static void cmd_misuse(const char *dir) {
     static const char *bad_options[] = {"mode=fast", "mode=distributed", "threads=two", "threads=0", "threads=-1",
                                         "threads=99999", "colour=blue", "mode", "mode=", "device=cuda:0",
                                         "device=TPU", "precision_hint=f8", "backend=onnxruntime",
-                                        "threads=2;threads=2", "precision_hint=f16"};
+                                        "threads=2;threads=2", "precision_hint=f16", "check_finite=2",
+                                        "check_finite=yes", "check_finite=true", "check_finite=-1",
+                                        "check_finite=1;check_finite=0"};
     for (size_t i = 0; i < sizeof bad_options / sizeof *bad_options; i++) {
         expect_status(prt_open(dir, bad_options[i], &rt), PRT_E_INVALID_ARG, bad_options[i]);
         CHECK(strstr(prt_last_error(), "bad option") != NULL, "%s: message %s", bad_options[i], prt_last_error());
@@ -143,6 +216,8 @@ static void cmd_misuse(const char *dir) {
     expect_status(prt_preprocess_u8(rt, pixel, (size_t)in.dims[2], (size_t)in.dims[3], 3 * (size_t)in.dims[3],
                                     PRT_RGB, x, n_in - 1),
                   PRT_E_INVALID_ARG, "preprocess short output");
+    misuse_strides(rt, (size_t)in.dims[2], (size_t)in.dims[3], x, n_in);
+    misuse_non_finite(rt, dir, x, n_in, y, n_out);
 
     prt_close(rt);
     prt_close(NULL);
@@ -175,6 +250,7 @@ static void cmd_status(const char *dir, const char *options, int want, const cha
     CHECK(got == PRT_OK || rt == NULL, "%s: failed open left *out set", dir);
     CHECK(got == PRT_OK || strstr(prt_last_error(), text) != NULL, "%s: message '%s' lacks '%s'", dir, prt_last_error(),
           text);
+    CHECK(one_line(prt_last_error()), "%s: prt_last_error is not one line of text", dir);
     prt_close(rt);
 }
 
@@ -241,11 +317,22 @@ static void cmd_preprocess(const char *dir, const char *image_path, size_t h, si
     expect_status(prt_open(dir, NULL, &rt), PRT_OK, dir);
     if (!rt) return;
     uint8_t *image = read_file(image_path, h * stride);
-    float *x = calloc(3 * h * w, sizeof(float));
+    float *x = calloc(3 * h * w, sizeof(float)), *x_len = calloc(3 * h * w, sizeof(float));
     expect_status(prt_preprocess_u8(rt, image, h, w, stride, order, x, 3 * h * w), PRT_OK, "preprocess");
     write_file(out_path, x, 3 * h * w * sizeof(float));
+    /* exactly the span, in its own allocation: a read past it is a sanitizer error */
+    const size_t span = (h - 1) * stride + 3 * w;
+    uint8_t *exact = malloc(span);
+    memcpy(exact, image, span);
+    expect_status(prt_preprocess_u8_len(rt, exact, span, h, w, stride, order, x_len, 3 * h * w), PRT_OK,
+                  "preprocess_len exact span");
+    CHECK(memcmp(x, x_len, 3 * h * w * sizeof(float)) == 0, "prt_preprocess_u8_len differs from prt_preprocess_u8");
+    expect_status(prt_preprocess_u8_len(rt, exact, span - 1, h, w, stride, order, x_len, 3 * h * w), PRT_E_INVALID_ARG,
+                  "preprocess_len one byte short");
+    free(exact);
     free(image);
     free(x);
+    free(x_len);
     prt_close(rt);
 }
 
