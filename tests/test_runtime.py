@@ -107,7 +107,7 @@ def test_closed_runner_and_bad_feeds(export_dirs):
         run.close()
         with pytest.raises(RunnerClosedError, match="runner is closed"):
             run(_x())
-    with pytest.raises(UserError, match="threads must be a positive integer"):
+    with pytest.raises(UserError, match="threads must be an integer from 1 to 1024"):
         runtime.load(export_dirs["shared"], threads=0)
 
 

@@ -182,3 +182,38 @@ def test_weights_files_get_the_mode_of_any_new_file(export_dir, checkpoint):
     want = 0o666 & ~umask
     assert stat.S_IMODE((export_dir / "deploy.safetensors").stat().st_mode) == want
     assert stat.S_IMODE(checkpoint.stat().st_mode) == want
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("mode", ["whole", "streams"])
+def test_non_finite_inputs_are_refused_on_every_backend_and_mode(export_dir, backend, mode):
+    import numpy as np
+
+    with runtime.load(export_dir, backend=backend, mode=mode, threads=2) as r:
+        x = np.zeros(r.input_spec.shape, np.float32)
+        for bad in (np.nan, np.inf, -np.inf):
+            x.flat[-1] = bad
+            with pytest.raises(UserError, match=rf"input\[{x.size - 1}\] is .*not a finite number"):
+                r(x)
+    with runtime.load(export_dir, backend=backend, mode=mode, threads=2, check_finite=False) as r:
+        r(x)  # the documented opt-out: whatever the engine makes of it
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["whole"]["outputs"][0].update(shape=[1, 20]), r"1, 20"),
+    (lambda m: m["whole"]["outputs"][0].update(dtype="float16"), "float16"),
+    (lambda m: m["whole"]["inputs"][0].update(dtype="float16"), "float16"),
+    (lambda m: m["whole"].update(file="stem.onnx"), "the model"),
+])
+def test_a_manifest_lying_about_model_io_is_refused_at_load(export_dir, tmp_path, backend, edit, message):
+    import json
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(export_dir, d)
+    raw = json.loads((d / "manifest.json").read_text())
+    edit(raw)
+    (d / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(UserError, match=message):
+        runtime.load(d, backend=backend)

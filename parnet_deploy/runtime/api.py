@@ -14,7 +14,7 @@ from .runner import ParnetRunner
 
 def load(path: str | Path, backend: str | None = None, mode: str = "whole", threads: int | None = None,
          device: str | None = None, precision: str | None = None, timeout_s: float = 30.0,
-         cuda_graph: bool = False) -> ParnetRunner:
+         cuda_graph: bool = False, check_finite: bool = True) -> ParnetRunner:
     """Open an export directory (``parnet-export``) or an engine directory (``parnet-build``).
 
     Every file's size and sha256 are checked against the directory's manifest; engines are
@@ -28,7 +28,8 @@ def load(path: str | Path, backend: str | None = None, mode: str = "whole", thre
     ``bf16`` asks OpenVINO for bf16 inference on an fp32 export, ``fp16``/``bf16`` the torch
     backend (default: the export's own). timeout_s: distributed only, how long a call waits for
     a rank before raising. cuda_graph: whole/streams on one GPU (torch, tensorrt): capture the
-    call into a CUDA graph once and replay it.
+    call into a CUDA graph once and replay it. check_finite: refuse an input holding NaN or inf
+    (default; one pass over the input, see benchmarks/finite_check.py for its cost).
     """
     directory = Path(path)
     if is_engine_dir(directory):
@@ -36,7 +37,7 @@ def load(path: str | Path, backend: str | None = None, mode: str = "whole", thre
             raise UserError(f"{directory} holds engines built for one precision; --precision (precision=) applies to "
                             f"exports")
         return open_engines(directory, backend=backend, mode=mode, threads=threads, timeout_s=timeout_s,
-                            cuda_graph=cuda_graph)
+                            cuda_graph=cuda_graph, check_finite=check_finite)
     name = backend or "onnxruntime"
     if not backend_class(name).runs_onnx:
         raise UserError(f"{directory} is an export (ONNX); {name} runs engines: "
@@ -48,4 +49,4 @@ def load(path: str | Path, backend: str | None = None, mode: str = "whole", thre
         raise UserError(f"{directory} holds {manifest.precision}; precision {precision!r} applies to fp32 exports only "
                         f"({', '.join(lower)} with {name}) or must match")
     return ParnetRunner(manifest, directory, backend=name, mode=mode, threads=threads, device=device,
-                        precision=precision, timeout_s=timeout_s, cuda_graph=cuda_graph)
+                        precision=precision, timeout_s=timeout_s, cuda_graph=cuda_graph, check_finite=check_finite)

@@ -11,7 +11,7 @@ from .runner import ParnetRunner
 
 
 def open_engines(directory: Path, backend: str | None = None, mode: str = "whole", threads: int | None = None,
-                 timeout_s: float = 30.0, cuda_graph: bool = False) -> ParnetRunner:
+                 timeout_s: float = 30.0, cuda_graph: bool = False, check_finite: bool = True) -> ParnetRunner:
     engines = load_engines(directory)
     built_with = engines.backend.name
     if backend is not None and backend != built_with:
@@ -24,4 +24,4 @@ def open_engines(directory: Path, backend: str | None = None, mode: str = "whole
     devices = {t: "cpu" if engines.devices[t].kind == "cpu" else f"cuda:{engines.devices[t].index}" for t in tags}
     return ParnetRunner(engines.export_view(), directory, backend=built_with, mode=mode, threads=threads,
                         precision=engines.precision, placement=engines.placement, devices=devices,
-                        timeout_s=timeout_s, cuda_graph=cuda_graph)
+                        timeout_s=timeout_s, cuda_graph=cuda_graph, check_finite=check_finite)

@@ -27,7 +27,8 @@ class ParnetRunner:
     def __init__(self, manifest: ExportManifest, directory: Path, backend: str = "onnxruntime",
                  mode: str = "whole", threads: int | None = None, device: str | None = None,
                  precision: str | None = None, placement: dict[str, str] | None = None,
-                 devices: dict[str, str] | None = None, timeout_s: float = 30.0, cuda_graph: bool = False):
+                 devices: dict[str, str] | None = None, timeout_s: float = 30.0, cuda_graph: bool = False,
+                 check_finite: bool = True):
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         self.manifest = manifest
@@ -57,6 +58,7 @@ class ParnetRunner:
             self.executor = special or EXECUTORS[mode](manifest, self._load_runner, parallelism)
         self.input_spec = manifest.input
         self.output_spec = manifest.output
+        self.check_finite = check_finite
         self.closed = False
 
     def _load_runner(self, spec: SubgraphSpec, concurrency: int) -> Runner:
@@ -74,6 +76,11 @@ class ParnetRunner:
             raise UserError(f"input shape must be {tuple(spec.shape)} (N, C, H, W), got {tuple(x.shape)}")
         if not x.flags.c_contiguous:
             raise UserError("input must be C-contiguous (use np.ascontiguousarray)")
+        # OpenVINO turns NaN/inf into ordinary-looking logits; refuse them on every backend alike
+        if self.check_finite and not np.isfinite(x).all():
+            index = int(np.flatnonzero(~np.isfinite(x))[0])
+            raise UserError(f"input[{index}] is {x.flat[index]}: not a finite number (load with check_finite=False "
+                            f"to skip this check)")
 
     # -- running ---------------------------------------------------------------------------
     def _check_open(self) -> None:

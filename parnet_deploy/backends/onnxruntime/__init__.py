@@ -10,7 +10,7 @@ from ...errors import UserError
 from ..base import Backend, Runner
 from . import builder
 from .iobinding import IoBindingRunner, pinned_memory_info
-from .runner import OnnxRuntimeRunner, create_session, ort, providers_for
+from .runner import OnnxRuntimeRunner, check_io, create_session, ort, providers_for
 
 
 class OnnxRuntimeBackend(Backend):
@@ -50,6 +50,7 @@ class OnnxRuntimeBackend(Backend):
         # sessions that run at the same time share the cores instead of oversubscribing them
         threads = max(1, self.threads // max(1, concurrency))
         session = create_session(path, threads, self.providers)
+        check_io(session, spec, path)
         if self.device == "cpu":
             return OnnxRuntimeRunner(session, spec)
         return IoBindingRunner(session, spec, "cuda", self.device_id, pinned_memory_info(ort()))

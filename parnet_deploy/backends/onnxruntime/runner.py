@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...artifacts.export_manifest import SubgraphSpec
-from ...errors import BackendMissingError, RuntimeFailure, UserError
+from ...errors import BackendMissingError, ExportError, RuntimeFailure, UserError
 from ..base import Runner
 
 
@@ -72,6 +72,20 @@ def create_session(path: Path, threads: int, providers: list, optimized_path: Pa
                                       providers=providers)
     except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
         raise UserError(f"onnxruntime cannot load {path.name}: {str(e).splitlines()[0]}") from e
+
+
+ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
+
+
+def check_io(session, spec: SubgraphSpec, path: Path) -> None:
+    """The model's own inputs and outputs (names, shapes, dtypes) are those the manifest declares, as the
+    OpenVINO backend and the C library check: a lying manifest is refused at load, not at call time."""
+    for kind, declared, actual in (("inputs", spec.inputs, session.get_inputs()),
+                                   ("outputs", spec.outputs, session.get_outputs())):
+        want = [(t.name, tuple(t.shape), ORT_TYPES.get(t.dtype, t.dtype)) for t in declared]
+        have = [(a.name, tuple(a.shape), a.type) for a in actual]
+        if want != have:
+            raise ExportError(f"{path.name}: the model's {kind} are {have}, the manifest says {want}")
 
 
 class OnnxRuntimeRunner(Runner):

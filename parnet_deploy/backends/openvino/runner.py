@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 
 from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
-from ...errors import RuntimeFailure, UserError
+from ...errors import ExportError, RuntimeFailure, UserError
 from ..base import Runner
 from .config import applied, reason
+
+
+OV_TYPES = {"float32": "f32", "float16": "f16"}
 
 
 def _ports(ports: Sequence[Any], tensors: tuple[TensorSpec, ...], kind: str, where: str) -> list[tuple[str, int]]:
@@ -21,6 +24,12 @@ def _ports(ports: Sequence[Any], tensors: tuple[TensorSpec, ...], kind: str, whe
     if len(ports) != len(tensors) or any(i < 0 for _, i in found):
         have = sorted(port.any_name for port in ports)
         raise UserError(f"{where}: the model's {kind}s {have} are not the manifest's {[t.name for t in tensors]}")
+    for (name, i), t in zip(found, tensors):
+        shape = ports[i].get_partial_shape()
+        have = (tuple(shape.to_shape()) if shape.is_static else str(shape), ports[i].get_element_type().get_type_name())
+        if have != (tuple(t.shape), OV_TYPES.get(t.dtype, t.dtype)):
+            raise ExportError(f"{where}: the model's {kind} {name!r} is {have[1]} {have[0]}, the manifest says "
+                              f"{t.dtype} {tuple(t.shape)}")
     return found
 
 
