@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..backends.base import MAX_THREADS
-from ..bench.timing import MAX_ITERATIONS, MAX_SECONDS
+from ..bench.timing import MAX_SECONDS
 from ..errors import ParnetError, UserError
 from ..models.config import ACTIVATIONS
 
