@@ -55,6 +55,14 @@ class ToolchainError(ParnetError):
     exit_code = 1
 
 
+class DistributedError(ParnetError):
+    """A rank failed or did not answer in time."""
+
+
+class EngineIncompatibleError(UserError):
+    """The engines were built for another device or backend version."""
+
+
 class RuntimeFailure(ParnetError):
     """An engine failed while executing, or a runner was used after close()."""
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactNotFoundError, ConfigError, ExportError, UserError
+from ..errors import ArtifactNotFoundError, ConfigError, EngineIncompatibleError, ExportError, UserError
 from .export_manifest import ExportManifest, parse_files
 from .files import FileSpec, read_manifest_json, verify_files, write_json
 from .schema import Fields, check_name, to_json_dict
@@ -31,10 +31,6 @@ MANIFEST = "engines.json"
 WHOLE = "model"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEVICE_KINDS = ("cpu", "cuda")
-
-
-class EngineIncompatibleError(UserError):
-    """The engines were built for another device or backend version."""
 
 
 @dataclass(frozen=True)

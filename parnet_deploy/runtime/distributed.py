@@ -50,7 +50,7 @@ import numpy as np
 from ..artifacts.export_manifest import ExportManifest
 from ..backends import StageTime, get_backend
 from ..backends.base import DeviceRunner
-from ..errors import ParnetError, UserError
+from ..errors import DistributedError, ParnetError, UserError
 
 RUN, STOP = b"run", b"stop"
 # Start-up spawns interpreters that import ONNX Runtime and build sessions: seconds, more on a
@@ -61,10 +61,6 @@ IDLE_FOREVER = datetime.timedelta(days=365)  # waiting for the next call is not 
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1e-3, 1e7
 CLOSE_TIMEOUT_S = 10.0  # for all workers together to exit after a stop
 PARENT_POLL_S = 0.5  # how often a worker checks that its caller (rank 0's process) is still there
-
-
-class DistributedError(ParnetError):
-    """A rank failed or did not answer in time."""
 
 
 @dataclass(frozen=True)
