@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean capi capi-deps gpu-test
+.PHONY: demo test lint venv clean capi capi-deps gpu-test ros ros-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m parnet_deploy.demo
 
-test: $(STAMP) capi-deps
+test: $(STAMP) capi-deps ros-deps
 	$(PY) -m pytest -q
+
+# ruff, with the rules in pyproject.toml ([tool.ruff]); .ci/run runs it before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check parnet_deploy tests benchmarks scripts examples
 
 # On a machine with an NVIDIA GPU and a CUDA build of PyTorch (not the CPU venv above): installs what
 # is missing into that Python without replacing its torch (offline: wheels in .whl/ or $WHEELS), then
@@ -47,3 +51,14 @@ capi: $(STAMP) capi-deps
 	cmake --build $(CAPI)/examples -j
 	PKG_CONFIG_PATH=$(CAPI_PREFIX)/lib/pkgconfig $(MAKE) -C examples -f pkgconfig.mk OUT=$(abspath $(CAPI)/examples-pc)
 	@echo "installed to $(CAPI_PREFIX); try: $(CAPI)/examples/classify export/<name>"
+
+# ROS 1 front ends (ros/: node parnet_ros_node, nodelet parnet_ros/ClassifierNodelet, generated vision_msgs)
+# built against the installed parnet_rt CMake package; Debian's ROS 1 packages come from the deps script.
+# Run: ROS_PACKAGE_PATH=$(abspath build/ros):/usr/share build/ros/parnet_ros_node _model_dir:=export/digits
+ros-deps:
+	scripts/install_ros_deps.sh
+
+ros: capi ros-deps
+	cmake -S ros -B build/ros -DCMAKE_PREFIX_PATH=$(CAPI_PREFIX) -DCMAKE_BUILD_TYPE=Release
+	cmake --build build/ros -j
+	@echo "built build/ros/parnet_ros_node and the nodelet; see README, On a robot"

@@ -61,7 +61,8 @@ def digits_export(tmp: Path) -> tuple[Path, str]:
     if (ROOT / "export" / "digits" / "manifest.json").is_file():
         return ROOT / "export" / "digits", "export/digits (make demo)"
     model = pd.create_model("parnet_cifar_s", planes=DIGITS_PLANES)
-    d, _ = export_model(model, ExportConfig(output=tmp, name="digits", split="shared", verify=False), log=lambda _: None)
+    config = ExportConfig(output=tmp, name="digits", split="shared", verify=False)
+    d, _ = export_model(model, config, log=lambda _: None)
     return d, "untrained parnet_cifar_s with the digits widths (no export/digits: run make demo)"
 
 
@@ -82,7 +83,8 @@ def trivial_export(tmp: Path, like: Path) -> Path:
     spec = {"file": "model.onnx", "inputs": [{"name": "image", "shape": [1, 3, 1, 1], "dtype": "float32"}],
             "outputs": [{"name": "logits", "shape": [1, 3], "dtype": "float32"}], "stream": None}
     m.update(name="trivial", whole={"name": "model", **spec}, subgraphs=[{"name": "all", **spec}], resolution=[1, 1],
-             files={"model.onnx": {"sha256": sha256_file(d / "model.onnx"), "bytes": (d / "model.onnx").stat().st_size}})
+             files={"model.onnx": {"sha256": sha256_file(d / "model.onnx"),
+                                   "bytes": (d / "model.onnx").stat().st_size}})
     (d / "manifest.json").write_text(json.dumps(m))
     return d
 
@@ -90,7 +92,8 @@ def trivial_export(tmp: Path, like: Path) -> Path:
 def overhead(exe: Path, d: Path, rounds: int, calls: int) -> dict:
     lines = tool(exe, "overhead", str(d), str(rounds), str(calls)).splitlines()
     rows = [tuple(map(float, line.split())) for line in lines if not line.startswith("checks")]
-    return {"prt_infer_us": float(np.median([r[0] for r in rows])), "openvino_infer_us": float(np.median([r[1] for r in rows])),
+    return {"prt_infer_us": float(np.median([r[0] for r in rows])),
+            "openvino_infer_us": float(np.median([r[1] for r in rows])),
             "overhead_us": float(np.median([r[2] for r in rows])), "rounds": rows,
             "control_us": float(np.median([r[3] for r in rows])),
             "refused_call_us": float(lines[-1].split()[1])}
@@ -134,7 +137,8 @@ def main() -> int:
             for _ in range(5):
                 run(x)
             for r in range(args.rounds):
-                c_ms.append(float(tool(exe, "percall", str(big), f"threads={args.threads}", str(args.big_calls))) / 1000)
+                per_call_us = tool(exe, "percall", str(big), f"threads={args.threads}", str(args.big_calls))
+                c_ms.append(float(per_call_us) / 1000)
                 times = []
                 for _ in range(args.big_calls):
                     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,8 @@ def main() -> int:
     def target(label: str, value: float, limit: float) -> None:
         targets.append({"target": label, "value": round(value, 3), "limit": limit, "met": value <= limit})
 
-    target(f"auto fp32 ({m32.backend.name}) / onnxruntime fp32 whole", med[f"auto fp32 engine ({m32.backend.name})"] / base, 0.95)
+    auto32 = f"auto fp32 engine ({m32.backend.name})"
+    target(f"auto fp32 ({m32.backend.name}) / onnxruntime fp32 whole", med[auto32] / base, 0.95)
     best8 = min((n for n in med if " int8 " in n and "whole" in n or n.startswith("auto int8")), key=med.get)
     target(f"best int8 ({best8}) / onnxruntime fp32 whole", med[best8] / base, 0.32)
     for b in backends:
@@ -121,11 +122,12 @@ def main() -> int:
 
     env = environment({"threads": args.threads})
     command = ("python benchmarks/cpu_backends.py " + " ".join(sys.argv[1:])).strip()
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     data = {"arch": args.arch, "resolution": list(res), "batch": 1, "command": command, "date": date,
             "environment": env, "auto": {"fp32": [t.__dict__ for t in m32.selection],
                                          "int8": [t.__dict__ for t in m8.selection]},
-            "rows": [{"name": n, "precision": pr, "latency_ms": stats[n].to_dict(), "vs_onnxruntime_fp32": med[n] / base,
+            "rows": [{"name": n, "precision": pr, "latency_ms": stats[n].to_dict(),
+                      "vs_onnxruntime_fp32": med[n] / base,
                       "max_rel_err_vs_train": errors.get(n)} for n, pr, _ in rows],
             "targets": targets}
     RESULTS.mkdir(exist_ok=True)
@@ -135,7 +137,7 @@ def main() -> int:
              f"Machine: {env['cpu']}, {env['cores']} cores, {args.threads} threads; libraries: "
              + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()), "",
              "| | median ms | p99 ms | vs ORT fp32 whole | max rel err vs train |", "|---|---:|---:|---:|---:|"]
-    for n, pr, _ in rows:
+    for n, _, _ in rows:
         err = f"{errors[n]:.1e}" if n in errors else "not checked (int8: accuracy on digits)"
         lines.append(f"| {n} | {stats[n].median:.2f} | {stats[n].p99:.2f} | {med[n] / base:.3f} | {err} |")
     lines += ["", "| target | value | limit | met |", "|---|---:|---:|---|"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,7 +57,7 @@ def main() -> int:
     data = result.to_dict()
     series = {r["name"]: r.pop("samples_ms") for r in data["rows"]}
     command = "python benchmarks/cpu_table3.py " + " ".join(sys.argv[1:])
-    data |= {"command": command.strip(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    data |= {"command": command.strip(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
     stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     plot_latency(series, stem.with_suffix(".png"), f"{args.arch} {args.resolution}x{args.resolution} batch 1")
     rows = {r["name"]: r for r in data["rows"]}

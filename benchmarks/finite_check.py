@@ -30,8 +30,14 @@ OUT = Path(__file__).resolve().parent / "results"
 def paired_us(a, b, x, rounds: int) -> tuple[float, float, float]:
     da, db, diff = [], [], []
     for _ in range(rounds):
-        t0 = time.perf_counter(); a(x); t1 = time.perf_counter(); b(x); t2 = time.perf_counter()
-        da.append(t1 - t0); db.append(t2 - t1); diff.append((t1 - t0) - (t2 - t1))
+        t0 = time.perf_counter()
+        a(x)
+        t1 = time.perf_counter()
+        b(x)
+        t2 = time.perf_counter()
+        da.append(t1 - t0)
+        db.append(t2 - t1)
+        diff.append((t1 - t0) - (t2 - t1))
     return tuple(float(np.median(v)) * 1e6 for v in (da, db, diff))
 
 
@@ -40,7 +46,9 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     scan = []
     for _ in range(2000):
-        t = time.perf_counter(); np.isfinite(x).all(); scan.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        np.isfinite(x).all()
+        scan.append(time.perf_counter() - t)
     rows = {"scan_only_us": float(np.median(scan)) * 1e6}
     with tempfile.TemporaryDirectory() as tmp:
         d, _ = export_model(pd.create_model("parnet_s"), ExportConfig(output=Path(tmp), name="s", verify=False))
@@ -57,7 +65,8 @@ def main() -> None:
     (OUT / "finite_check.json").write_text(json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
     lines = [f"# Cost of the finite-input check ({env.get('cpu', '')})", "",
              f"`np.isfinite(x).all()` on 1x3x224x224: {rows['scan_only_us']:.1f} us (median of 2000)", "",
-             "| backend | with check (us) | without (us) | median paired diff (us) | overhead |", "|---|---|---|---|---|"]
+             "| backend | with check (us) | without (us) | median paired diff (us) | overhead |",
+             "|---|---|---|---|---|"]
     lines += [f"| {b} | {r['with_check_us']:.0f} | {r['without_check_us']:.0f} | {r['median_paired_diff_us']:.1f} | "
               f"{r['overhead_pct']:.2f}% |" for b, r in rows.items() if isinstance(r, dict)]
     (OUT / "finite_check.md").write_text("\n".join(lines) + "\n")

@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +178,8 @@ def make_rows(arch: str, resolution: int, workdir: Path, log) -> list[Row]:
 
         for precision in ("fp32", "fp16"):
             log(f"{arch}: building TensorRT {precision} engines ...")
-            engines, _ = build_engines(fp32 if precision == "fp32" else export("fp16"), BuildConfig(backend="tensorrt", devices="0",
+            source = fp32 if precision == "fp32" else export("fp16")
+            engines, _ = build_engines(source, BuildConfig(backend="tensorrt", devices="0",
                                                                       output=workdir / "engines",
                                                                       timing_cache=workdir / "trt-cache"),
                                        log=lambda _: None)
@@ -247,7 +248,8 @@ def markdown(data: dict) -> str:
              "| variant | row | GPU median ms | GPU p99 ms | wall median ms | vs unfused (same precision) "
              "| max rel err vs unfused fp32 |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in data["rows"]:
-        base = next(x for x in data["rows"] if x["arch"] == r["arch"] and x["name"] == f"torch unfused {r['precision']}")
+        unfused = f"torch unfused {r['precision']}"
+        base = next(x for x in data["rows"] if x["arch"] == r["arch"] and x["name"] == unfused)
         speedup = base["gpu_ms"]["median"] / r["gpu_ms"]["median"]
         lines.append(f"| {r['arch']} | {r['name']} | {r['gpu_ms']['median']:.3f} | {r['gpu_ms']['p99']:.3f} "
                      f"| {r['wall_ms']['median']:.3f} | {speedup:.2f}x | {r['max_rel_err_vs_unfused_fp32']:.1e} |")
@@ -258,7 +260,8 @@ def markdown(data: dict) -> str:
     streams = [r for r in data["rows"] if r["streams"]]
     if streams:
         lines += ["", "## Do the streams overlap? (CUDA events per subgraph, runs without a graph)", "",
-                  "| variant | row | stage medians ms (start-end from the call's start) | overlap |", "|---|---|---|---:|"]
+                  "| variant | row | stage medians ms (start-end from the call's start) | overlap |",
+                  "|---|---|---|---:|"]
         for r in streams:
             st = ", ".join(f"{n} {v['start']:.3f}-{v['end']:.3f}" for n, v in r["streams"]["stages_ms"].items())
             lines.append(f"| {r['arch']} | {r['name']} | {st} | {r['streams']['overlap']:.2f} |")
@@ -318,7 +321,7 @@ def main() -> int:
     summary = summarize(rows)
     env = environment()
     data = {"command": ("python benchmarks/gpu_table3.py " + " ".join(sys.argv[1:])).strip(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": env,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"), "environment": env,
             "resolution": args.resolution, "rows": summary, "targets": targets(summary)}
     from parnet_deploy.hardware import slug
 

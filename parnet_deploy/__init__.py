@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib
 
 from .errors import ParnetError
-
-__version__ = "0.1.0"
+from .version import __version__
 
 _LAZY = {
     "ParNet": "models", "ParNetConfig": "models", "create_model": "models", "list_models": "models",

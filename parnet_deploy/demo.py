@@ -19,7 +19,8 @@ CKPT = OUT / "digits_parnet.pt"
 
 
 def zoo_table() -> None:
-    print(f"{'model':<16}{'train params':>14}{'deploy params':>15}{'GFLOPs':>9}{'res':>6}{'depth':>7}{'max rel err':>13}")
+    print(f"{'model':<16}{'train params':>14}{'deploy params':>15}{'GFLOPs':>9}{'res':>6}{'depth':>7}"
+          f"{'max rel err':>13}")
     g = torch.Generator().manual_seed(0)
     for name in pd.list_models():
         model = pd.create_model(name)

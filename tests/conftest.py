@@ -97,3 +97,29 @@ def pytest_collection_modifyitems(config, items):
         reason = skip_reason(marks, devices, trt_error) if marks else None
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# -- a tiny model's exports (replicated and shared split): test_engines, test_distributed, test_placement
+# and test_distributed_plan. Session-scoped: exported once for all of them.
+ENGINE_RES = (64, 64)
+
+
+def engine_model() -> nn.Module:
+    torch.manual_seed(0)
+    return randomize_bn(pd.create_model("parnet_s", num_classes=10, **TINY), seed=11)
+
+
+def engine_input(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, *ENGINE_RES)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def engine_exports(tmp_path_factory):
+    """(root, {"replicated": export dir, "shared": export dir})."""
+    from parnet_deploy.export import ExportConfig, export_model
+
+    root = tmp_path_factory.mktemp("eng")
+    model = engine_model()
+    return root, {split: export_model(model, ExportConfig(output=root / "export", name=split, resolution=ENGINE_RES,
+                                                          split=split, verify=False), log=lambda _: None)[0]
+                  for split in ("replicated", "shared")}

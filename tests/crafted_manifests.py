@@ -15,7 +15,8 @@ otherwise ignore.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MAX_DEPTH = 64  # of nested objects and lists, the top-level object included (the C library's bound)
 BOM = b"\xef\xbb\xbf"

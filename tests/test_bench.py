@@ -5,12 +5,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, randomize_bn
 
 import parnet_deploy as pd
 from parnet_deploy.bench.stats import LatencyStats
 from parnet_deploy.export import ExportConfig, export_model
-
-from conftest import TINY, randomize_bn
 
 FAST = ["--warmup", "0.1", "--iterations", "8", "--duration", "0.2"]
 

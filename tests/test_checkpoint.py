@@ -5,12 +5,11 @@ import pickle
 
 import pytest
 import torch
+from conftest import TINY_SMALL_INPUT, randomize_bn
 
 import parnet_deploy as pd
 from parnet_deploy.checkpoint import save_official_checkpoint
 from parnet_deploy.errors import CheckpointError
-
-from conftest import TINY_SMALL_INPUT, randomize_bn
 
 
 def _outputs_equal(a, b, res=64):

@@ -38,7 +38,8 @@ class FakeRunner:
 
     def __init__(self, spec, device, log, shared):
         self.spec, self.device, self.log = spec, device, log
-        self.buffers = {t.name: shared.setdefault((device, t.name), Buffer(device)) for t in (*spec.inputs, *spec.outputs)}
+        self.buffers = {t.name: shared.setdefault((device, t.name), Buffer(device))
+                        for t in (*spec.inputs, *spec.outputs)}
         self.closed = False
 
     def enqueue(self, stream):

@@ -14,11 +14,10 @@ import time
 
 import pytest
 import torch
+from conftest import TINY, randomize_bn
 
 import parnet_deploy as pd
 from parnet_deploy.export import ExportConfig, export_model
-
-from conftest import TINY, randomize_bn
 
 RES = (64, 64)
 

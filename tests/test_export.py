@@ -8,14 +8,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import TINY, randomize_bn, rel_err
 
 import parnet_deploy as pd
 from parnet_deploy.errors import ExportError, ToolchainError, UserError
 from parnet_deploy.export import ExportConfig, export_model, load_manifest
 from parnet_deploy.export import graph as G
 from parnet_deploy.export.opgate import check_tensorrt_ops, unsupported_ops
-
-from conftest import TINY, randomize_bn, rel_err
 
 RES = (64, 64)
 

@@ -8,15 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_bn, rel_err
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
 from parnet_deploy.artifacts.export_manifest import load_manifest
 from parnet_deploy.backends.cuda_streams import CudaStreamsExecutor
-from parnet_deploy.backends.torch import TorchBackend
+from parnet_deploy.backends.torch.backend import TorchBackend
 from parnet_deploy.export import ExportConfig, export_model
-
-from conftest import randomize_bn, rel_err
 
 pytestmark = pytest.mark.gpu
 
@@ -207,7 +206,7 @@ def test_tensorrt_builds_parse_and_run(export_dir, int8_dir, tmp_path, precision
 @pytest.mark.tensorrt
 def test_tensorrt_timing_cache_create_reuse_and_corrupt(export_dir, tmp_path):
     from parnet_deploy.backends.tensorrt import builder
-    from parnet_deploy.backends.tensorrt import cuda_devices
+    from parnet_deploy.backends.tensorrt.backend import cuda_devices
     from parnet_deploy.engines.build import BuildConfig, build_engines
     from parnet_deploy.errors import ParnetError
 

@@ -1,6 +1,9 @@
 """The package's import graph: no cycles, and imports only ever point down the pipeline."""
 
 import ast
+import fnmatch
+import importlib.util
+import itertools
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "parnet_deploy"
 
 # lowest first: a module may import from its own layer's packages or from lower layers only
 LAYERS = [
-    {"errors", "hardware", "quiet"},
+    {"errors", "hardware", "quiet", "version"},
     {"models"},
     {"artifacts"},
     {"data", "compare"},
@@ -22,7 +25,8 @@ LAYERS = [
     {"bench"},
     {"train"},
     {"cli"},
-    {"demo"},
+    {"__root__"},  # parnet_deploy/__init__.py: the lazy public facade over the layers below
+    {"demo"},  # the quick start's job, written as a user would: through the facade
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -37,13 +41,60 @@ def is_module(name: str) -> bool:
     return path.with_suffix(".py").exists() or path.is_dir()
 
 
+def all_modules() -> list[str]:
+    return sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
+
+
+def _dict_values(tree: ast.Module) -> dict[str, list[str]]:
+    """Module-level ``NAME = {key: "string", ...}`` tables (lazy-import maps), by name."""
+    tables = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and len(node.targets) == 1:
+            values = [v.value for v in node.value.values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+            if len(values) == len(node.value.values) and isinstance(node.targets[0], ast.Name):
+                tables[node.targets[0].id] = values
+    return tables
+
+
+def _strings(node: ast.AST, me: str, tables: dict[str, list[str]]) -> list[str]:
+    """The strings an ``import_module`` argument can take: literals, ``__name__``, lookups in a module-level
+    table, f-strings of those; anything else is a ``*`` wildcard."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Name) and node.id == "__name__":
+        return [me]
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in tables:
+        return tables[node.value.id]
+    if isinstance(node, ast.FormattedValue):
+        return _strings(node.value, me, tables)
+    if isinstance(node, ast.JoinedStr):
+        return ["".join(parts) for parts in itertools.product(*(_strings(v, me, tables) for v in node.values))]
+    return ["*"]
+
+
+def lazy_imports_of(tree: ast.Module, me: str, package: str) -> set[str]:
+    """Modules named by ``importlib.import_module(...)`` calls, wildcards matched against the package's modules."""
+    tables, found = _dict_values(tree), set()
+    for node in ast.walk(tree):
+        called = getattr(node, "func", None)
+        if not (isinstance(node, ast.Call) and getattr(called, "attr", getattr(called, "id", "")) == "import_module"
+                and node.args):
+            continue
+        anchor = _strings(node.args[1], me, tables) if len(node.args) > 1 else [package]
+        for name in _strings(node.args[0], me, tables):
+            if name.startswith("."):  # relative to the package argument (``__name__`` of a package: itself)
+                name = importlib.util.resolve_name(name, anchor[0])
+            found.update(m for m in all_modules() if fnmatch.fnmatchcase(m, name))
+    return found
+
+
 def imports_of(path: Path) -> set[str]:
-    """Every parnet_deploy module this file imports, at any depth (function-level imports too),
-    except under ``if TYPE_CHECKING:``."""
+    """Every parnet_deploy module this file imports, at any depth (function-level imports too, and
+    ``importlib.import_module`` lazy imports), except under ``if TYPE_CHECKING:``."""
     tree = ast.parse(path.read_text())
     me = module_name(path).split(".")
     package = me if path.name == "__init__.py" else me[:-1]
-    found = set()
+    found = lazy_imports_of(tree, ".".join(me), ".".join(package))
 
     def visit(node):
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
@@ -103,10 +154,9 @@ def test_no_module_imports_in_a_cycle():
 
 def test_imports_point_down_the_pipeline():
     g = graph()
-    unknown = {layer_of(m) for m in g} - set(LAYER) - {"__root__"}
-    assert unknown == set(), f"packages missing from LAYERS: {unknown}"
-    upward = [(m, t) for m, targets in g.items() for t in targets
-              if layer_of(m) != "__root__" and layer_of(t) != "__root__" and LAYER[layer_of(t)] > LAYER[layer_of(m)]]
+    unknown = {layer_of(m) for m in g} - set(LAYER)
+    assert unknown == set(), f"packages or root modules missing from LAYERS: {unknown}"
+    upward = [(m, t) for m, targets in g.items() for t in targets if LAYER[layer_of(t)] > LAYER[layer_of(m)]]
     assert upward == []
 
 
@@ -117,6 +167,25 @@ def test_the_walker_sees_function_level_imports():
     assert any(t.startswith("parnet_deploy.precision") for t in imports_of(PACKAGE / "engines" / "build.py"))
 
 
+def test_the_walker_sees_lazy_imports():
+    # importlib.import_module with literals, __name__, lookups in a module-level table and f-strings of them
+    assert {"parnet_deploy.models", "parnet_deploy.reparam", "parnet_deploy.checkpoint"} <= imports_of(
+        PACKAGE / "__init__.py")
+    assert {"parnet_deploy.models.parnet", "parnet_deploy.models._factory"} <= imports_of(
+        PACKAGE / "models" / "__init__.py")
+    backends = imports_of(PACKAGE / "backends" / "__init__.py")
+    assert {f"parnet_deploy.backends.{b}.backend" for b in ("onnxruntime", "openvino", "tensorrt", "torch")} <= backends
+    tree = ast.parse("import importlib\nM = {'a': '..runtime.api'}\nimportlib.import_module(M[k], __name__)\n"
+                     "importlib.import_module(f'{__name__}.{x}')\n")
+    assert lazy_imports_of(tree, "parnet_deploy.cli", "parnet_deploy.cli") == {
+        "parnet_deploy.runtime.api", *(m for m in all_modules() if m.startswith("parnet_deploy.cli."))}
+
+
+def test_every_root_module_has_a_layer():
+    roots = {p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    assert roots and roots <= set(LAYER), f"root modules missing from LAYERS: {roots - set(LAYER)}"
+
+
 @pytest.mark.parametrize("module", ["parnet_deploy.runtime", "parnet_deploy.artifacts", "parnet_deploy.backends",
                                     "parnet_deploy.models", "parnet_deploy.engines.build", "parnet_deploy.cli.bench"])
 def test_torch_free_modules(module):
@@ -125,3 +194,12 @@ def test_torch_free_modules(module):
 
     code = f"import sys, {module}; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, f"{module} imports torch"
+
+
+def test_one_version():
+    import tomllib
+
+    from parnet_deploy import __version__
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    assert project["version"] == __version__

@@ -16,7 +16,7 @@ from parnet_deploy import hardware  # noqa: E402
 from parnet_deploy.artifacts.engines_manifest import BuildOptions  # noqa: E402
 from parnet_deploy.artifacts.export_manifest import SubgraphSpec, TensorSpec  # noqa: E402
 from parnet_deploy.backends.base import cpu_device  # noqa: E402
-from parnet_deploy.backends.openvino import OpenVinoBackend  # noqa: E402
+from parnet_deploy.backends.openvino.backend import OpenVinoBackend  # noqa: E402
 from parnet_deploy.errors import BackendMissingError, RunnerClosedError, UserError  # noqa: E402
 
 SHAPE = (1, 3, 16, 16)

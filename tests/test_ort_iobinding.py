@@ -6,14 +6,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_bn, threaded_mismatches
 
 import parnet_deploy as pd
 from parnet_deploy.artifacts.export_manifest import load_manifest
 from parnet_deploy.backends.onnxruntime.iobinding import IoBindingRunner, pinned_memory_info
 from parnet_deploy.backends.onnxruntime.runner import create_session, ort
 from parnet_deploy.export import ExportConfig, export_model
-
-from conftest import randomize_bn, threaded_mismatches
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from conftest import rel_err
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
@@ -15,8 +16,6 @@ from parnet_deploy.export import ExportConfig, export_model, load_manifest
 from parnet_deploy.precision.accuracy import evaluate
 from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
 from parnet_deploy.train import TrainConfig, train
-
-from conftest import rel_err
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +89,9 @@ def test_int8_engines_pass_the_gate_on_their_backend(trained, int8_export, backe
     d, m = build_engines(out, BuildConfig(backend=backend, output=root / f"e-{backend}", eval_source="digits:heldout",
                                           measure_iterations=2), log=lambda _: None)
     assert d.name == "digits-int8" and m.precision == "int8" and m.backend.name == backend
-    assert m.accuracy["data"] == "digits:heldout" and m.accuracy["drop_points"] <= 1.0
+    assert m.accuracy.data == "digits:heldout" and m.accuracy.drop_points <= 1.0
     with runtime.load(d, mode="streams") as run:
-        assert evaluate(run, load_source("digits:heldout")).top1 == pytest.approx(m.accuracy["top1"])
+        assert evaluate(run, load_source("digits:heldout")).top1 == pytest.approx(m.accuracy.top1)
 
 
 def test_int8_build_from_fp32_with_calib(trained, tmp_path):
@@ -101,7 +100,7 @@ def test_int8_build_from_fp32_with_calib(trained, tmp_path):
                            log=lambda _: None)
     assert out.name == "digits-int8" and m.precision == "int8" and m.export.quantization is not None
     assert len(m.selection) == 2 and sum(t.chosen for t in m.selection) == 1  # auto: both CPU backends measured
-    assert m.accuracy["drop_points"] <= 1.0
+    assert m.accuracy.drop_points <= 1.0
 
 
 def test_bf16_is_gated_and_needs_native_bf16(trained, tmp_path, monkeypatch):
@@ -113,7 +112,7 @@ def test_bf16_is_gated_and_needs_native_bf16(trained, tmp_path, monkeypatch):
     out, m = build_engines(d, BuildConfig(output=tmp_path, precision="bf16", eval_source="digits",
                                           measure_iterations=2), log=lambda _: None)
     assert out.name == "digits-bf16" and m.precision == "bf16" and m.backend.name == "openvino"
-    assert m.accuracy["drop_points"] <= 1.0 and m.accuracy["agreement"] >= 0.98
+    assert m.accuracy.drop_points <= 1.0 and m.accuracy.agreement >= 0.98
     with runtime.load(out) as run:
         x = load_source("digits:heldout").images[:1]
         assert run.backend.describe()["inference_precision"] == "bf16"

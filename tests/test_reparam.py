@@ -2,11 +2,10 @@ import copy
 
 import pytest
 import torch
+from conftest import randomize_bn, rel_err
 
 import parnet_deploy as pd
 from parnet_deploy.models.parnet import ChannelShift, Fusion, MultiBatchNorm2d, RepVGGBlock
-
-from conftest import randomize_bn, rel_err
 
 TOL = 1e-5  # max relative error, fp32
 

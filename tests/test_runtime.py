@@ -3,6 +3,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, randomize_bn, rel_err, threaded_mismatches
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
@@ -10,8 +11,6 @@ from parnet_deploy.backends import get_backend
 from parnet_deploy.errors import ExportError, RunnerClosedError, UserError
 from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.runtime.executors import StreamsExecutor
-
-from conftest import TINY, randomize_bn, rel_err, threaded_mismatches
 
 RES = (64, 64)
 

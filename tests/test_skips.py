@@ -1,7 +1,6 @@
 """The reasons GPU tests give when they cannot run (tests/conftest.py)."""
 
 import pytest
-
 from conftest import skip_reason
 
 

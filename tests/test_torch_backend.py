@@ -7,14 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_bn, rel_err
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
 from parnet_deploy.artifacts.export_manifest import load_manifest
 from parnet_deploy.errors import ParnetError
 from parnet_deploy.export import ExportConfig, export_model
-
-from conftest import randomize_bn, rel_err
 
 
 @pytest.fixture(scope="module")
@@ -73,4 +72,4 @@ def test_torch_backend_builds_nothing_and_auto_skips_it(exports):
     from parnet_deploy.backends import available_backends, backend_class
 
     assert "torch" not in available_backends("cpu")
-    assert backend_class("torch").builds_engines is False
+    assert backend_class("torch").info.builds_engines is False

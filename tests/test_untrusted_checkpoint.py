@@ -8,13 +8,12 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY_SMALL_INPUT, randomize_bn
 
 import parnet_deploy as pd
 from parnet_deploy.checkpoint import FORMAT
 from parnet_deploy.errors import CheckpointError
 from parnet_deploy.models import ParNet, ParNetConfig
-
-from conftest import TINY_SMALL_INPUT, randomize_bn
 
 # every field within its own bounds; together 144 billion weights (576 GB of float32)
 HUGE = ParNetConfig(planes=(8192,) * 4, num_blocks=(64, 64, 64, 1))

@@ -8,17 +8,15 @@ import sys
 
 import pytest
 import torch
+from crafted_manifests import CRAFTED
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
-from parnet_deploy.artifacts import atomic_directory, load_manifest
-from parnet_deploy.artifacts import files
+from parnet_deploy.artifacts import atomic_directory, files, load_manifest
 from parnet_deploy.artifacts.files import write_json
 from parnet_deploy.checkpoint import save_checkpoint
 from parnet_deploy.errors import ExportError, UserError
 from parnet_deploy.export import ExportConfig, export_model
-
-from crafted_manifests import CRAFTED
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 // The boundary between the runtime and an inference engine. OpenVINO implements it
-// (openvino_backend.cpp); a TensorRT backend would be one more implementation of these three
-// classes and one more case in make_backend().
+// (openvino_backend.cpp). A backend is one source file: its Backend, Graph and Request classes and
+// a PRT_REGISTER_BACKEND line; adding the file to the library (CMakeLists.txt) is all it takes
+// for make_backend() and the `backend=` option to know it.
 #pragma once
 
 #include <functional>
@@ -51,14 +52,26 @@ struct CompileOptions {
 class Backend {
   public:
     virtual ~Backend() = default;
-    virtual std::string name() const = 0;
+    virtual std::string name() const = 0;   // as engines.json records it: openvino
+    virtual std::string title() const = 0;  // for messages: OpenVINO
     virtual std::string version() const = 0;
     // `model`: bytes already verified (taken: a graph may keep them). `compiled`: a blob of this backend (else ONNX).
     virtual std::unique_ptr<Graph> load(std::string model, bool compiled, const CompileOptions &options,
                                         const std::string &what) = 0;
 };
 
-// The process-wide OpenVINO backend.
-Backend &openvino_backend();
+// The backends this library was built with, by name. A backend lives for the whole process (it may
+// hold process-wide engine state, like OpenVINO's Core).
+using BackendFactory = Backend &(*)();
+// Adds `factory` under `name` (once per name); called at load time by PRT_REGISTER_BACKEND.
+bool register_backend(const char *name, BackendFactory factory);
+// The backend named `name`; PRT_E_INVALID_ARG naming the known ones if there is none.
+Backend &make_backend(const std::string &name);
+// Every registered name, sorted (the default, Options::backend, is openvino).
+std::vector<std::string> backend_names();
+
+// In the backend's .cpp, at namespace scope: PRT_REGISTER_BACKEND("openvino", openvino_backend);
+#define PRT_REGISTER_BACKEND(name, factory) \
+    static const bool prt_registered_backend_ [[maybe_unused]] = ::prt::register_backend(name, factory)
 
 }  // namespace prt

@@ -167,6 +167,7 @@ auto attempt(prt_status status, const std::string &message, F &&call) -> decltyp
 class OpenVinoBackend : public Backend {
   public:
     std::string name() const override { return "openvino"; }
+    std::string title() const override { return "OpenVINO"; }
     std::string version() const override { return ov::get_openvino_version().buildNumber; }
 
     std::unique_ptr<Graph> load(std::string model, bool compiled, const CompileOptions &options,
@@ -203,11 +204,14 @@ class OpenVinoBackend : public Backend {
     }
 };
 
-}  // namespace
-
+// The process-wide OpenVINO backend.
 Backend &openvino_backend() {
     static OpenVinoBackend backend;
     return backend;
 }
+
+}  // namespace
+
+PRT_REGISTER_BACKEND("openvino", openvino_backend);
 
 }  // namespace prt

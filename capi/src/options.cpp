@@ -1,8 +1,10 @@
 #include "options.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 
+#include "backend.hpp"
 #include "error.hpp"
 
 namespace prt {
@@ -44,6 +46,15 @@ std::string parse_device(const std::string &item, const std::string &value) {
               "runtime (TensorRT)");
 }
 
+// one of the backends built into this library
+std::string parse_backend(const std::string &item, const std::string &value) {
+    const std::vector<std::string> names = backend_names();
+    if (std::find(names.begin(), names.end(), value) != names.end()) return value;
+    std::string known;
+    for (const std::string &n : names) known += (known.empty() ? "" : ", ") + n;
+    bad(item, "backend must be one built into this library: " + known);
+}
+
 }  // namespace
 
 Options parse_options(const char *text) {
@@ -75,7 +86,7 @@ Options parse_options(const char *text) {
             if (value != "f32" && value != "bf16" && value != "f16") bad(item, "precision_hint must be f32, bf16 or f16");
             options.precision_hint = value;
         } else if (key == "backend") {
-            if (value != "openvino") bad(item, "this library runs OpenVINO only (backend=openvino)");
+            options.backend = parse_backend(item, value);
         } else if (key == "check_finite") {
             if (value != "1" && value != "0") bad(item, "check_finite must be 1 or 0");
             options.check_finite = value == "1";

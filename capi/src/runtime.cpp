@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <map>
-#include <thread>
 
+#include "artifact_dir.hpp"
 #include "error.hpp"
+#include "policy.hpp"
 
 namespace prt {
 namespace {
@@ -20,96 +20,108 @@ std::string shape_text(const std::vector<int64_t> &shape) {
     return s + "]";
 }
 
-// /proc/cpuinfo's first "model name": what engines record (parnet_deploy/hardware.py).
-std::string cpu_model() {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind("model name", 0) != 0) continue;
-        const size_t colon = line.find(':');
-        if (colon == std::string::npos) continue;
-        std::string v = line.substr(colon + 1);
-        v.erase(0, v.find_first_not_of(" \t"));
-        v.erase(v.find_last_not_of(" \t\r") + 1);
-        return v;
-    }
-    return "";
-}
-
-bool cpu_has_native_bf16() {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("flags", 0) == 0)
-            return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
-    return false;
-}
-
 // The artifact, whichever kind: the graph to run, where its files are, how to compile them.
 struct Plan {
     ExportManifest graph;
     std::map<std::string, FileSpec> files;
     std::string manifest;      // its file name, for messages
     bool compiled = false;     // engine blobs (else ONNX)
-    std::string precision;     // what an engine was built for ("" for exports)
+    std::string precision;     // what runs: an engine's built precision, else the export's
 };
 
-Plan read_plan(const ArtifactDir &dir, Backend &backend) {
-    Plan plan;
-    if (dir.has_file(kEnginesManifest)) {
-        const std::string where = dir.path() + "/" + kEnginesManifest;
-        EnginesManifest m = parse_engines_manifest(dir.read_manifest(kEnginesManifest), where);
-        const std::string hint = "; rebuild with: parnet-build <export dir> --backend openvino";
-        if (m.backend != backend.name())
-            fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were built for " + printable(m.backend, 40) +
-                                         "; this library runs OpenVINO engines and exports" + hint);
-        if (m.backend_version != backend.version())
-            fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were built with OpenVINO " + printable(m.backend_version) +
-                                         ", this is OpenVINO " + backend.version() + hint);
-        const std::string here = cpu_model();
-        for (const auto &item : m.placement) {
-            const DeviceRecord &d = m.devices.at(item.second);
-            if (d.kind != "cpu")
-                fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines for " + item.second + " are not CPU engines" + hint);
-            if (d.name != here)
-                fail(PRT_E_INCOMPATIBLE, dir.path() + ": engines were optimized for " + printable(d.name, 120) +
-                                             "; this CPU is " + here + hint);
-        }
-        plan.graph = std::move(m.export_view);
-        plan.files = std::move(m.files);
-        plan.manifest = kEnginesManifest;
-        plan.compiled = true;
-        plan.precision = m.precision;
-        return plan;
+// Engines fit this library and this machine: built by `backend` (same version) for this CPU.
+void check_engines_fit(const EnginesManifest &m, const Backend &backend, const std::string &path) {
+    const std::string hint = "; rebuild with: parnet-build <export dir> --backend " + backend.name();
+    if (m.backend != backend.name())
+        fail(PRT_E_INCOMPATIBLE, path + ": engines were built for " + printable(m.backend, 40) + "; this library runs " +
+                                     backend.title() + " engines and exports" + hint);
+    if (m.backend_version != backend.version())
+        fail(PRT_E_INCOMPATIBLE, path + ": engines were built with " + backend.title() + " " +
+                                     printable(m.backend_version) + ", this is " + backend.title() + " " +
+                                     backend.version() + hint);
+    const std::string here = policy::cpu_model();
+    for (const auto &item : m.placement) {
+        const DeviceRecord &d = m.devices.at(item.second);
+        if (d.kind != "cpu")
+            fail(PRT_E_INCOMPATIBLE, path + ": engines for " + item.second + " are not CPU engines" + hint);
+        if (d.name != here)
+            fail(PRT_E_INCOMPATIBLE, path + ": engines were optimized for " + printable(d.name, 120) +
+                                         "; this CPU is " + here + hint);
     }
-    if (!dir.has_file(kExportManifest))
-        fail(PRT_E_NOT_FOUND, dir.path() + ": no manifest.json or engines.json (not an export or engine directory)");
-    plan.graph = parse_export_manifest(dir.read_manifest(kExportManifest), dir.path() + "/" + kExportManifest);
-    plan.files = plan.graph.files;
-    plan.manifest = kExportManifest;
+}
+
+Plan read_engines_plan(const ArtifactDir &dir, const Backend &backend) {
+    EnginesManifest m = parse_engines_manifest(dir.read_manifest(kEnginesManifest), dir.path() + "/" + kEnginesManifest);
+    check_engines_fit(m, backend, dir.path());
+    Plan plan;
+    plan.graph = std::move(m.export_view);
+    plan.files = std::move(m.files);
+    plan.manifest = kEnginesManifest;
+    plan.compiled = true;
+    plan.precision = m.precision;
     return plan;
 }
 
-std::string precision_hint(const Plan &plan, const Options &options) {
-    static const std::map<std::string, std::string> kHints{{"fp32", "f32"}, {"fp16", "f32"}, {"int8", "f32"}, {"bf16", "bf16"}};
-    std::string hint = options.precision_hint;
+Plan read_export_plan(const ArtifactDir &dir) {
+    Plan plan;
+    plan.graph = parse_export_manifest(dir.read_manifest(kExportManifest), dir.path() + "/" + kExportManifest);
+    plan.files = plan.graph.files;
+    plan.manifest = kExportManifest;
+    plan.precision = plan.graph.precision;
+    return plan;
+}
+
+// The artifact's manifest, parsed and checked (the files it lists are verified as they are read).
+Plan read_plan(const ArtifactDir &dir, const Backend &backend) {
+    if (dir.has_file(kEnginesManifest)) return read_engines_plan(dir, backend);
+    if (!dir.has_file(kExportManifest))
+        fail(PRT_E_NOT_FOUND, dir.path() + ": no manifest.json or engines.json (not an export or engine directory)");
+    return read_export_plan(dir);
+}
+
+// The float precision the backend computes in: the artifact's own (policy::precision_hint, as the
+// Python runtime), or the option's where an fp32 export allows it.
+std::string choose_precision_hint(const Plan &plan, const Options &options) {
+    const std::string own = policy::precision_hint(plan.precision);
+    if (own.empty()) fail(PRT_E_INCOMPATIBLE, "unknown precision '" + printable(plan.precision) + "'");
+    const std::string &hint = options.precision_hint;
     if (plan.compiled) {
-        const std::string built = kHints.at(plan.precision);
-        if (!hint.empty() && hint != built)
+        if (!hint.empty() && hint != own)
             fail(PRT_E_INVALID_ARG, "bad option 'precision_hint=" + hint + "': these engines were built for " +
-                                        plan.precision + " (precision_hint=" + built + ")");
-        return built;
+                                        plan.precision + " (precision_hint=" + own + ")");
+        return own;
     }
-    if (hint.empty()) return "f32";
+    if (hint.empty()) return own;
     if (hint != "f32" && plan.graph.precision != "fp32")
         fail(PRT_E_INVALID_ARG, "bad option 'precision_hint=" + hint + "': applies to fp32 exports only (this one is " +
                                     plan.graph.precision + ")");
     if (options.device == "CPU" && hint == "f16")
         fail(PRT_E_INVALID_ARG, "bad option 'precision_hint=f16': the CPU plugin would silently use bf16; use f32 or bf16");
-    if (options.device == "CPU" && hint == "bf16" && !cpu_has_native_bf16())
-        fail(PRT_E_INVALID_ARG, "bad option 'precision_hint=bf16': this CPU (" + cpu_model() +
+    if (options.device == "CPU" && hint == "bf16" && !policy::native_bf16())
+        fail(PRT_E_INVALID_ARG, "bad option 'precision_hint=bf16': this CPU (" + policy::cpu_model() +
                                     ") has no native bf16 and would emulate it slowly");
     return hint;
+}
+
+// How the graphs are compiled and run.
+struct Settings {
+    std::vector<SubgraphSpec> specs;  // the graphs to load, in an execution order
+    int concurrency = 1;              // how many run at once
+    CompileOptions compile;
+};
+
+// The options applied to this artifact (the same rules as the Python runtime: policy.hpp).
+Settings choose_settings(const Plan &plan, const Options &options, const std::string &path) {
+    if (plan.compiled && options.device != "CPU")
+        fail(PRT_E_INVALID_ARG, "bad option 'device=" + options.device + "': " + path + " holds CPU engines");
+    const bool streams = options.mode == Mode::streams;
+    const int threads = options.threads > 0 ? options.threads : policy::default_threads();
+    const policy::Concurrency c = policy::concurrency(streams, dag_width(plan.graph), threads);
+    Settings s;
+    s.specs = streams ? plan.graph.subgraphs : std::vector<SubgraphSpec>{plan.graph.whole};
+    s.concurrency = c.graphs;
+    s.compile = CompileOptions{options.device, c.graph_threads, choose_precision_hint(plan, options)};
+    return s;
 }
 
 // The port of `model` named `name`; the manifest's names must be exactly the model's.
@@ -144,99 +156,123 @@ std::vector<size_t> match_ports(const std::vector<Port> &ports, const std::vecto
     return port_of;
 }
 
-}  // namespace
+// The graph's one input and one output (what this API passes).
+struct GraphIo {
+    std::string input, output;
+};
 
-std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &options) {
-    Backend &backend = openvino_backend();
-    ArtifactDir dir(path);
-    const Plan plan = read_plan(dir, backend);
-    if (plan.compiled && options.device != "CPU")
-        fail(PRT_E_INVALID_ARG, "bad option 'device=" + options.device + "': " + path + " holds CPU engines");
-    const ExportManifest &g = plan.graph;
-    const bool streams = options.mode == Mode::streams;
-    const std::vector<SubgraphSpec> specs = streams ? g.subgraphs : std::vector<SubgraphSpec>{g.whole};
-
-    // as the Python runtime: concurrent subgraphs keep at least 2 threads each
-    const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-    const int concurrency = streams ? std::max(1, std::min(static_cast<int>(dag_width(g)), threads / 2)) : 1;
-    CompileOptions compile{options.device, std::max(1, threads / concurrency), precision_hint(plan, options)};
-
-    auto rt = std::unique_ptr<Runtime>(new Runtime());
-    const SubgraphSpec &whole = g.whole;
+GraphIo graph_io(const SubgraphSpec &whole, const std::string &path) {
     if (whole.inputs.size() != 1 || whole.outputs.size() != 1)
         fail(PRT_E_INCOMPATIBLE, path + ": expected one input and one output, the manifest lists " +
                                      std::to_string(whole.inputs.size()) + " and " + std::to_string(whole.outputs.size()));
-    const std::string input_name = whole.inputs[0].name, output_name = whole.outputs[0].name;
+    return {whole.inputs[0].name, whole.outputs[0].name};
+}
 
+// The graph builder's state: the nodes so far, and which node output holds each tensor.
+struct Wiring {
     std::vector<Node> nodes;
     std::map<std::string, std::pair<int, size_t>> produced;  // tensor -> (node, output port)
-    for (const SubgraphSpec &s : specs) {
-        const std::string what = path + "/" + s.file;
-        std::string bytes = dir.read_verified(s.file, plan.files.at(s.file), plan.manifest);
-        if (!plan.compiled && refers_to_external_data(bytes))
-            fail(PRT_E_INCOMPATIBLE, what + ": refers to external data (weights in other files), which this library does "
-                                            "not read: every file read must be listed and hashed; re-export it");
-        Node node;
-        node.graph = backend.load(std::move(bytes), plan.compiled, compile, what);
-        const std::vector<size_t> in_ports = match_ports(node.graph->inputs(), s.inputs, "input", what);
-        const std::vector<size_t> out_ports = match_ports(node.graph->outputs(), s.outputs, "output", what);
-        node.inputs.resize(in_ports.size());
-        for (size_t i = 0; i < s.inputs.size(); i++) {
-            const TensorSpec &t = s.inputs[i];
-            const Port &port = node.graph->inputs()[in_ports[i]];
-            if (t.name == input_name) {
-                if (port.dtype != "float32") fail(PRT_E_INCOMPATIBLE, what + ": the graph input is not float32");
-                node.inputs[in_ports[i]] = {-1, 0};
-                continue;
-            }
-            const auto src = produced.find(t.name);
-            if (src == produced.end())  // whole mode: its only input is the graph input
-                fail(PRT_E_INCOMPATIBLE,
-                     what + ": input '" + printable(t.name) + "' is neither the graph input nor produced earlier");
-            const Port &out = nodes[static_cast<size_t>(src->second.first)].graph->outputs()[src->second.second];
-            if (out.shape != port.shape || out.dtype != port.dtype)
-                fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' does not match what its producer outputs");
-            node.inputs[in_ports[i]] = {src->second.first, src->second.second};
-            auto &consumers = nodes[static_cast<size_t>(src->second.first)].consumers;
-            if (std::find(consumers.begin(), consumers.end(), static_cast<int>(nodes.size())) == consumers.end())
-                consumers.push_back(static_cast<int>(nodes.size()));
+};
+
+// One subgraph file, verified, compiled by the backend, its ports matched to the manifest.
+Node compile_node(const ArtifactDir &dir, const Plan &plan, const SubgraphSpec &s, Backend &backend,
+                  const CompileOptions &compile) {
+    const std::string what = dir.path() + "/" + s.file;
+    std::string bytes = dir.read_verified(s.file, plan.files.at(s.file), plan.manifest);
+    if (!plan.compiled && refers_to_external_data(bytes))
+        fail(PRT_E_INCOMPATIBLE, what + ": refers to external data (weights in other files), which this library does "
+                                        "not read: every file read must be listed and hashed; re-export it");
+    Node node;
+    node.graph = backend.load(std::move(bytes), plan.compiled, compile, what);
+    return node;
+}
+
+// The node's inputs read the graph input or an earlier node's output; its outputs are recorded.
+void wire_node(Node node, const SubgraphSpec &s, const GraphIo &io, const std::string &what, Wiring &w) {
+    const std::vector<size_t> in_ports = match_ports(node.graph->inputs(), s.inputs, "input", what);
+    const std::vector<size_t> out_ports = match_ports(node.graph->outputs(), s.outputs, "output", what);
+    const int self = static_cast<int>(w.nodes.size());
+    node.inputs.resize(in_ports.size());
+    for (size_t i = 0; i < s.inputs.size(); i++) {
+        const TensorSpec &t = s.inputs[i];
+        const Port &port = node.graph->inputs()[in_ports[i]];
+        if (t.name == io.input) {
+            if (port.dtype != "float32") fail(PRT_E_INCOMPATIBLE, what + ": the graph input is not float32");
+            node.inputs[in_ports[i]] = {-1, 0};
+            continue;
         }
-        for (size_t i = 0; i < s.outputs.size(); i++) {
-            const TensorSpec &t = s.outputs[i];
-            produced[t.name] = {static_cast<int>(nodes.size()), out_ports[i]};
-            if (t.name == output_name) {
-                if (node.graph->outputs()[out_ports[i]].dtype != "float32")
-                    fail(PRT_E_INCOMPATIBLE, what + ": the graph output is not float32");
-                node.output_port = static_cast<int>(out_ports[i]);
-            }
-        }
-        nodes.push_back(std::move(node));
+        const auto src = w.produced.find(t.name);
+        if (src == w.produced.end())  // whole mode: its only input is the graph input
+            fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' is neither the graph input nor produced earlier");
+        Node &producer = w.nodes[static_cast<size_t>(src->second.first)];
+        const Port &out = producer.graph->outputs()[src->second.second];
+        if (out.shape != port.shape || out.dtype != port.dtype)
+            fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' does not match what its producer outputs");
+        node.inputs[in_ports[i]] = {src->second.first, src->second.second};
+        if (std::find(producer.consumers.begin(), producer.consumers.end(), self) == producer.consumers.end())
+            producer.consumers.push_back(self);
     }
-    // Shapes come from the models: the ports bound to the caller's buffers (each equal to the manifest).
+    for (size_t i = 0; i < s.outputs.size(); i++) {
+        const TensorSpec &t = s.outputs[i];
+        w.produced[t.name] = {self, out_ports[i]};
+        if (t.name == io.output) {
+            if (node.graph->outputs()[out_ports[i]].dtype != "float32")
+                fail(PRT_E_INCOMPATIBLE, what + ": the graph output is not float32");
+            node.output_port = static_cast<int>(out_ports[i]);
+        }
+    }
+    w.nodes.push_back(std::move(node));
+}
+
+// compile_node and wire_node for every graph to load: the executor's nodes, in an execution order.
+std::vector<Node> build_nodes(const ArtifactDir &dir, const Plan &plan, const Settings &settings, Backend &backend) {
+    const GraphIo io = graph_io(plan.graph.whole, dir.path());
+    Wiring w;
+    for (const SubgraphSpec &s : settings.specs)
+        wire_node(compile_node(dir, plan, s, backend, settings.compile), s, io, dir.path() + "/" + s.file, w);
+    return std::move(w.nodes);
+}
+
+}  // namespace
+
+// The shapes of the caller's buffers, from the models (each port equal to the manifest),
+// checked against the manifest's graph and this API (N x 3 x H x W in, N x classes out).
+void Runtime::set_shapes(const std::vector<Node> &nodes, const SubgraphSpec &whole, const std::string &path) {
     for (const Node &n : nodes) {
         for (size_t p = 0; p < n.inputs.size(); p++) {
             if (n.inputs[p].node >= 0) continue;
             const std::vector<int64_t> &shape = n.graph->inputs()[p].shape;
-            if (!rt->input_shape_.empty() && rt->input_shape_ != shape)
+            if (!input_shape_.empty() && input_shape_ != shape)
                 fail(PRT_E_INCOMPATIBLE, path + ": the subgraphs disagree on the input shape");
-            rt->input_shape_ = shape;
+            input_shape_ = shape;
         }
-        if (n.output_port >= 0) rt->output_shape_ = n.graph->outputs()[static_cast<size_t>(n.output_port)].shape;
+        if (n.output_port >= 0) output_shape_ = n.graph->outputs()[static_cast<size_t>(n.output_port)].shape;
     }
-    if (rt->input_shape_ != whole.inputs[0].shape || rt->output_shape_ != whole.outputs[0].shape)
-        fail(PRT_E_INCOMPATIBLE, path + ": the model's input " + shape_text(rt->input_shape_) + " and output " +
-                                     shape_text(rt->output_shape_) + " are not the manifest's " +
+    if (input_shape_ != whole.inputs[0].shape || output_shape_ != whole.outputs[0].shape)
+        fail(PRT_E_INCOMPATIBLE, path + ": the model's input " + shape_text(input_shape_) + " and output " +
+                                     shape_text(output_shape_) + " are not the manifest's " +
                                      shape_text(whole.inputs[0].shape) + " and " + shape_text(whole.outputs[0].shape));
-    if (rt->input_shape_.size() != 4 || rt->input_shape_[1] != 3)
-        fail(PRT_E_INCOMPATIBLE, path + ": the input is " + shape_text(rt->input_shape_) + "; this API takes N x 3 x H x W");
-    if (rt->output_shape_.size() != 2)
-        fail(PRT_E_INCOMPATIBLE, path + ": the output is " + shape_text(rt->output_shape_) + "; this API returns N x classes");
-    rt->input_len_ = rt->output_len_ = 1;
-    for (int64_t d : rt->input_shape_) rt->input_len_ *= static_cast<size_t>(d);
-    for (int64_t d : rt->output_shape_) rt->output_len_ *= static_cast<size_t>(d);
-    rt->normalization_ = g.normalization;
+    if (input_shape_.size() != 4 || input_shape_[1] != 3)
+        fail(PRT_E_INCOMPATIBLE, path + ": the input is " + shape_text(input_shape_) + "; this API takes N x 3 x H x W");
+    if (output_shape_.size() != 2)
+        fail(PRT_E_INCOMPATIBLE, path + ": the output is " + shape_text(output_shape_) + "; this API returns N x classes");
+    input_len_ = output_len_ = 1;
+    for (int64_t d : input_shape_) input_len_ *= static_cast<size_t>(d);
+    for (int64_t d : output_shape_) output_len_ *= static_cast<size_t>(d);
+}
+
+std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &options) {
+    // each step fails with its own status and message (error.hpp); nothing is left half-built
+    Backend &backend = make_backend(options.backend);
+    const ArtifactDir dir(path);
+    const Plan plan = read_plan(dir, backend);
+    const Settings settings = choose_settings(plan, options, path);
+    std::vector<Node> nodes = build_nodes(dir, plan, settings, backend);
+    auto rt = std::unique_ptr<Runtime>(new Runtime());
+    rt->set_shapes(nodes, plan.graph.whole, path);
+    rt->normalization_ = plan.graph.normalization;
     rt->check_finite_ = options.check_finite;
-    rt->executor_ = std::make_unique<Executor>(std::move(nodes), concurrency);
+    rt->executor_ = std::make_unique<Executor>(std::move(nodes), settings.concurrency);
     return rt;
 }
 

@@ -13,6 +13,10 @@ namespace prt {
 
 class Runtime {
   public:
+    // In steps (runtime.cpp): create the backend (make_backend), read and check the manifest
+    // (read_plan), apply the options (choose_settings: concurrency, threads, precision hint, by
+    // policy.hpp), compile and wire each graph (build_nodes: compile_node, wire_node), take the
+    // buffer shapes (set_shapes) and build the executor.
     static std::unique_ptr<Runtime> open(const std::string &path, const Options &options);
 
     const std::vector<int64_t> &input_shape() const { return input_shape_; }
@@ -27,6 +31,7 @@ class Runtime {
 
   private:
     Runtime() = default;
+    void set_shapes(const std::vector<Node> &nodes, const SubgraphSpec &whole, const std::string &path);
     std::vector<int64_t> input_shape_, output_shape_;
     size_t input_len_ = 0, output_len_ = 0;
     Normalization normalization_;

@@ -29,7 +29,7 @@ class Edge:
 class Dag:
     """Subgraphs in a valid execution order, and who feeds whom."""
 
-    subgraphs: tuple["SubgraphSpec", ...]
+    subgraphs: tuple[SubgraphSpec, ...]
     graph_inputs: tuple[str, ...]
     graph_outputs: tuple[str, ...]
 
@@ -65,10 +65,10 @@ class Dag:
         return {t.name: s.name for s in self.subgraphs for t in s.outputs}
 
     @cached_property
-    def _spec(self) -> dict[str, "SubgraphSpec"]:
+    def _spec(self) -> dict[str, SubgraphSpec]:
         return {s.name: s for s in self.subgraphs}
 
-    def spec(self, name: str) -> "SubgraphSpec":
+    def spec(self, name: str) -> SubgraphSpec:
         return self._spec[name]
 
     def producer(self, tensor: str) -> str:

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactNotFoundError, ConfigError, EngineIncompatibleError, ExportError, UserError
+from ..errors import ArtifactNotFoundError, ConfigError, EngineIncompatibleError, ExportError
+from .build_records import AccuracyGate, Placement, Trial
 from .export_manifest import ExportManifest, parse_files
 from .files import FileSpec, read_manifest_json, verify_files, write_json
 from .schema import Fields, check_name, to_json_dict
@@ -49,7 +50,7 @@ class DeviceRecord:
         return f"{self.name}{cc}"
 
     @classmethod
-    def parse(cls, f: Fields) -> "DeviceRecord":
+    def parse(cls, f: Fields) -> DeviceRecord:
         index = f.raw("index")
         return cls(check_name(f.str("tag"), f"{f.where}.tag"), f.str("kind", choices=DEVICE_KINDS), f.str("name"),
                    None if index is None else f.int("index", 0, 1023), f.raw("compute_capability"), f.raw("uuid"))
@@ -76,20 +77,10 @@ class BuildOptions:
     timing_cache: str | None = None
 
     @classmethod
-    def parse(cls, f: Fields) -> "BuildOptions":
+    def parse(cls, f: Fields) -> BuildOptions:
         cache = f.raw("timing_cache")
         return cls(f.str("precision", choices=PRECISIONS), f.int("workspace_mib", 1, 1 << 20),
                    None if cache is None else f.str("timing_cache"))
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One candidate of ``--backend auto``: its median latency on the whole graph."""
-
-    backend: str
-    precision: str
-    median_ms: float
-    chosen: bool
 
 
 @dataclass(frozen=True)
@@ -104,9 +95,9 @@ class EnginesManifest:
     export: ExportManifest
     sources: dict[str, str]
     files: dict[str, FileSpec]
-    predicted: dict[str, Any] | None = None
+    predicted: Placement | None = None
     selection: tuple[Trial, ...] = ()
-    accuracy: dict[str, Any] | None = None
+    accuracy: AccuracyGate | None = None
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 
@@ -126,7 +117,7 @@ class EnginesManifest:
         return to_json_dict(d)
 
     @classmethod
-    def parse(cls, raw: Any, where: str = "engines.json") -> "EnginesManifest":
+    def parse(cls, raw: Any, where: str = "engines.json") -> EnginesManifest:
         f = Fields(raw, where)
         b = f.obj("backend")
         devices = {check_name(tag, f"{where}.devices"): DeviceRecord.parse(Fields(d, f"{where}.devices.{tag}"))
@@ -157,13 +148,16 @@ class EnginesManifest:
         if options.precision != precision or precision not in allowed:
             raise f.error("precision", f"{precision!r} does not fit options.precision {options.precision!r} and the "
                                        f"export's {export.precision!r}")
-        trials = tuple(Trial(**Fields(t, f"{where}.selection[{i}]").d) for i, t in enumerate(f.raw("selection") or []))
+        trials = tuple(Trial.parse(Fields(t, f"{where}.selection[{i}]"))
+                       for i, t in enumerate(f.list("selection", 16) if f.raw("selection") is not None else []))
+        predicted, accuracy = f.raw("predicted"), f.raw("accuracy")
         return cls(name=check_name(f.str("name"), f"{where}.name"),
                    backend=BackendRecord(b.str("name"), b.str("version")),
                    precision=precision, options=options,
                    devices=devices, engines=engines, placement=placement, export=export,
                    sources={k: str(v) for k, v in f.obj("sources").d.items()}, files=files,
-                   predicted=f.raw("predicted"), selection=trials, accuracy=f.raw("accuracy"))
+                   predicted=None if predicted is None else Placement.parse(f.obj("predicted")), selection=trials,
+                   accuracy=None if accuracy is None else AccuracyGate.parse(f.obj("accuracy")))
 
     def write(self, directory: Path) -> None:
         write_json(directory / MANIFEST, self.to_dict())
@@ -178,7 +172,8 @@ def load_engines(directory: str | Path, verify: bool = True) -> EnginesManifest:
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
-        raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an engine directory; build one with parnet-build)")
+        raise ArtifactNotFoundError(f"{directory}: no {MANIFEST} (not an engine directory; "
+                                    "build one with parnet-build)")
     raw = read_manifest_json(path, SCHEMA, SCHEMA_VERSION, "rebuild with parnet-build")
     try:
         manifest = EnginesManifest.parse(raw, str(path))

@@ -55,10 +55,7 @@ def parse_files(f: Fields, depth: int) -> dict[str, FileSpec]:
         for part in parts:
             check_name(part, f.where)
         s = Fields(spec, f"{f.where}.{name}")
-        sha = s.str("sha256")
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise s.error("sha256", "expected 64 lowercase hex digits")
-        files[name] = FileSpec(sha, s.int("bytes", 0, MAX_FILE_BYTES))
+        files[name] = FileSpec(s.sha256("sha256"), s.int("bytes", 0, MAX_FILE_BYTES))
     return files
 
 
@@ -69,7 +66,7 @@ class TensorSpec:
     dtype: str  # numpy dtype name
 
     @classmethod
-    def parse(cls, f: Fields) -> "TensorSpec":
+    def parse(cls, f: Fields) -> TensorSpec:
         return cls(f.str("name"), f.shape("shape"), f.str("dtype", choices=DTYPES))
 
 
@@ -82,7 +79,7 @@ class SubgraphSpec:
     stream: int | None = None  # k for the subgraph of stream k
 
     @classmethod
-    def parse(cls, f: Fields) -> "SubgraphSpec":
+    def parse(cls, f: Fields) -> SubgraphSpec:
         def tensors(key: str) -> tuple[TensorSpec, ...]:
             items = f.list(key, max_len=8)
             if not items:
@@ -109,7 +106,7 @@ class Normalization:
     note: str = "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"
 
     @classmethod
-    def parse(cls, f: Fields) -> "Normalization":
+    def parse(cls, f: Fields) -> Normalization:
         std, mean = f.floats("std", 3), f.floats("mean", 3)
         if not np.isfinite(np.asarray(mean + std, np.float64)).all() or max(map(abs, mean + std)) > FLOAT32_MAX:
             raise f.error("normalization", "mean and std must be finite float32 numbers")
@@ -153,12 +150,12 @@ class Quantization:
     source_sha256: str  # sha256 of that export's model.onnx
 
     @classmethod
-    def parse(cls, f: Fields) -> "Quantization":
-        d = f.d
-        try:
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__} | {"kept_float": tuple(d["kept_float"])})
-        except (KeyError, TypeError) as e:
-            raise f.error(str(e), "malformed quantization record") from e
+    def parse(cls, f: Fields) -> Quantization:
+        return cls(f.str("method", choices=("minmax", "entropy", "percentile")), f.str("calibration"),
+                   f.str("evaluation"), f.str("level"), f.strings("kept_float"), f.number("max_drop"),
+                   f.number("drop_points"), f.number("top1_fp32", True), f.number("top1_int8", True),
+                   f.number("agreement"), check_name(f.str("source"), f"{f.where}.source"),
+                   f.sha256("source_sha256"))
 
 
 @dataclass(frozen=True)
@@ -196,7 +193,7 @@ class ExportManifest:
     def subgraph(self, name: str) -> SubgraphSpec:
         return self.dag.spec(name)
 
-    def with_files(self, whole: str, subgraphs: dict[str, str]) -> "ExportManifest":
+    def with_files(self, whole: str, subgraphs: dict[str, str]) -> ExportManifest:
         """The same graph, with each subgraph's file replaced (engines point at their own files)."""
         return replace(self, whole=replace(self.whole, file=whole),
                        subgraphs=tuple(replace(s, file=subgraphs[s.name]) for s in self.subgraphs))
@@ -209,7 +206,7 @@ class ExportManifest:
         return to_json_dict(d)
 
     @classmethod
-    def parse(cls, raw: Any, where: str = "manifest") -> "ExportManifest":
+    def parse(cls, raw: Any, where: str = "manifest") -> ExportManifest:
         f = Fields(raw, where)
         try:
             model = ParNetConfig.from_dict(f.obj("model").d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -53,7 +54,7 @@ class Fields:
             raise self._fail(key, f"an integer in [{lo}, {hi}]")
         return v
 
-    def obj(self, key: str, default: Any = None) -> "Fields":
+    def obj(self, key: str, default: Any = None) -> Fields:
         return Fields(self._get(key, _MISSING if default is None else default), f"{self.where}.{key}")
 
     def list(self, key: str, max_len: int = 64) -> list[Any]:
@@ -61,6 +62,33 @@ class Fields:
         if not isinstance(v, list) or len(v) > max_len:
             raise self._fail(key, f"a list of at most {max_len} items")
         return v
+
+    def number(self, key: str, optional: bool = False) -> Any:
+        """A finite number (float); with ``optional``, null reads as None."""
+        v = self._get(key, _MISSING)
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise self._fail(key, "a finite number" + (" or null" if optional else ""))
+        return float(v)
+
+    def sha256(self, key: str) -> str:
+        v = self.str(key)
+        if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+            raise self.error(key, "expected 64 lowercase hex digits")
+        return v
+
+    def flag(self, key: str) -> bool:
+        v = self._get(key, _MISSING)
+        if not isinstance(v, bool):
+            raise self._fail(key, "true or false")
+        return v
+
+    def strings(self, key: str, max_len: int = 4096) -> tuple[str, ...]:
+        v = self.list(key, max_len)
+        if not all(isinstance(x, str) for x in v):
+            raise self._fail(key, "a list of strings")
+        return tuple(v)
 
     def raw(self, key: str, default: Any = None) -> Any:
         return self._get(key, default)

@@ -1,52 +1,40 @@
-"""The registry of backends: one folder each (builder + runner behind :class:`Backend`).
+"""The registry of backends: one package each, whose ``__init__`` declares a :class:`BackendInfo`
+(name and capabilities) and whose ``backend`` module holds the :class:`Backend` subclass.
 
-Backends are imported when asked for, so a missing optional library (openvino, tensorrt)
-costs nothing until it is used, and then says what to install.
+The registry finds the packages, reads their declarations and derives the rest; a backend's
+implementation (and its library: openvino, tensorrt, torch) is imported only when that backend
+is asked for, and then a missing library says what to install.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import importlib
+import pkgutil
 
 from ..errors import UserError
 from .base import Backend, LoadRunner, Runner, StageTime
+from .info import BackendInfo
 
 
-def _onnxruntime() -> type[Backend]:
-    from .onnxruntime import OnnxRuntimeBackend
-
-    return OnnxRuntimeBackend
-
-
-def _openvino() -> type[Backend]:
-    from .openvino import OpenVinoBackend
-
-    return OpenVinoBackend
+@functools.cache
+def registry() -> dict[str, BackendInfo]:
+    found = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.ispkg:
+            info = importlib.import_module(f"{__name__}.{module.name}").INFO
+            found[info.name] = info
+    return dict(sorted(found.items()))
 
 
-def _tensorrt() -> type[Backend]:
-    from .tensorrt import TensorRTBackend
-
-    return TensorRTBackend
-
-
-def _torch() -> type[Backend]:
-    from .torch import TorchBackend
-
-    return TorchBackend
-
-
-_REGISTRY: dict[str, Callable[[], type[Backend]]] = {
-    "onnxruntime": _onnxruntime, "openvino": _openvino, "tensorrt": _tensorrt, "torch": _torch,
-}
-BACKENDS = tuple(_REGISTRY)
-ENGINE_BACKENDS = ("onnxruntime", "openvino", "tensorrt")  # what parnet-build builds with
+BACKENDS = tuple(registry())
+ENGINE_BACKENDS = tuple(name for name, info in registry().items() if info.builds_engines)  # what parnet-build uses
 
 
 def backend_class(name: str) -> type[Backend]:
-    if name not in _REGISTRY:
+    if name not in registry():
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return _REGISTRY[name]()
+    return getattr(importlib.import_module(f"{__name__}.{name}.backend"), registry()[name].cls)
 
 
 def get_backend(name: str, threads: int | None = None, device: str | None = None, precision: str = "fp32") -> Backend:
@@ -59,8 +47,8 @@ def get_backend(name: str, threads: int | None = None, device: str | None = None
 def available_backends(kind: str = "cpu") -> list[str]:
     """Engine backends whose library is installed and which run on a device of ``kind`` here
     (what ``--backend auto`` builds with and what comparisons list; torch runs exports only)."""
-    return [n for n in ENGINE_BACKENDS if kind in backend_class(n).device_kinds and backend_class(n).available()]
+    return [n for n in ENGINE_BACKENDS if kind in registry()[n].device_kinds and backend_class(n).available()]
 
 
-__all__ = ["BACKENDS", "ENGINE_BACKENDS", "Backend", "LoadRunner", "Runner", "StageTime", "available_backends", "backend_class",
-           "get_backend"]
+__all__ = ["BACKENDS", "ENGINE_BACKENDS", "Backend", "BackendInfo", "LoadRunner", "Runner", "StageTime",
+           "available_backends", "backend_class", "get_backend", "registry"]

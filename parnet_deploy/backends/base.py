@@ -23,9 +23,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from ..artifacts.engines_manifest import BuildOptions, DeviceRecord
-from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
-from ..errors import RunnerClosedError, UserError
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
+from ..errors import ExportError, RunnerClosedError, UserError
 from ..hardware import cpu_model
+from .info import BackendInfo
 
 MAX_THREADS = 1024  # as the C API: beyond this a runtime spends its time creating threads, or hangs
 
@@ -41,19 +42,41 @@ class StageTime:
         return (self.end - self.start) * 1e3
 
 
-class Runner(ABC):
-    """Executes one (sub)graph: ``{input name: array}`` → ``{output name: array}``."""
+def _describe(tensors: tuple[TensorSpec, ...]) -> list[str]:
+    return [f"{t.name} {t.dtype}{list(t.shape)}" for t in tensors]
 
-    def __init__(self, spec: SubgraphSpec):
+
+class Runner(ABC):
+    """Executes one (sub)graph: ``{input name: array}`` → ``{output name: array}``.
+
+    A subclass reads the tensors its engine reports (names, shapes, dtypes) before it calls
+    ``__init__``; they must be the manifest's ``spec`` exactly, or the runner is refused at load.
+    ``infer`` then checks every call's names, dtypes and shapes against the spec, and calls
+    ``infer_impl``. A runner is a context manager that closes itself.
+    """
+
+    def __init__(self, spec: SubgraphSpec, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]):
+        for kind, declared, reported in (("inputs", spec.inputs, inputs), ("outputs", spec.outputs, outputs)):
+            if tuple(declared) != tuple(reported):
+                raise ExportError(f"{spec.name}: the model's {kind} are {_describe(tuple(reported))}, the manifest "
+                                  f"says {_describe(tuple(declared))}")
         self.spec = spec
-        self._inputs = {t.name for t in spec.inputs}
+        self._inputs = {t.name: (tuple(t.shape), np.dtype(t.dtype)) for t in spec.inputs}
         self.closed = False
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check_feeds(self, feeds: dict[str, Any]) -> None:
         if self.closed:
             raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
-        if set(feeds) != self._inputs:
+        if feeds.keys() != self._inputs.keys():
             raise UserError(f"{self.spec.name}: expected inputs {sorted(self._inputs)}, got {sorted(feeds)}")
+        for name, (shape, dtype) in self._inputs.items():
+            x = feeds[name]
+            if getattr(x, "dtype", None) != dtype or tuple(getattr(x, "shape", ())) != shape:
+                raise UserError(f"{self.spec.name}: input {name!r} has dtype {getattr(x, 'dtype', type(x).__name__)} "
+                                f"and shape {list(getattr(x, 'shape', ()))}, expected {dtype} and {list(shape)}")
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.check_feeds(feeds)
         return self.infer_impl(feeds)
 
     def infer_array(self, x: np.ndarray) -> np.ndarray:
@@ -70,6 +93,12 @@ class Runner(ABC):
 
     def close_impl(self) -> None:
         pass
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 LoadRunner = Callable[[SubgraphSpec, int], Runner]
@@ -98,15 +127,21 @@ class Executor(Protocol):
 
 
 class Backend(ABC):
-    """One engine family. Subclasses set the class variables and implement the methods."""
+    """One engine family. A subclass names its package's :class:`BackendInfo` (``class X(Backend,
+    info=INFO)``), which sets the class variables below, and implements the methods."""
 
+    info: ClassVar[BackendInfo]
     name: ClassVar[str]
-    engine_suffix: ClassVar[str]  # engine files: <tag>/<subgraph><suffix>
-    install_hint: ClassVar[str]
-    precisions: ClassVar[tuple[str, ...]]  # what its engines can compute in
-    device_kinds: ClassVar[tuple[str, ...]] = ("cpu",)
-    runs_onnx: ClassVar[bool] = True  # False: only its own engine files (TensorRT plans)
-    builds_engines: ClassVar[bool] = True  # False: runs exports only (torch)
+    engine_suffix: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+    device_kinds: ClassVar[tuple[str, ...]]
+    runs_onnx: ClassVar[bool]
+
+    def __init_subclass__(cls, info: BackendInfo | None = None, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if info is not None:
+            cls.info, cls.name, cls.engine_suffix = info, info.name, info.engine_suffix
+            cls.precisions, cls.device_kinds, cls.runs_onnx = info.precisions, info.device_kinds, info.runs_onnx
 
     # -- builder side ------------------------------------------------------------------------
     @classmethod

@@ -184,7 +184,8 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = No
         gpu = runner.executor.gpu_time_ms  # CUDA-event compute time (CUDA-stream executor)
         gpu_stats = LatencyStats.from_seconds(np.asarray(gpu[-len(samples):]) / 1e3) if gpu else None
         return EngineBenchResult(
-            str(path), mode, "one session" if mode == "whole" else "sequential" if sequential else f"{workers} concurrent",
+            str(path), mode,
+            "one session" if mode == "whole" else "sequential" if sequential else f"{workers} concurrent",
             latency, stages,
             handoffs(runner.manifest, calls, sequential) if mode != "whole" else {}, path_names, path_ms, env,
             timing, diagnose(latency, compute_ms, mode), [s * 1e3 for s in samples], gpu_stats)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -22,10 +24,10 @@ class LatencyStats:
     count: int
 
     @classmethod
-    def from_seconds(cls, samples) -> "LatencyStats":
+    def from_seconds(cls, samples) -> LatencyStats:
         ms = np.asarray(samples, dtype=np.float64) * 1e3
         if ms.size == 0:
-            raise ValueError("no samples")
+            raise UserError("no latency samples: run at least one iteration")
         p = np.percentile(ms, [50, 90, 95, 99])
         mean = float(ms.mean())
         return cls(float(ms.min()), mean, float(p[0]), float(p[1]), float(p[2]), float(p[3]), float(ms.max()),

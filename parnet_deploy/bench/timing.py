@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-
 MAX_ITERATIONS = 10_000_000  # a million calls of a 0.1 ms model is 100 s; ten million is plenty
 MAX_SECONDS = 24 * 3600.0  # a run that would outlast a day is a typo
 

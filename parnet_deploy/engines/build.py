@@ -7,6 +7,8 @@ the fastest. Reduced precisions are accuracy-gated on the backend that will run 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -135,18 +137,14 @@ def choose_backend(names: list[str], source_dir: Path, export: ExportManifest, o
     if len(names) == 1:
         return names[0], ()
     cpu = backend_class(names[0]).device("cpu")
-    runners = []
-    with tempfile.TemporaryDirectory(prefix="parnet-auto-") as tmp:
-        try:
-            for name in names:
-                cls = backend_class(name)
-                engine = Path(tmp) / f"{name}{cls.engine_suffix}"
-                cls.build(source_dir / export.whole.file, engine, cpu, options)
-                runners.append(get_backend(name, precision=options.precision).load(engine, export.whole))
-            times = dict(zip(names, median_ms_interleaved(runners, iterations)))
-        finally:
-            for r in runners:
-                r.close()
+    loaded = []
+    with tempfile.TemporaryDirectory(prefix="parnet-auto-") as tmp, contextlib.ExitStack() as runners:
+        for name in names:
+            cls = backend_class(name)
+            engine = Path(tmp) / f"{name}{cls.engine_suffix}"
+            cls.build(source_dir / export.whole.file, engine, cpu, options)
+            loaded.append(runners.enter_context(get_backend(name, precision=options.precision).load(engine, export.whole)))
+        times = dict(zip(names, median_ms_interleaved(loaded, iterations)))
     best = min(times, key=times.get)
     log(f"--backend auto ({options.precision}, whole graph, median of {iterations} calls each, interleaved): "
         + ", ".join(f"{n} {t:.2f} ms" for n, t in times.items()) + f" -> {best}")
@@ -155,7 +153,7 @@ def choose_backend(names: list[str], source_dir: Path, export: ExportManifest, o
 
 def choose_placement(config: BuildConfig, export: ExportManifest, backend: str, tmp: Path,
                      engines: dict[str, dict[str, str]], records: list[DeviceRecord], items: list[str],
-                     log: Callable[[str], None]) -> tuple[dict[str, str], dict | None]:
+                     log: Callable[[str], None]) -> tuple[dict[str, str], pl.Placement | None]:
     tags = [r.tag for r in records]
     predicted = None
     if len(tags) == 1:
@@ -166,16 +164,13 @@ def choose_placement(config: BuildConfig, export: ExportManifest, backend: str, 
             device = "cpu" if rec.kind == "cpu" else f"cuda:{rec.index}"
             be = get_backend(backend, device=device, precision=engine_precision(export, config))
             for spec in export.subgraphs:
-                runner = be.load(tmp / rec.tag / engines[rec.tag][spec.name], spec)
-                try:
+                with be.load(tmp / rec.tag / engines[rec.tag][spec.name], spec) as runner:
                     costs[(spec.name, rec.tag)] = median_ms(runner, config.measure_iterations)
-                finally:
-                    runner.close()
             log(f"  measured on {rec.tag}: " + ", ".join(f"{s.name} {costs[(s.name, rec.tag)]:.2f} ms"
                                                         for s in export.subgraphs))
         best = pl.plan(export, tags, costs, config.link)
         assignment = best.assignment
-        predicted = best.to_dict() | {"costs_ms": {f"{s}@{d}": v for (s, d), v in costs.items()}}
+        predicted = dataclasses.replace(best, costs_ms={f"{s}@{d}": v for (s, d), v in costs.items()})
         log("placement (auto): " + ", ".join(f"{k} -> {v}" for k, v in assignment.items())
             + f"; predicted critical path {' -> '.join(best.critical_path)}: {best.predicted_ms:.2f} ms")
     elif config.placement == "official":
@@ -240,7 +235,7 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
             name=target.name, backend=BackendRecord(backend, cls.version()), precision=precision, options=options,
             devices={r.tag: r for r in records}, engines=engines, placement=assignment, export=source,
             sources={f: spec.sha256 for f, spec in source.files.items()}, files=files,
-            predicted=predicted, selection=trials, accuracy=gate.to_dict() if gate else None)
+            predicted=predicted, selection=trials, accuracy=gate)
         manifest.write(tmp)
     log(f"engines written to {target}/")
     return target, manifest

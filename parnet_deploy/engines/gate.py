@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..artifacts.build_records import AccuracyGate
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
 from ..backends import get_backend
 from ..errors import VerificationError
-
-
-@dataclass(frozen=True)
-class AccuracyGate:
-    data: str
-    images: int
-    top1_fp32: float | None
-    top1: float | None
-    agreement: float | None
-    drop_points: float
-    max_drop: float
-    reference: str  # what fp32 ran on
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def gate_accuracy(export_dir: Path, export: ExportManifest, backend: str, engine: Path, spec: SubgraphSpec,
@@ -34,17 +19,11 @@ def gate_accuracy(export_dir: Path, export: ExportManifest, backend: str, engine
 
     norm = export.normalization
     data = load_source(source, tuple(export.resolution), norm.mean, norm.std)
-    runner = get_backend(backend, threads=None, precision=precision).load(engine, spec)
-    try:
+    with get_backend(backend, threads=None, precision=precision).load(engine, spec) as runner:
         reduced = evaluate(runner.infer_array, data)
-    finally:
-        runner.close()
     if export.precision == "fp32":
-        ref_runner = get_backend("onnxruntime").load(export_dir / export.whole.file, export.whole)
-        try:
+        with get_backend("onnxruntime").load(export_dir / export.whole.file, export.whole) as ref_runner:
             fp32 = evaluate(ref_runner.infer_array, data)
-        finally:
-            ref_runner.close()
         top1_fp32, agreement, reference = fp32.top1, reduced.agreement(fp32), "onnxruntime fp32 whole graph"
     else:  # an int8 export: the fp32 accuracy its quantization recorded on the same set
         q = export.quantization

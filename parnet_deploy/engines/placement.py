@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts.files import MAX_MANIFEST_BYTES, loads_strict
+from ..artifacts.build_records import Placement
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
 from ..errors import UserError
 
@@ -29,17 +30,6 @@ class Link:
 
     def ms(self, nbytes: int) -> float:
         return self.latency_ms + nbytes / (self.gbytes_per_s * 1e9) * 1e3
-
-
-@dataclass(frozen=True)
-class Placement:
-    assignment: dict[str, str]  # subgraph → device
-    predicted_ms: float
-    critical_path: tuple[str, ...]
-
-    def to_dict(self) -> dict:
-        return {"assignment": self.assignment, "predicted_ms": self.predicted_ms,
-                "critical_path": list(self.critical_path)}
 
 
 def tensor_bytes(t: TensorSpec) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..artifacts.export_manifest import IMAGENET_NORMALIZATION, ExportManifest, SubgraphSpec, TensorSpec
 from ..artifacts.files import as_new_file, atomic_directory, hash_files
 from ..artifacts.schema import NAME

@@ -52,7 +52,8 @@ class ParNetConfig:
             raise ConfigError(f"planes must be 4 ints in 1..{MAX_WIDTH}, got {_show(self.planes)}")
         if any(p % 2 for p in self.planes[1:3]):
             raise ConfigError(f"planes[1] and planes[2] must be even (groups-2 fusion), got {self.planes}")
-        if len(self.num_blocks) != 4 or any(not 1 <= b <= MAX_BLOCKS for b in self.num_blocks) or self.num_blocks[3] != 1:
+        blocks = self.num_blocks
+        if len(blocks) != 4 or any(not 1 <= b <= MAX_BLOCKS for b in blocks) or blocks[3] != 1:
             raise ConfigError(f"num_blocks must be 4 ints in 1..{MAX_BLOCKS} with num_blocks[3] == 1, "
                               f"got {_show(self.num_blocks)}")
         if not isinstance(self.act, str) or self.act not in ACTIVATIONS:
@@ -81,14 +82,14 @@ class ParNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ParNetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ParNetConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown config fields: {sorted(unknown)}")
         return cls(**d)
 
-    def with_overrides(self, **overrides: Any) -> "ParNetConfig":
+    def with_overrides(self, **overrides: Any) -> ParNetConfig:
         """A copy with the non-None ``overrides``; a changed architecture is named ``custom``."""
         changes = {k: v for k, v in overrides.items() if v is not None}
         new = replace(self, **changes)

@@ -2,7 +2,7 @@
 
 Module names equal the official checkpoint keys (imankgoyal/NonDeepNetworks), so an
 official ``state_dict`` loads with ``strict=True``. Read top to bottom: blocks, then the
-model; the config and the named variants are in ``config.py`` (no PyTorch). Facts of the official code are collected in ``DESIGN.md``.
+model; the config and the named variants are in ``config.py`` (no PyTorch).
 
 Every re-parameterizable module has ``reparameterize()`` (idempotent, in place);
 :func:`parnet_deploy.reparameterize` walks a model and calls them.

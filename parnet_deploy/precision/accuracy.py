@@ -16,7 +16,7 @@ class Accuracy:
     top5: float
     predictions: np.ndarray
 
-    def agreement(self, other: "Accuracy") -> float:
+    def agreement(self, other: Accuracy) -> float:
         return float(np.mean(self.predictions == other.predictions))
 
 

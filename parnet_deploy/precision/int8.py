@@ -60,7 +60,7 @@ class Level:
     residual_only: bool = False
 
 
-# Order measured (/tmp/int8_bench.py: ParNet-S 224 random weights, batch 1, 2 threads, AMD EPYC Zen 4
+# Order measured (a one-off run, not kept: ParNet-S 224 random weights, batch 1, 2 threads, AMD EPYC Zen 4
 # with AVX-512 VNNI; ORT 1.32 on the graph rewritten to u8 activations, OpenVINO 2026.4 on it as is;
 # medians, this VM's noise about +-10%):       ORT ms   OpenVINO ms   digits logits rel. error
 #   fp32                                          64.7      50.0          -

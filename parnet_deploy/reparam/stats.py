@@ -6,6 +6,8 @@ import torch
 import torch.fx
 from torch import nn
 
+from ..errors import ToolchainError
+
 _LAYERS = (nn.Conv2d, nn.Linear)
 
 
@@ -24,7 +26,7 @@ def depth(model: nn.Module) -> int:
         level[node] = max(inputs, default=0) + here
         if node.op == "output":
             return level[node]
-    raise RuntimeError("traced graph has no output")
+    raise ToolchainError("torch.fx traced a graph with no output")
 
 
 def flops(model: nn.Module, resolution: int | tuple[int, int]) -> int:

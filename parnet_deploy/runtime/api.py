@@ -21,11 +21,11 @@ def load(path: str | Path, backend: str | None = None, mode: str = "whole", thre
     also checked against this machine (backend version, GPU compute capability / CPU model).
 
     backend: ``onnxruntime`` (default for exports), ``openvino``, ``torch`` (exports with deploy
-    weights; CPU or CUDA) or ``tensorrt``; engine directories name their own. mode: ``whole`` (one session on the whole graph), ``streams``
-    (one session per subgraph, independent ones concurrently when the cores allow) or
-    ``distributed`` (one process per device, torch.distributed). threads: in all (default:
-    all cores). device: ``cpu`` (default) or ``cuda[:N]`` for exports. precision: exports only,
-    ``bf16`` asks OpenVINO for bf16 inference on an fp32 export, ``fp16``/``bf16`` the torch
+    weights; CPU or CUDA) or ``tensorrt``; engine directories name their own. mode: ``whole`` (one
+    session on the whole graph), ``streams`` (one session per subgraph, independent ones
+    concurrently when the cores allow) or ``distributed`` (one process per device, torch.distributed).
+    threads: in all (default: all cores). device: ``cpu`` (default) or ``cuda[:N]`` for exports.
+    precision: exports only, ``bf16`` asks OpenVINO for bf16 inference on an fp32 export, ``fp16``/``bf16`` the torch
     backend (default: the export's own). timeout_s: distributed only, how long a call waits for
     a rank before raising. cuda_graph: whole/streams on one GPU (torch, tensorrt): capture the
     call into a CUDA graph once and replay it. check_finite: refuse an input holding NaN or inf

@@ -7,6 +7,7 @@ computes). Both executors are safe to call from several threads at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
@@ -21,7 +22,7 @@ class WholeExecutor:
     workers = 1
     gpu_time_ms = None
 
-    def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, parallelism: int = 1):
+    def __init__(self, manifest: ExportManifest, load_runner: LoadRunner):
         self.runner = load_runner(manifest.whole, 1)
         self.outputs = [t.name for t in manifest.whole.outputs]
 
@@ -109,4 +110,8 @@ class StreamsExecutor:
             r.close()
 
 
-EXECUTORS: dict[str, type[Executor]] = {"whole": WholeExecutor, "streams": StreamsExecutor}
+# mode → (manifest, load_runner, parallelism) → executor; only streams have a use for the parallelism
+EXECUTORS: dict[str, Callable[[ExportManifest, LoadRunner, int], Executor]] = {
+    "whole": lambda manifest, load_runner, parallelism: WholeExecutor(manifest, load_runner),
+    "streams": StreamsExecutor,
+}

@@ -110,7 +110,7 @@ class ParnetRunner:
             self.closed = True
             self.executor.close()
 
-    def __enter__(self) -> "ParnetRunner":
+    def __enter__(self) -> ParnetRunner:
         return self
 
     def __exit__(self, *exc) -> None:

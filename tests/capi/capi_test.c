@@ -154,7 +154,8 @@ static void cmd_misuse(const char *dir) {
                                         "device=TPU", "precision_hint=f8", "backend=onnxruntime",
                                         "threads=2;threads=2", "precision_hint=f16", "check_finite=2",
                                         "check_finite=yes", "check_finite=true", "check_finite=-1",
-                                        "check_finite=1;check_finite=0"};
+                                        "check_finite=1;check_finite=0", "backend=tensorrt", "backend=OpenVINO",
+                                        "backend=openvino;backend=openvino"};
     for (size_t i = 0; i < sizeof bad_options / sizeof *bad_options; i++) {
         expect_status(prt_open(dir, bad_options[i], &rt), PRT_E_INVALID_ARG, bad_options[i]);
         CHECK(strstr(prt_last_error(), "bad option") != NULL, "%s: message %s", bad_options[i], prt_last_error());
@@ -165,6 +166,8 @@ static void cmd_misuse(const char *dir) {
     const char *kept = prt_last_error();
     char copy[512];
     snprintf(copy, sizeof copy, "%s", kept);
+    expect_status(prt_open(dir, "backend=openvino", &rt), PRT_OK, "open naming the backend");
+    prt_close(rt);
     expect_status(prt_open(dir, " mode = whole ; threads=2 ;", &rt), PRT_OK, "open with spaces");
     (void)prt_last_error();
     CHECK(strcmp(kept, copy) == 0, "last error changed by successful calls: %s", kept);

@@ -4,7 +4,8 @@
 call, from pageable memory (synchronous), and allocates the outputs anew. Here every binding
 owns device tensors for its inputs and outputs, bound once when it is made, and a pinned host
 staging tensor for each; a call copies the input through its staging tensor to the device, runs,
-and copies the outputs back through theirs. Bindings are pooled, so concurrent calls each take their own and nothing is bound
+and copies the outputs back through theirs. Bindings are pooled, so concurrent calls each take their own
+and nothing is bound
 or allocated per call once the pool is warm.
 
 Pinned host memory comes from the CUDA execution provider's host-accessible allocator
@@ -46,8 +47,9 @@ class _Bound:
 
 class IoBindingRunner(Runner):
     def __init__(self, session, spec: SubgraphSpec, device_type: str, device_id: int, host_memory_info=None):
-        super().__init__(spec)
-        from .runner import ort
+        from .runner import engine_io, ort
+
+        super().__init__(spec, *engine_io(session))
 
         self.ort, self.session = ort(), session
         self.device_type, self.device_id = device_type, device_id

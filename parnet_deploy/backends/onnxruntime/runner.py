@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ...artifacts.export_manifest import SubgraphSpec
-from ...errors import BackendMissingError, ExportError, RuntimeFailure, UserError
+from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
+from ...errors import BackendMissingError, RuntimeFailure, UserError
 from ..base import Runner
+from . import INFO
 
 
 def ort():
     try:
         import onnxruntime
     except ImportError as e:  # pragma: no cover - a core dependency
-        raise BackendMissingError("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu)") from e
+        raise INFO.missing() from e
     return onnxruntime
 
 
@@ -74,25 +75,22 @@ def create_session(path: Path, threads: int, providers: list, optimized_path: Pa
         raise UserError(f"onnxruntime cannot load {path.name}: {str(e).splitlines()[0]}") from e
 
 
-ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
+NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
 
 
-def check_io(session, spec: SubgraphSpec, path: Path) -> None:
-    """The model's own inputs and outputs (names, shapes, dtypes) are those the manifest declares, as the
-    OpenVINO backend and the C library check: a lying manifest is refused at load, not at call time."""
-    for kind, declared, actual in (("inputs", spec.inputs, session.get_inputs()),
-                                   ("outputs", spec.outputs, session.get_outputs())):
-        want = [(t.name, tuple(t.shape), ORT_TYPES.get(t.dtype, t.dtype)) for t in declared]
-        have = [(a.name, tuple(a.shape), a.type) for a in actual]
-        if want != have:
-            raise ExportError(f"{path.name}: the model's {kind} are {have}, the manifest says {want}")
+def engine_io(session) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The session's own inputs and outputs, as the manifest writes them (checked by :class:`Runner`)."""
+    def specs(args) -> tuple[TensorSpec, ...]:
+        return tuple(TensorSpec(a.name, tuple(a.shape), NUMPY_TYPES.get(a.type, a.type)) for a in args)
+
+    return specs(session.get_inputs()), specs(session.get_outputs())
 
 
 class OnnxRuntimeRunner(Runner):
     """ORT sessions are thread-safe; every call keeps its own tensors."""
 
     def __init__(self, session, spec: SubgraphSpec):
-        super().__init__(spec)
+        super().__init__(spec, *engine_io(session))
         self.session = session
         self._outputs = [t.name for t in spec.outputs]
 

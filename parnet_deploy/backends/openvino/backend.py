@@ -8,16 +8,12 @@ from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ...artifacts.export_manifest import SubgraphSpec
 from ...errors import BackendMissingError
 from ..base import Backend
-from . import builder
-from .config import INSTALL_HINT, compile_config, device_name, openvino, precision_hint
+from . import INFO, builder
+from .config import compile_config, device_name, openvino, precision_hint
 from .runner import OpenVinoRunner
 
 
-class OpenVinoBackend(Backend):
-    name = "openvino"
-    engine_suffix = ".blob"
-    install_hint = INSTALL_HINT
-    precisions = ("fp32", "fp16", "bf16", "int8")  # fp16 exports keep their fp16 rounding (f32 hint)
+class OpenVinoBackend(Backend, info=INFO):
 
     @classmethod
     def available(cls) -> bool:

@@ -16,9 +16,9 @@ import functools
 from typing import Any
 
 from ... import hardware
-from ...errors import BackendMissingError, RuntimeFailure, UserError
+from ...errors import RuntimeFailure, UserError
+from . import INFO
 
-INSTALL_HINT = "pip install openvino"
 # what the graph computes in follows the export (fp16 casts, Q/DQ); the hint only governs float math
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "bf16": "bf16"}
 OTHER_DEVICES = ("GPU", "NPU")
@@ -28,7 +28,7 @@ def openvino() -> Any:
     try:
         import openvino
     except (ImportError, OSError) as e:
-        raise BackendMissingError("openvino", INSTALL_HINT) from e
+        raise INFO.missing() from e
     return openvino
 
 

@@ -9,47 +9,46 @@ from typing import Any
 import numpy as np
 
 from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
-from ...errors import ExportError, RuntimeFailure, UserError
+from ...errors import RunnerClosedError, RuntimeFailure
 from ..base import Runner
 from .config import applied, reason
 
+NUMPY_TYPES = {"f32": "float32", "f16": "float16"}
 
-OV_TYPES = {"float32": "f32", "float16": "f16"}
 
-
-def _ports(ports: Sequence[Any], tensors: tuple[TensorSpec, ...], kind: str, where: str) -> list[tuple[str, int]]:
-    """``(spec name, port index)`` for each tensor; the model's names must be exactly the spec's."""
+def engine_io(ports: Sequence[Any], tensors: tuple[TensorSpec, ...]) -> tuple[tuple[TensorSpec, ...], list[int]]:
+    """What the compiled model reports for ``tensors`` (in the spec's order where every name is found,
+    else in its own order under its own names), and the port index of each spec tensor."""
     names = [port.get_names() for port in ports]
-    found = [(t.name, next((i for i, n in enumerate(names) if t.name in n), -1)) for t in tensors]
-    if len(ports) != len(tensors) or any(i < 0 for _, i in found):
-        have = sorted(port.any_name for port in ports)
-        raise UserError(f"{where}: the model's {kind}s {have} are not the manifest's {[t.name for t in tensors]}")
-    for (name, i), t in zip(found, tensors):
-        shape = ports[i].get_partial_shape()
-        have = (tuple(shape.to_shape()) if shape.is_static else str(shape), ports[i].get_element_type().get_type_name())
-        if have != (tuple(t.shape), OV_TYPES.get(t.dtype, t.dtype)):
-            raise ExportError(f"{where}: the model's {kind} {name!r} is {have[1]} {have[0]}, the manifest says "
-                              f"{t.dtype} {tuple(t.shape)}")
-    return found
+    found = [next((i for i, n in enumerate(names) if t.name in n), -1) for t in tensors]
+    if len(ports) != len(tensors) or -1 in found:
+        found, labels = list(range(len(ports))), [port.any_name for port in ports]
+    else:
+        labels = [t.name for t in tensors]
+
+    def spec(i: int, name: str) -> TensorSpec:
+        shape = tuple(d.get_length() if d.is_static else -1 for d in ports[i].get_partial_shape())
+        kind = ports[i].get_element_type().get_type_name()
+        return TensorSpec(name, shape, NUMPY_TYPES.get(kind, kind))
+
+    return tuple(spec(i, name) for i, name in zip(found, labels)), found
 
 
 class OpenVinoRunner(Runner):
     def __init__(self, compiled: Any, spec: SubgraphSpec, config: dict[str, str]):
-        super().__init__(spec)
+        inputs, input_ports = engine_io(compiled.inputs, spec.inputs)
+        outputs, output_ports = engine_io(compiled.outputs, spec.outputs)
+        super().__init__(spec, inputs, outputs)
         self.properties = applied(compiled, config, spec.name)
-        self._input_ports = _ports(compiled.inputs, spec.inputs, "input", spec.name)
-        self._output_ports = _ports(compiled.outputs, spec.outputs, "output", spec.name)
-        self._shapes = {t.name: tuple(t.shape) for t in spec.inputs}
+        self._input_ports = [(t.name, i) for t, i in zip(spec.inputs, input_ports)]
+        self._output_ports = [(t.name, i, np.dtype(t.dtype)) for t, i in zip(spec.outputs, output_ports)]
         self._compiled: Any = compiled
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         compiled = self._compiled
         if compiled is None:
-            raise RuntimeFailure(f"{self.spec.name}: the runner is closed")
-        for name, shape in self._shapes.items():
-            if np.shape(feeds[name]) != shape:
-                raise UserError(f"{self.spec.name}: input {name!r} has shape {np.shape(feeds[name])}, expected {shape}")
+            raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
         try:
             request = self._requests.get_nowait()
         except queue.Empty:
@@ -58,7 +57,7 @@ class OpenVinoRunner(Runner):
             # infer() releases the GIL; the request's output memory is reused by its next call: copy out
             results = request.infer({i: feeds[name] for name, i in self._input_ports},
                                     share_inputs=True, share_outputs=True)
-            return {name: np.array(results[i], dtype=np.float32, copy=True) for name, i in self._output_ports}
+            return {name: np.array(results[i], dtype=dtype, copy=True) for name, i, dtype in self._output_ports}
         except RuntimeError as e:
             raise RuntimeFailure(f"{self.spec.name}: OpenVINO inference failed: {reason(e)}") from e
         finally:

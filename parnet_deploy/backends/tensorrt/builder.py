@@ -13,17 +13,16 @@ import sys
 from pathlib import Path
 
 from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
-from ...errors import BackendMissingError, ParnetError
+from ...errors import ToolchainError, UserError
 from ...hardware import slug
-
-INSTALL_HINT = "pip install 'parnet-deploy[gpu]' (tensorrt>=10; needs an NVIDIA driver)"
+from . import INFO
 
 
 def _trt():
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise BackendMissingError("tensorrt", INSTALL_HINT) from e
+        raise INFO.missing() from e
     return trt
 
 
@@ -76,17 +75,17 @@ def build(onnx_path: Path, engine_path: Path, device: DeviceRecord, options: Bui
         parser = trt.OnnxParser(network, log)
         if not parser.parse_from_file(str(onnx_path)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise ParnetError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+            raise ToolchainError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
         cache_path = timing_cache_path(options.timing_cache, device, trt.__version__) if options.timing_cache else None
         logged = len(log.errors)
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.is_file() else b"")
         if cache is None or len(log.errors) > logged or not config.set_timing_cache(cache, ignore_mismatch=False):
-            raise ParnetError(f"TensorRT refused the timing cache {cache_path}; delete it to start a new one")
+            raise UserError(f"TensorRT refused the timing cache {cache_path}; delete it to start a new one")
         plan = builder.build_serialized_network(network, config)
         if plan is None:
-            raise ParnetError(f"TensorRT failed to build {onnx_path.name} (see the log above)")
+            raise ToolchainError(f"TensorRT failed to build {onnx_path.name} (see the log above)")
         engine_path.write_bytes(bytes(plan))
         if cache_path is not None:
             updated = config.get_timing_cache()

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...artifacts.export_manifest import SubgraphSpec
-from ...errors import BackendMissingError, RuntimeFailure, UserError
+from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
+from ...errors import RuntimeFailure, UserError
 from ..base import Runner
+from . import INFO
 from .builder import logger
-
-INSTALL_HINT = "pip install 'parnet-deploy[gpu]' (tensorrt>=10 and a CUDA build of torch; needs an NVIDIA GPU)"
 
 
 def _modules():
@@ -26,17 +25,33 @@ def _modules():
         import tensorrt as trt
         import torch
     except ImportError as e:
-        raise BackendMissingError("tensorrt", INSTALL_HINT) from e
+        raise INFO.missing() from e
     if not torch.cuda.is_available():
-        raise BackendMissingError("tensorrt", "no CUDA device is visible to torch.cuda")
+        raise INFO.missing("no CUDA device is visible to torch.cuda")
     return trt, torch
+
+
+def engine_io(trt, engine, spec: SubgraphSpec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The engine's I/O tensors (name, shape, numpy dtype), inputs and outputs apart, each in the spec's
+    order where the names agree and in the engine's order otherwise."""
+    tensors: dict[bool, list[TensorSpec]] = {True: [], False: []}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name
+        tensors[is_input].append(TensorSpec(name, tuple(engine.get_tensor_shape(name)), dtype))
+
+    def ordered(have: list[TensorSpec], want: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+        by_name = {t.name: t for t in have}
+        return tuple(by_name[t.name] for t in want) if by_name.keys() == {t.name for t in want} else tuple(have)
+
+    return ordered(tensors[True], spec.inputs), ordered(tensors[False], spec.outputs)
 
 
 class TensorRTRunner(Runner):  # pragma: no cover - needs a GPU
     """One execution context and fixed buffers: calls are serialised by a lock (documented in the README)."""
 
     def __init__(self, engine_path: Path, spec: SubgraphSpec, device_index: int):
-        super().__init__(spec)
         trt, torch = _modules()
         self.torch, self.device = torch, torch.device("cuda", device_index)
         self.lock = threading.Lock()
@@ -44,15 +59,13 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs a GPU
             self.engine = trt.Runtime(logger()).deserialize_cuda_engine(engine_path.read_bytes())
             if self.engine is None:
                 raise UserError(f"TensorRT cannot deserialize {engine_path.name}; rebuild it with parnet-build")
+            super().__init__(spec, *engine_io(trt, self.engine, spec))
             self.context = self.engine.create_execution_context()
             self.stream = torch.cuda.Stream(device=self.device)
             self.buffers: dict[str, object] = {}
-            for i in range(self.engine.num_io_tensors):
-                name = self.engine.get_tensor_name(i)
-                shape = tuple(self.engine.get_tensor_shape(name))
-                dtype = getattr(torch, np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))).name)
-                self.buffers[name] = torch.empty(shape, dtype=dtype, device=self.device)
-                self.context.set_tensor_address(name, self.buffers[name].data_ptr())
+            for t in (*spec.inputs, *spec.outputs):
+                self.buffers[t.name] = torch.empty(t.shape, dtype=getattr(torch, t.dtype), device=self.device)
+                self.context.set_tensor_address(t.name, self.buffers[t.name].data_ptr())
 
     def enqueue(self, stream) -> None:
         """Queue one run on ``stream`` (the :class:`~..cuda_streams.StreamRunner` interface), with the

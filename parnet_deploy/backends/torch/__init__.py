@@ -1,5 +1,6 @@
 """PyTorch backend: the deploy-form model itself, sliced at the export's cut points (CPU or CUDA)."""
 
-from .backend import TorchBackend
+from ..info import BackendInfo
 
-__all__ = ["TorchBackend"]
+INFO = BackendInfo(name="torch", cls="TorchBackend", install_hint="pip install 'parnet-deploy[export]'",
+                   precisions=("fp32", "fp16", "bf16"), device_kinds=("cpu", "cuda"), builds_engines=False)

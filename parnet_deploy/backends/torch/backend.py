@@ -14,6 +14,7 @@ from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ...artifacts.export_manifest import SubgraphSpec, load_manifest
 from ...errors import BackendMissingError, UserError
 from ..base import Backend, cpu_device
+from . import INFO
 from .runner import TorchRunner
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -23,17 +24,11 @@ def _torch():
     try:
         import torch
     except ImportError as e:
-        raise BackendMissingError("torch", "pip install 'parnet-deploy[export]'") from e
+        raise INFO.missing() from e
     return torch
 
 
-class TorchBackend(Backend):
-    name = "torch"
-    engine_suffix = ""
-    install_hint = "pip install 'parnet-deploy[export]'"
-    precisions = ("fp32", "fp16", "bf16")
-    device_kinds = ("cpu", "cuda")
-    builds_engines = False
+class TorchBackend(Backend, info=INFO):
 
     @classmethod
     def available(cls) -> bool:

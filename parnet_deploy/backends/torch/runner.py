@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...artifacts.export_manifest import SubgraphSpec
+from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
 from ...errors import RunnerClosedError
 from ..base import Runner
 from .slices import Slice
@@ -16,12 +16,21 @@ class TorchRunner(Runner):
     inputs and outputs, and ``enqueue(stream)``."""
 
     def __init__(self, fn: Slice, spec: SubgraphSpec, device: torch.device, dtype: torch.dtype, channels_last: bool):
-        super().__init__(spec)
         self.fn, self.device, self.dtype, self.channels_last = fn, device, dtype, channels_last
+        super().__init__(spec, spec.inputs, self._outputs(spec))
         self.buffers: dict[str, torch.Tensor] = {}
         if device.type == "cuda":  # pragma: no cover - needs a GPU
             self.buffers = {t.name: torch.empty(t.shape, dtype=dtype, device=device)
                             for t in (*spec.inputs, *spec.outputs)}
+
+    def _outputs(self, spec: SubgraphSpec) -> tuple[TensorSpec, ...]:
+        """The slice's outputs, measured by one run on zeros (positional inputs: the spec's by construction);
+        :meth:`infer_impl` returns them in the spec's dtypes."""
+        with torch.inference_mode():
+            outs = self.fn(*(self._prepare(torch.zeros(t.shape)) for t in spec.inputs))
+        if len(outs) != len(spec.outputs):
+            return tuple(TensorSpec(f"output{i}", tuple(o.shape), "float32") for i, o in enumerate(outs))
+        return tuple(TensorSpec(t.name, tuple(o.shape), t.dtype) for t, o in zip(spec.outputs, outs))
 
     def enqueue(self, stream) -> None:  # pragma: no cover - needs a GPU
         with torch.cuda.stream(stream), torch.inference_mode():
@@ -43,7 +52,8 @@ class TorchRunner(Runner):
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = {n: torch.from_numpy(np.ascontiguousarray(x)) for n, x in feeds.items()}
-        return {n: t.cpu().numpy() for n, t in self.infer_tensors(tensors).items()}
+        outs = self.infer_tensors(tensors)
+        return {t.name: outs[t.name].cpu().numpy().astype(t.dtype, copy=False) for t in self.spec.outputs}
 
     def close_impl(self) -> None:
         self.fn = None  # type: ignore[assignment]
