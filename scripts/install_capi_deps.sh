@@ -10,9 +10,5 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v valgrind >/dev/null || need+=(valgrind)
 [ -f /usr/include/nlohmann/json.hpp ] || need+=(nlohmann-json3-dev)
 [ -f /usr/include/openssl/evp.h ] || need+=(libssl-dev)
-[ ${#need[@]} -eq 0 ] && exit 0
-echo "installing Debian packages for the C library: ${need[*]}"
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+. "$(dirname "$0")/apt_install.sh"
+apt_install "the C library" "${need[@]}"

@@ -12,9 +12,5 @@ need=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
-[ ${#need[@]} -eq 0 ] && exit 0
-echo "installing Debian packages for the ROS front ends: ${need[*]}"
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+. "$(dirname "$0")/apt_install.sh"
+apt_install "the ROS front ends" "${need[@]}"
