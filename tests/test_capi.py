@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_bn, rel_err
+from crafted_manifests import CRAFTED, MAX_DEPTH, nested
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
@@ -27,9 +29,6 @@ from parnet_deploy.artifacts.files import sha256_file
 from parnet_deploy.engines.build import BuildConfig, build_engines
 from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
-
-from conftest import randomize_bn, rel_err
-from crafted_manifests import CRAFTED, MAX_DEPTH, nested
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = [shutil.which(t) for t in ("cmake", "cc", "c++", "pkg-config")]
@@ -252,13 +251,14 @@ def _symlink(d: Path, target: Path) -> None:
 
 def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
     """(directory, options, status, text) for every lie a manifest or directory can tell."""
-    fp32, fp16, engines = artifacts["fp32"], artifacts["fp16"], artifacts["engines"]
+    fp32, engines = artifacts["fp32"], artifacts["engines"]
     cases: list[tuple[str, str, int, str]] = []
 
     def add(name, change, status, text, options="-", src=fp32, manifest="manifest.json"):
         cases.append((_edit(src, root / name, change, manifest), options, status, text))
 
-    add("six_d", lambda m, d: m["whole"]["inputs"][0].update(shape=[1, 3, 32, 32, 1, 1]), INCOMPATIBLE, "the manifest says")
+    add("six_d", lambda m, d: m["whole"]["inputs"][0].update(shape=[1, 3, 32, 32, 1, 1]), INCOMPATIBLE,
+        "the manifest says")
     add("wide_output", lambda m, d: m["whole"]["outputs"][0].update(shape=[1, 1000]), INCOMPATIBLE, "the manifest says")
     add("stream_lie", lambda m, d: m["subgraphs"][1]["inputs"][0].update(shape=[1, 8, 16, 16]), INCOMPATIBLE,
         "the manifest says", options="mode=streams")

@@ -11,9 +11,7 @@ from pathlib import Path
 from ..backends.base import MAX_THREADS
 from ..bench.timing import MAX_SECONDS
 from ..errors import ParnetError, UserError
-from ..models.config import ACTIVATIONS
-
-MAX_SIDE = 4096  # as export.pipeline.MAX_SIDE (the CLI does not import the exporter, which needs torch)
+from ..models.config import ACTIVATIONS, MAX_SIDE
 
 # modules that only the [export] extra installs: a CLI that needs one says so in one line
 EXTRA_OF = {"torch": "export", "onnxscript": "export", "onnx_graphsurgeon": "export", "onnxconverter_common": "export",
@@ -49,7 +47,7 @@ def run(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | No
 
 
 def resolution(text: str) -> tuple[int, int]:
-    """``224`` or ``224x320`` (H x W)."""
+    """``224`` or ``224x320`` (H x W), each side at most the models' ``MAX_SIDE``."""
     try:
         parts = [int(p) for p in text.lower().split("x")]
     except ValueError:
@@ -93,7 +91,8 @@ def finite_seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if not 0 <= value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0 (at most {MAX_SECONDS:g}), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0 (at most {MAX_SECONDS:g}), "
+                                         f"got {text!r}")
     return value
 
 

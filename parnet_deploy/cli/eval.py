@@ -7,48 +7,49 @@ import json
 import sys
 from pathlib import Path
 
-from . import common
+from . import args, common
 
 DESCRIPTION = """\
 Accuracy of every stage that applies, on a labeled set, batch 1 as deployed: torch train
 form, torch deploy form, ONNX Runtime fp32 (whole graph, streams) and fp16, OpenVINO fp32
-and bf16 (native-bf16 CPUs), and int8 (one Q/DQ graph calibrated on --calib) on every CPU
-backend. Each stage's agreement with the ONNX Runtime fp32 whole graph is reported too.
+and bf16 (native-bf16 CPUs), and int8 (one Q/DQ graph calibrated on --calib; skipped
+without it) on every CPU backend. Each stage's agreement with the ONNX Runtime fp32 whole
+graph is reported too.
 JSON: {"accuracy": {stage: {top1, top5, agreement_with_fp32}}}.
 
   parnet-eval digits_parnet.pt --data digits --calib digits
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..precision.int8 import METHODS
+CALIBRATION = args.CalibrationArgs(gate=False)
+REPORTS = args.ReportArgs()
 
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parnet-eval", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path)
     common.add_checkpoint_args(p)
     p.add_argument("--data", required=True, metavar="SOURCE",
                    help="labeled set: digits (the held-out split), a .npz with labels, or a class-folder tree")
-    p.add_argument("--calib", metavar="SOURCE", help="calibration set for the int8 stages (skipped without it); "
-                                                     "digits means the training split")
-    p.add_argument("--calib-method", choices=METHODS, default="minmax")
-    p.add_argument("--json", type=Path, metavar="FILE")
+    CALIBRATION.add_to_parser(p)
+    REPORTS.add_to_parser(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    reads = (args.checkpoint, args.data, *([args.calib] if args.calib else []))
-    common.check_writable_file(args.json, (".json",), reads, "--json")
+    ns = build_parser().parse_args(argv)
+    calibration = CALIBRATION.parse(ns)
+    reports = REPORTS.parse(ns, reads=(ns.checkpoint, ns.data, *([calibration.calib] if calibration.calib else [])))
     from ..bench.accuracy import evaluate_stages
     from ..checkpoint import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint, arch=args.arch, act=args.act, use_ema=args.ema)
-    result = evaluate_stages(model, args.data, args.calib, args.calib_method)
+    model = load_checkpoint(ns.checkpoint, arch=ns.arch, act=ns.act, use_ema=ns.ema)
+    result = evaluate_stages(model, ns.data, calibration.calib, calibration.method)
     print(result.table())
-    if args.json:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+    if reports.json:
+        reports.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"wrote {reports.json}")
     return 0
 
 

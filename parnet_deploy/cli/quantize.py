@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import common
+from . import args, common
+
+if TYPE_CHECKING:
+    from ..precision.quantize import QuantizeConfig
 
 DESCRIPTION = """\
 Quantize an fp32 export to int8 (static PTQ with ONNX Runtime's tools): symmetric int8
@@ -21,31 +25,38 @@ passes, nothing is written (exit 1). Writes export/<name>-int8/ with its own man
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..precision.int8 import METHODS
+CALIBRATION = args.CalibrationArgs(required=True)
+OUTPUT = args.OutputDirArgs("export", holds="exports", replaces="an existing export",
+                            name_help="output name (default: <export name>-int8)")
 
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parnet-quantize", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("export_dir", type=Path, help="an fp32 export directory written by parnet-export")
-    p.add_argument("--calib", metavar="SOURCE", required=True,
-                   help="calibration images: digits (its training split), a .npz, or a folder of images")
-    p.add_argument("--calib-method", choices=METHODS, default="minmax")
-    p.add_argument("--eval", dest="eval_source", metavar="SOURCE",
-                   help="labeled set for the accuracy gate (default: digits -> held-out split, else --calib)")
-    p.add_argument("--max-drop", type=float, default=1.0, help="max top-1 drop in points vs fp32 (default 1.0)")
-    p.add_argument("--output", type=Path, default=Path("export"), help="parent folder (default: export)")
-    p.add_argument("--name", help="output name (default: <export name>-int8)")
-    p.add_argument("--force", action="store_true", help="replace an existing export of the same name")
+    CALIBRATION.add_to_parser(p)
+    OUTPUT.add_to_parser(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from ..precision.quantize import QuantizeConfig, quantize_export
+def parse(argv: list[str] | None = None) -> tuple[Path, QuantizeConfig]:
+    """The command line → the export directory and a validated ``QuantizeConfig``."""
+    ns = build_parser().parse_args(argv)
+    calibration, output = CALIBRATION.parse(ns), OUTPUT.parse(ns)
+    from ..precision.quantize import QuantizeConfig
 
-    quantize_export(args.export_dir, QuantizeConfig(calib=args.calib, method=args.calib_method,
-                                                    max_drop=args.max_drop, eval_source=args.eval_source,
-                                                    output=args.output, name=args.name, force=args.force))
+    config = QuantizeConfig(calib=calibration.calib, method=calibration.method, max_drop=calibration.max_drop,
+                            eval_source=calibration.eval_source, output=output.parent, name=output.name,
+                            force=output.force)
+    config.validate()
+    return ns.export_dir, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    export_dir, config = parse(argv)
+    from ..precision.quantize import quantize_export
+
+    quantize_export(export_dir, config)
     return 0
 
 

@@ -19,12 +19,12 @@ from ..artifacts.files import as_new_file, atomic_directory, hash_files
 from ..artifacts.schema import NAME
 from ..errors import ConfigError, ToolchainError, VerificationError
 from ..models import ParNet
+from ..models.config import MAX_SIDE
 from ..reparam import reparameterize
 from . import graph as G
 from .opgate import check_tensorrt_ops
 from .verify import VerificationResult, verify_export
 
-MAX_SIDE = 4096
 PRECISIONS = ("fp32", "fp16")  # what parnet-export writes; int8 exports come from parnet-quantize
 
 

@@ -19,6 +19,7 @@ ACTIVATIONS = ("relu", "silu")
 MAX_WIDTH = 8192
 MAX_BLOCKS = 64
 MAX_CLASSES = 100_000
+MAX_SIDE = 4096  # input height and width
 
 
 @dataclass(frozen=True)
