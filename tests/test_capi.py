@@ -194,6 +194,9 @@ def test_preprocessing_equals_python(client, artifacts, tmp_path):
     h = w = 32
     stride = 3 * w + 5  # padded rows
     image = np.random.default_rng(3).integers(0, 256, (h, stride), dtype=np.uint8)
+    pixels = image[:, :3 * w].reshape(h * w, 3)
+    pixels[:256] = np.arange(256, dtype=np.uint8)[:, None]  # every byte value in every channel
+    image[:, :3 * w] = pixels.reshape(h, 3 * w)
     image.tofile(tmp_path / "img.u8")
     hwc = image[:, :3 * w].reshape(h, w, 3)
     for order, bgr in ((0, False), (1, True)):

@@ -22,16 +22,18 @@ from parnet_deploy.export import ExportConfig, export_model
 RES = (64, 64)
 
 CALLER = textwrap.dedent("""
-    import sys, time
+    import faulthandler, sys, time
     import numpy as np
     from parnet_deploy import runtime
+
+    faulthandler.dump_traceback_later(90, exit=True)  # a hang shows where, in stderr, before the test gives up
 
     run = runtime.load(sys.argv[1], mode="distributed", timeout_s=20)
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
     first = run(x)
     print("workers", *[p.pid for p in run.executor.procs], flush=True)
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)  # inside the try: the test's SIGINT follows this line
         while True:  # idle: no call in flight
             time.sleep(0.05)
     except KeyboardInterrupt:

@@ -18,16 +18,23 @@ bool image_span(size_t height, size_t width, size_t row_stride, size_t *bytes) {
 
 void normalize_u8(const uint8_t *image, size_t height, size_t width, size_t row_stride, bool bgr,
                   const Normalization &norm, float *out) {
+    // An 8-bit value has 256 possible results per channel: compute them once, with the same float32
+    // operations, in the same order, as (rgb / 255 - mean) / std in numpy (so the output is bitwise
+    // the same), then look them up: one pass over the image instead of two divisions per byte.
+    float table[3][256];
+    for (size_t c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++)
+            table[c][v] = (static_cast<float>(v) / 255.0f - norm.mean[c]) / norm.std[c];
     const size_t plane = height * width;
-    for (size_t c = 0; c < 3; c++) {
-        const size_t src = bgr ? 2 - c : c;
-        const float mean = norm.mean[c], std = norm.std[c];
-        float *dst = out + c * plane;
-        for (size_t y = 0; y < height; y++) {
-            const uint8_t *row = image + y * row_stride;
-            for (size_t x = 0; x < width; x++)
-                // the same float32 operations, in the same order, as (rgb / 255 - mean) / std in numpy
-                dst[y * width + x] = (static_cast<float>(row[3 * x + src]) / 255.0f - mean) / std;
+    const float *t0 = table[bgr ? 2 : 0], *t1 = table[1], *t2 = table[bgr ? 0 : 2];  // by source byte
+    float *d0 = out + (bgr ? 2 : 0) * plane, *d1 = out + plane, *d2 = out + (bgr ? 0 : 2) * plane;
+    for (size_t y = 0; y < height; y++) {
+        const uint8_t *row = image + y * row_stride;
+        const size_t at = y * width;
+        for (size_t x = 0; x < width; x++) {
+            d0[at + x] = t0[row[3 * x]];
+            d1[at + x] = t1[row[3 * x + 1]];
+            d2[at + x] = t2[row[3 * x + 2]];
         }
     }
 }
