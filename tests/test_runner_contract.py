@@ -2,6 +2,9 @@
 load, each call is checked for names, dtypes and shapes, outputs come in the spec's dtypes, and a
 runner is a context manager that closes itself."""
 
+import re
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -92,3 +95,18 @@ def test_the_base_compares_every_field_and_the_order():
     with _Reports(spec, (a, b), spec.outputs) as r:
         r.close()  # closing twice is harmless
     assert r.closed
+
+
+@pytest.mark.parametrize("name, module", [("onnxruntime", "onnxruntime"), ("openvino", "openvino"),
+                                          ("torch", "torch")])
+def test_a_missing_library_makes_its_backend_unavailable_with_its_install_hint(monkeypatch, name, module):
+    from parnet_deploy.backends import backend_class, registry
+    from parnet_deploy.errors import BackendMissingError
+
+    cls = backend_class(name)
+    assert cls.available()
+    monkeypatch.setitem(sys.modules, module, None)  # `import <module>` now raises ImportError
+    assert not cls.available()  # onnxruntime's used to let the BackendMissingError escape
+    hint = registry()[name].install_hint
+    with pytest.raises(BackendMissingError, match=re.escape(f"{name} is not available: {hint}")):
+        cls.version()

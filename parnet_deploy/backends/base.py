@@ -24,7 +24,7 @@ import numpy as np
 
 from ..artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
-from ..errors import ExportError, RunnerClosedError, UserError
+from ..errors import BackendMissingError, ExportError, RunnerClosedError, UserError
 from ..hardware import cpu_model
 from .info import BackendInfo
 
@@ -145,8 +145,13 @@ class Backend(ABC):
 
     # -- builder side ------------------------------------------------------------------------
     @classmethod
-    @abstractmethod
-    def available(cls) -> bool: ...
+    def available(cls) -> bool:
+        """Whether its library loads here (TensorRT also needs a GPU)."""
+        try:
+            cls.version()
+        except BackendMissingError:
+            return False
+        return True
 
     @classmethod
     @abstractmethod

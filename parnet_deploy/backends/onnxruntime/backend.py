@@ -14,15 +14,6 @@ from .runner import OnnxRuntimeRunner, create_session, ort, providers_for
 
 
 class OnnxRuntimeBackend(Backend, info=INFO):
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            ort()
-        except ImportError:
-            return False
-        return True
-
     @classmethod
     def version(cls) -> str:
         return ort().__version__

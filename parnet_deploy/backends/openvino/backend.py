@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ...artifacts.export_manifest import SubgraphSpec
-from ...errors import BackendMissingError
 from ..base import Backend
 from . import INFO, builder
 from .config import compile_config, device_name, openvino, precision_hint
@@ -14,15 +13,6 @@ from .runner import OpenVinoRunner
 
 
 class OpenVinoBackend(Backend, info=INFO):
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            openvino()
-        except BackendMissingError:
-            return False
-        return True
-
     @classmethod
     def version(cls) -> str:
         return str(openvino().__version__)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ...artifacts.export_manifest import ExportManifest, SubgraphSpec
-from ...errors import BackendMissingError, UserError
+from ...errors import UserError
 from ...hardware import slug
 from ..base import Backend, LoadRunner
 from . import INFO, builder
@@ -30,14 +30,9 @@ def cuda_devices() -> list[DeviceRecord]:  # pragma: no cover - needs a GPU
 
 
 class TensorRTBackend(Backend, info=INFO):  # pragma: no cover - needs a GPU
-
     @classmethod
     def available(cls) -> bool:
-        try:
-            builder.version()
-        except BackendMissingError:
-            return False
-        return bool(cuda_devices())
+        return super().available() and bool(cuda_devices())
 
     @classmethod
     def version(cls) -> str:

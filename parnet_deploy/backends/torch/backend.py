@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ...artifacts.export_manifest import SubgraphSpec, load_manifest
-from ...errors import BackendMissingError, UserError
+from ...errors import UserError
 from ..base import Backend, cpu_device
 from . import INFO
 from .runner import TorchRunner
@@ -29,15 +29,6 @@ def _torch():
 
 
 class TorchBackend(Backend, info=INFO):
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            _torch()
-        except BackendMissingError:
-            return False
-        return True
-
     @classmethod
     def version(cls) -> str:
         return str(_torch().__version__)
