@@ -22,10 +22,13 @@ from parnet_deploy.export import ExportConfig, export_model
 RES = (64, 64)
 
 CALLER = textwrap.dedent("""
-    import faulthandler, sys, time
+    import faulthandler, signal, sys, time
     import numpy as np
     from parnet_deploy import runtime
 
+    # As a program started at a terminal: Ctrl-C raises KeyboardInterrupt. A test suite run as a
+    # background job (`make test &`) inherits SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     faulthandler.dump_traceback_later(90, exit=True)  # a hang shows where, in stderr, before the test gives up
 
     run = runtime.load(sys.argv[1], mode="distributed", timeout_s=20)
