@@ -23,7 +23,7 @@ test: $(STAMP) capi-deps ros-deps
 
 # ruff, with the rules in pyproject.toml ([tool.ruff]); .ci/run runs it before the tests
 lint: $(STAMP)
-	$(VENV)/bin/ruff check parnet_deploy tests benchmarks scripts examples
+	$(VENV)/bin/ruff check parnet_deploy tests benchmarks scripts examples ros
 
 # On a machine with an NVIDIA GPU and a CUDA build of PyTorch (not the CPU venv above): installs what
 # is missing into that Python without replacing its torch (offline: wheels in .whl/ or $WHEELS), then

@@ -32,12 +32,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import xmlrpc.client
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +45,9 @@ import parnet_deploy as pd
 from parnet_deploy.bench.environment import environment
 from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.train import DIGITS_PLANES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros" / "tools"))
+from local_master import free_port, isolated_env, wait_for_master  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_BUILD = ROOT / "build" / "ros"
@@ -63,31 +64,15 @@ def digits_export(tmp: Path) -> tuple[Path, str]:
     return d, "untrained parnet_cifar_s with the digits widths (no export/digits: run make demo)"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Session:
     """rosmaster on a free loopback port, ROS_HOME and logs in `root`; processes it started."""
 
     def __init__(self, root: Path, build: Path):
         self.root, self.build, self.procs = root, build, []
         port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("ROS_", "PYTHON", "VIRTUAL_ENV"))}
-        self.env.update(ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1", ROS_HOME=str(root / "home"),
-                        ROS_LOG_DIR=str(root / "home" / "log"), ROS_PACKAGE_PATH=f"{build}:/usr/share",
-                        PATH="/usr/bin:/bin")
-        self.spawn("master", ["/usr/bin/rosmaster", "--core", "-p", str(port)])
-        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
-        for _ in range(200):
-            try:
-                proxy.getSystemState("/bench")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("rosmaster did not start")
+        self.env = isolated_env(dict(os.environ), root, build, port)
+        master = self.spawn("master", ["/usr/bin/rosmaster", "--core", "-p", str(port)])
+        wait_for_master(port, lambda: master.poll() is None)
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 (the child's stdout)

@@ -22,10 +22,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import time
-import xmlrpc.client
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,9 @@ import parnet_deploy as pd
 from parnet_deploy import runtime
 from parnet_deploy.artifacts.export_manifest import load_manifest, normalize_u8
 from parnet_deploy.export import ExportConfig, export_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros" / "tools"))
+from local_master import free_port, isolated_env, wait_for_master  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "test_ros"  # incremental between runs (the C library and the ROS package)
@@ -118,34 +120,18 @@ def expected(model):
     run.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Ros:
     def __init__(self, root: Path, build: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.root = root
-        self.uri = f"http://127.0.0.1:{self.port}"
         (root / "home").mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ROS_", "PYTHON", "VIRTUAL_ENV"))}
-        env.update(ROS_MASTER_URI=self.uri, ROS_IP="127.0.0.1", ROS_HOME=str(root / "home"),
-                   ROS_LOG_DIR=str(root / "home" / "log"), ROS_PACKAGE_PATH=f"{build}:/usr/share",
-                   PYTHONPATH=str(build / "python"), PATH="/usr/bin:/bin")
-        self.env = env
+        self.env = isolated_env(dict(os.environ), root, build, self.port)
         self.build = build
         self.master = self.spawn("rosmaster", ["/usr/bin/rosmaster", "--core", "-p", str(self.port)])
-        self.proxy = xmlrpc.client.ServerProxy(self.uri)
-        deadline = time.time() + 20
-        while True:
-            try:
-                self.proxy.getSystemState("/test")
-                break
-            except OSError:
-                assert self.master.poll() is None and time.time() < deadline, self.log("rosmaster")
-                time.sleep(0.1)
+        try:
+            self.proxy = wait_for_master(self.port, lambda: self.master.poll() is None)
+        except RuntimeError as e:
+            pytest.fail(f"{e}: {self.log('rosmaster')}")
 
     def spawn(self, name: str, argv: list[str], **kw) -> subprocess.Popen:
         out, err = (open(self.root / f"{name}.{ext}", "w") for ext in ("out", "err"))  # noqa: SIM115 (the child's)
