@@ -5,7 +5,6 @@ through :class:`Fields` (``parse(to_dict(r)) == r``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from .schema import Fields, check_name
 
@@ -64,7 +63,3 @@ class Placement:
             raise f.error("", f"more than {MAX_ENTRIES} entries")
         return cls({k: assignment.str(k) for k in assignment.d}, f.number("predicted_ms"),
                    f.strings("critical_path", MAX_ENTRIES), {k: costs.number(k) for k in costs.d})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"assignment": dict(self.assignment), "predicted_ms": self.predicted_ms,
-                "critical_path": list(self.critical_path), "costs_ms": dict(self.costs_ms)}
