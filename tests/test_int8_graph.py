@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from parnet_deploy.backends.onnxruntime.qdq import has_s8_activations, to_u8_activations
 from parnet_deploy.errors import UserError, VerificationError
-from parnet_deploy.precision.int8 import LEVELS, Int8Config, Level, quantize, quantize_until_accurate
+from parnet_deploy.precision.int8 import LEVELS, Int8Config, quantize, quantize_until_accurate
 
 try:
     from parnet_deploy.data import Dataset
@@ -192,18 +192,6 @@ def test_placement_inputs_only_dedicated_pairs_no_gate_outputs(graphs):
         node = by_name[name]
         assert all(producers.get(t) is None or producers[t].op_type != "DequantizeLinear" for t in node.input), name
     assert by_name["mul1"].input[1] == "sg1"
-
-
-def test_residual_only_keeps_the_conv_side_of_an_add_float(tmp_path):
-    onnx.save(fp32_model(), tmp_path / "fp32.onnx")
-    calib = Dataset(np.random.default_rng(4).standard_normal((2, 3, 16, 16)).astype(np.float32), None, "r")
-    strict = Level("TensorRT's strictest", ("Conv", "Gemm", "Add"), residual_only=True)
-    assert quantize(tmp_path / "fp32.onnx", tmp_path / "q.onnx", calib, Int8Config(calib_samples=2), strict) == []
-    q = onnx.load(tmp_path / "q.onnx")
-    assert _edges(q) == {("conv0", 0), ("conv1", 0), ("conv2", 0), ("add1", 1)}
-    assert {n.name: n for n in q.graph.node}["add1"].input[0] == "c1"
-    assert not any(n.op_type == "QuantizeLinear" and _producers(q).get(n.input[0]) is not None
-                   and _producers(q)[n.input[0]].op_type == "Conv" for n in q.graph.node)
 
 
 def test_every_level_keeps_the_invariants(tmp_path):

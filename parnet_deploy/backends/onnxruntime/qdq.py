@@ -18,37 +18,32 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+import onnx_graphsurgeon as gs
+from onnx import TensorProto
 
 _Q, _DQ = "QuantizeLinear", "DequantizeLinear"
 
 
-def _zero_point_type(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> int | None:
-    """Element type of a QuantizeLinear's output; None when a zero point is not a constant."""
-    if len(node.input) > 2 and node.input[2]:
-        zp = inits.get(node.input[2])
-        return None if zp is None else zp.data_type
-    attr = next((a for a in node.attribute if a.name == "output_dtype"), None)
-    return attr.i if attr is not None and attr.i else TensorProto.UINT8  # ONNX's default: uint8
+def _zero_point_dtype(q: gs.Node) -> np.dtype | None:
+    """Element type of a QuantizeLinear's output; None when its zero point is not a constant."""
+    if len(q.inputs) > 2 and q.inputs[2].name:
+        zp = q.inputs[2]
+        return zp.values.dtype if isinstance(zp, gs.Constant) else None
+    dtype = q.attrs.get("output_dtype", 0)
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtype)) if dtype else np.dtype(np.uint8)  # ONNX's default
 
 
-def _s8_activation_pairs(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, list[onnx.NodeProto]]]:
+def _s8_activation_pairs(graph: gs.Graph) -> list[tuple[gs.Node, list[gs.Node]]]:
     """Activation QuantizeLinear nodes with int8 output whose every reader is a DequantizeLinear."""
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for t in n.input:
-            readers.setdefault(t, []).append(n)
-    outputs = {o.name for o in graph.output}
     pairs = []
-    for q in graph.node:
-        if q.op_type != _Q or q.domain not in ("", "ai.onnx") or _zero_point_type(q, inits) != TensorProto.INT8:
+    for q in graph.nodes:
+        if q.op != _Q or q.domain not in ("", "ai.onnx", None) or _zero_point_dtype(q) != np.int8:
             continue
-        dqs = readers.get(q.output[0], [])
-        if q.output[0] in outputs or not dqs or any(d.op_type != _DQ or d.input[0] != q.output[0] for d in dqs):
+        out = q.outputs[0]
+        dqs = list(out.outputs)
+        if out in graph.outputs or not dqs or any(d.op != _DQ or d.inputs[0] is not out for d in dqs):
             continue  # only a Q read by DQs alone is an exact rewrite
-        if any(len(d.input) > 2 and d.input[2] and d.input[2] not in inits for d in dqs):
+        if any(len(d.inputs) > 2 and d.inputs[2].name and not isinstance(d.inputs[2], gs.Constant) for d in dqs):
             continue
         pairs.append((q, dqs))
     return pairs
@@ -56,58 +51,63 @@ def _s8_activation_pairs(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, l
 
 def has_s8_activations(model: onnx.ModelProto) -> bool:
     """True when the graph has int8 activation Q/DQ pairs that `to_u8_activations` would rewrite."""
-    return bool(_s8_activation_pairs(model))
+    return bool(_s8_activation_pairs(gs.import_onnx(model)))
 
 
 def to_u8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` whose int8 activation Q/DQ pairs are uint8 with zero point + 128.
 
-    Weight DequantizeLinear nodes (int8 initializer input) are left as they are; value_info and
-    graph outputs of the rewritten Q outputs become uint8. Zero-point initializers are not modified
-    in place (a weight DQ may share one): the pairs get new uint8 ones.
+    Weight DequantizeLinear nodes (int8 initializer input) are left as they are; the rewritten Q
+    outputs become uint8 tensors. Zero points shared with a weight DQ are not modified: the pairs get
+    new uint8 ones. A graph without such pairs comes back unchanged, byte for byte.
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    inits = {i.name: i for i in graph.initializer}
-    taken = set(inits) | {t for n in graph.node for t in (*n.input, *n.output)} | {i.name for i in graph.input}
-    made: dict[str, str] = {}  # int8 zero point (or "" for a missing one, by shape) -> uint8 one
-    rewritten: set[str] = set()
+    graph = gs.import_onnx(model)
+    pairs = _s8_activation_pairs(graph)
+    if not pairs:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        return out
+    taken = set(graph.tensors())
+    made: dict[str, gs.Constant] = {}  # int8 zero point name (or "<none:scale>") -> uint8 one
 
-    def u8_zero_point(name: str, template: str) -> str:
-        key = name or f"<none:{template}>"
+    def u8_zero_point(zp: gs.Tensor | None, scale: gs.Tensor) -> gs.Constant:
+        key = zp.name if zp is not None else f"<none:{scale.name}>"
         if key not in made:
-            if name:
-                z = numpy_helper.to_array(inits[name]).astype(np.int16)
+            if zp is not None:
+                z = zp.values.astype(np.int16)
             else:  # no zero point: 0 of the node's scale shape
-                z = np.zeros(numpy_helper.to_array(inits[template]).shape, np.int16) if template in inits \
-                    else np.zeros((), np.int16)
-            base = (name or template) + "_u8"
-            new, k = base, 1
-            while new in taken:
-                new, k = f"{base}_{k}", k + 1
-            taken.add(new)
-            graph.initializer.append(numpy_helper.from_array((z + 128).astype(np.uint8), new))
-            made[key] = new
+                z = np.zeros(scale.values.shape if isinstance(scale, gs.Constant) else (), np.int16)
+            base = (zp.name if zp is not None else scale.name) + "_u8"
+            name, k = base, 1
+            while name in taken:
+                name, k = f"{base}_{k}", k + 1
+            taken.add(name)
+            made[key] = gs.Constant(name, np.asarray(z + 128, dtype=np.uint8))
         return made[key]
 
-    for q, dqs in _s8_activation_pairs(out):
+    for q, dqs in pairs:
         for node in (q, *dqs):
-            zp = node.input[2] if len(node.input) > 2 else ""
-            new = u8_zero_point(zp, node.input[1])
-            if len(node.input) > 2:
-                node.input[2] = new
+            zp = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2].name else None
+            new = u8_zero_point(zp, node.inputs[1])
+            if len(node.inputs) > 2:
+                node.inputs[2] = new
             else:
-                node.input.append(new)
-            kept = [a for a in node.attribute if a.name != "output_dtype"]
-            node.ClearField("attribute")
-            node.attribute.extend(kept)
-        rewritten.add(q.output[0])
+                node.inputs.append(new)
+            node.attrs.pop("output_dtype", None)
+        q.outputs[0].dtype = np.uint8
+    out = gs.export_onnx(graph.cleanup())  # int8 zero points only the rewritten pairs read go
+    del out.graph.value_info[:]  # re-derived below, with the rewritten uint8 types
+    return _with_value_info(out, model)
 
-    for vi in (*graph.value_info, *graph.output):
-        if vi.name in rewritten and vi.type.HasField("tensor_type"):
-            vi.type.tensor_type.elem_type = TensorProto.UINT8
-    read = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
-    for init in [i for i in graph.initializer if i.name in made and i.name not in read]:
-        graph.initializer.remove(init)  # int8 zero points only the rewritten pairs read
+
+def _with_value_info(out: onnx.ModelProto, model: onnx.ModelProto) -> onnx.ModelProto:
+    """Keep ``model``'s value_info (shapes ORT's optimizer may use), with the rewritten tensors' types."""
+    types = {n.output[0]: TensorProto.UINT8 for n in out.graph.node if n.op_type == _Q}
+    produced = {t for n in out.graph.node for t in n.output}
+    for vi in model.graph.value_info:
+        if vi.name in produced:
+            kept = out.graph.value_info.add()
+            kept.CopyFrom(vi)
+            if vi.name in types and vi.type.HasField("tensor_type"):
+                kept.type.tensor_type.elem_type = types[vi.name]
     return out

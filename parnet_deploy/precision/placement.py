@@ -1,0 +1,91 @@
+"""Where the int8 graph's Q/DQ pairs go: the (node, input index) edges that read a quantized tensor.
+
+Rules, after TensorRT's Q/DQ guidance and NVIDIA ModelOpt's settings for ORT-quantized graphs:
+pairs go on the *inputs* of the ops a level names, one dedicated pair per consuming input. Weighted ops
+(Conv, Gemm) get one on their activation input (their weight is quantized per channel by the
+calibrator). Outputs of Sigmoid and of global pools never get a pair: the SE gates (1x1 convs on a
+pooled 1x1 tensor, GEMVs with no int8 speed-up to win) and the classifier on the pooled features stay
+float. Biases stay float everywhere (`rewrite.check`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx_graphsurgeon as gs
+
+WEIGHTED = ("Conv", "Gemm")  # ops with a weight: Q/DQ on the activation input, the weight per channel
+GATES = ("Sigmoid", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean")  # outputs never quantized
+SHAPE_ONLY = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")  # looked through to find a pooled input
+
+Edge = tuple[str, int]  # (consumer node name, input index)
+
+
+@dataclass(frozen=True)
+class Level:
+    """Where Q/DQ pairs go: on the activation inputs of ``op_types`` (a weighted op's input 0, every
+    activation input of the others), never on an input that comes straight from a `GATES` op.
+    ``float_first_and_last``: the first conv and the classifier stay float."""
+
+    name: str
+    op_types: tuple[str, ...]
+    float_first_and_last: bool = False
+
+
+# Order measured (a one-off run, not kept: ParNet-S 224 random weights, batch 1, 2 threads, AMD EPYC Zen 4
+# with AVX-512 VNNI; ORT 1.32 on the graph rewritten to u8 activations, OpenVINO 2026.4 on it as is;
+# medians, this VM's noise about +-10%):       ORT ms   OpenVINO ms   digits logits rel. error
+#   fp32                                          64.7      50.0          -
+#   level 0                                       25.7      17.8          0.023
+#   level 1                                       40.8      17.9          0.019
+#   level 2                                       91.4      22.9          0.016
+# ORT fuses DQ -> Conv -> Q into its u8s8 QLinearConv only when the Conv's output is quantized. With
+# pairs on Conv inputs alone (TensorRT's strictest placement) it runs float convs plus Q/DQ: slower than
+# fp32. Level 0 also puts pairs on the Add and Mul inputs that Convs feed, which gives ORT its int8
+# convs (TensorRT fuses Conv + Q into an int8-output conv); OpenVINO is fast at every level. A quantized
+# first conv (3 input channels) was slower (ORT 31.0 ms) and tripled the error (0.079), so every level
+# keeps it, and the classifier, in float. Digits top-1 stayed 100.00% (= fp32) at every level.
+LEVELS = (
+    Level("Conv/Gemm, Add and Mul inputs (first conv and classifier in float)", ("Conv", "Gemm", "Add", "Mul"),
+          float_first_and_last=True),
+    Level("Conv/Gemm and Add inputs (Mul, first conv and classifier in float)", ("Conv", "Gemm", "Add"),
+          float_first_and_last=True),
+    Level("Conv/Gemm inputs only (elementwise ops, first conv and classifier in float)", ("Conv", "Gemm"),
+          float_first_and_last=True),
+)
+
+
+def first_conv_and_classifier(graph: gs.Graph) -> list[str]:
+    """The conv that reads the image (else the first conv) and the last Gemm/MatMul (the classifier)."""
+    convs = [n for n in graph.nodes if n.op == "Conv"]
+    first = [n for n in convs if n.inputs[0] in graph.inputs] or convs
+    gemms = [n.name for n in graph.nodes if n.op in ("Gemm", "MatMul")]
+    return [n.name for n in first[:1]] + gemms[-1:]
+
+
+def _source(tensor: gs.Tensor) -> gs.Node | None:
+    """The node that computes ``tensor``, looking through shape-only ops; None for inputs and constants."""
+    node = tensor.inputs[0] if tensor.inputs else None
+    while node is not None and node.op in SHAPE_ONLY:
+        node = node.inputs[0].inputs[0] if node.inputs[0].inputs else None
+    return node
+
+
+def _activation_inputs(node: gs.Node) -> list[int]:
+    if node.op in WEIGHTED:
+        return [] if isinstance(node.inputs[0], gs.Constant) else [0]
+    return [i for i, t in enumerate(node.inputs) if not isinstance(t, gs.Constant) and t.name]
+
+
+def quantized_inputs(graph: gs.Graph, level: Level) -> tuple[set[Edge], list[str]]:
+    """The edges that get a Q/DQ pair at ``level``, and the nodes kept in float on purpose."""
+    excluded = first_conv_and_classifier(graph) if level.float_first_and_last else []
+    edges: set[Edge] = set()
+    for node in graph.nodes:
+        if node.op not in level.op_types or node.name in excluded:
+            continue
+        for i in _activation_inputs(node):
+            src = _source(node.inputs[i])
+            if src is None or src.op not in GATES:
+                edges.add((node.name, i))
+    return edges, excluded
