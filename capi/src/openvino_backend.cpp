@@ -113,6 +113,7 @@ class OvRequest : public Request {
 std::string dtype_name(const ov::element::Type &type) {
     if (type == ov::element::f32) return "float32";
     if (type == ov::element::f16) return "float16";
+    if (type == ov::element::i8) return "int8";
     return type.get_type_name();
 }
 

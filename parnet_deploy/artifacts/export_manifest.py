@@ -40,7 +40,7 @@ IMAGE = "image"
 LOGITS = "logits"
 PRECISIONS = ("fp32", "fp16", "int8")
 SPLITS = ("replicated", "shared")
-DTYPES = ("float32", "float16")
+DTYPES = ("float32", "float16", "int8")  # int8: the quantized cuts of an int8 export
 MAX_FILE_BYTES = 16 << 30
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -133,6 +133,25 @@ IMAGENET_NORMALIZATION = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.2
 
 
 @dataclass(frozen=True)
+class Int8Flavor:
+    """The same calibrated scales placed for other engines: its own graph files, the same subgraphs."""
+
+    name: str  # e.g. tensorrt
+    backends: tuple[str, ...]  # the engines that build this flavor instead of the export's own graph
+    placement: str
+    whole: SubgraphSpec
+    subgraphs: tuple[SubgraphSpec, ...]
+
+    @classmethod
+    def parse(cls, f: Fields) -> Int8Flavor:
+        return cls(check_name(f.str("name"), f"{f.where}.name"),
+                   tuple(check_name(b, f"{f.where}.backends") for b in f.strings("backends")), f.str("placement"),
+                   SubgraphSpec.parse(f.obj("whole")),
+                   tuple(SubgraphSpec.parse(Fields(s, f"{f.where}.subgraphs[{i}]"))
+                         for i, s in enumerate(f.list("subgraphs", max_len=16))))
+
+
+@dataclass(frozen=True)
 class Quantization:
     """How an int8 (Q/DQ) export was made, and what its accuracy gate measured."""
 
@@ -148,6 +167,8 @@ class Quantization:
     agreement: float
     source: str  # name of the fp32 export it was quantized from
     source_sha256: str  # sha256 of that export's model.onnx
+    flavor: str = "cpu"  # the placement of the export's own graph files
+    flavors: tuple[Int8Flavor, ...] = ()  # the other placements, for the backends they name
 
     @classmethod
     def parse(cls, f: Fields) -> Quantization:
@@ -155,7 +176,9 @@ class Quantization:
                    f.str("evaluation"), f.str("level"), f.strings("kept_float"), f.number("max_drop"),
                    f.number("drop_points"), f.number("top1_fp32", True), f.number("top1_int8", True),
                    f.number("agreement"), check_name(f.str("source"), f"{f.where}.source"),
-                   f.sha256("source_sha256"))
+                   f.sha256("source_sha256"), check_name(f.str("flavor", default="cpu"), f"{f.where}.flavor"),
+                   tuple(Int8Flavor.parse(Fields(x, f"{f.where}.flavors[{i}]"))
+                         for i, x in enumerate(f.list("flavors", max_len=4) if f.raw("flavors") is not None else [])))
 
 
 @dataclass(frozen=True)
@@ -198,6 +221,12 @@ class ExportManifest:
         return replace(self, whole=replace(self.whole, file=whole),
                        subgraphs=tuple(replace(s, file=subgraphs[s.name]) for s in self.subgraphs))
 
+    def for_backend(self, backend: str) -> ExportManifest:
+        """The manifest whose graph files ``backend`` builds and runs: an int8 flavor made for it, if any."""
+        flavors = self.quantization.flavors if self.quantization is not None else ()
+        flavor = next((x for x in flavors if backend in x.backends), None)
+        return self if flavor is None else replace(self, whole=flavor.whole, subgraphs=flavor.subgraphs)
+
     # -- io ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -230,7 +259,11 @@ class ExportManifest:
         if len(manifest.resolution) != 2:
             raise f.error("resolution", "expected [H, W]")
         manifest.dag  # noqa: B018  (validates: acyclic, connected, every input produced)
-        referenced = [manifest.whole.file, *(s.file for s in subgraphs), *filter(None, [manifest.torch_weights])]
+        flavors = manifest.quantization.flavors if manifest.quantization is not None else ()
+        for k, flavor in enumerate(flavors):
+            _check_same_subgraphs(manifest, flavor, f"{where}.quantization.flavors[{k}]")
+        referenced = [manifest.whole.file, *(s.file for s in subgraphs), *filter(None, [manifest.torch_weights]),
+                      *(s.file for x in flavors for s in (x.whole, *x.subgraphs))]
         unlisted = [n for n in referenced if n not in files]
         if unlisted:
             raise f.error("files", f"no entry for the subgraph files {unlisted}")
@@ -238,6 +271,19 @@ class ExportManifest:
 
     def write(self, directory: Path) -> None:
         write_json(directory / MANIFEST, self.to_dict())
+
+
+def _check_same_subgraphs(manifest: ExportManifest, flavor: Int8Flavor, where: str) -> None:
+    """A flavor differs in its files and in which cuts are int8, never in subgraphs, tensors or shapes."""
+    def layout(specs):
+        return [(s.name, s.stream, [(t.name, t.shape) for t in s.inputs], [(t.name, t.shape) for t in s.outputs])
+                for s in specs]
+
+    if layout((flavor.whole, *flavor.subgraphs)) != layout((manifest.whole, *manifest.subgraphs)):
+        raise ExportError(f"{where}: its subgraphs and tensors differ from the export's")
+    if [(t.name, t.dtype) for t in (*flavor.whole.inputs, *flavor.whole.outputs)] != \
+            [(t.name, t.dtype) for t in (*manifest.whole.inputs, *manifest.whole.outputs)]:
+        raise ExportError(f"{where}: its whole graph's inputs and outputs differ from the export's")
 
 
 def load_manifest(directory: str | Path, verify: bool = True) -> ExportManifest:

@@ -142,8 +142,9 @@ def choose_backend(names: list[str], source_dir: Path, export: ExportManifest, o
         for name in names:
             cls = backend_class(name)
             engine = Path(tmp) / f"{name}{cls.engine_suffix}"
-            cls.build(source_dir / export.whole.file, engine, cpu, options)
-            loaded.append(runners.enter_context(get_backend(name, precision=options.precision).load(engine, export.whole)))
+            whole = export.for_backend(name).whole
+            cls.build(source_dir / whole.file, engine, cpu, options)
+            loaded.append(runners.enter_context(get_backend(name, precision=options.precision).load(engine, whole)))
         times = dict(zip(names, median_ms_interleaved(loaded, iterations)))
     best = min(times, key=times.get)
     log(f"--backend auto ({options.precision}, whole graph, median of {iterations} calls each, interleaved): "
@@ -219,6 +220,7 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
         options = BuildOptions(precision=precision, workspace_mib=config.workspace_mib,
                                timing_cache=str(config.timing_cache) if config.timing_cache else None)
         backend, trials = choose_backend(names, source_dir, source, options, config.measure_iterations, log)
+        source = source.for_backend(backend)  # an int8 export's flavor for this engine, if it has one
         cls = backend_class(backend)
         items = parse_devices(config.devices, cls.device_kinds)
         records = discover(backend, items)

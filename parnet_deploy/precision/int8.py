@@ -32,7 +32,7 @@ from ..data import Dataset
 from ..errors import UserError, VerificationError
 from ..quiet import quiet
 from . import rewrite
-from .placement import LEVELS, Level, quantized_inputs
+from .placement import LEVELS, Level, quantized_inputs, tensorrt_inputs
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -62,8 +62,21 @@ class _Reader:
 
 
 def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config, level: Level,
-             input_name: str = "image") -> list[str]:
+             input_name: str = "image", tensorrt_path: Path | None = None) -> list[str]:
     """Write the symmetric int8 Q/DQ ONNX; returns the nodes kept in float on purpose.
+
+    ``out_path`` gets the CPU flavor (OpenVINO, ONNX Runtime: `placement.quantized_inputs`);
+    ``tensorrt_path``, if given, the TensorRT flavor (`placement.tensorrt_inputs`). Both calibrate the
+    same images the same way, so their activation scales are equal.
+
+    The CPU flavor's weights are 7-bit (|q| <= 64, ORT's ``reduce_range``). x86 CPUs without VNNI
+    multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds pairs of products into
+    int16 *with saturation*; both ONNX Runtime (which shifts our int8 activations to uint8, +128) and
+    OpenVINO (oneDNN) take that path. With 8-bit weights a pair reaches 2 x 255 x 127 > 32767: on an AMD
+    EPYC without VNNI the digits model's logits came out up to 1.8 (73% of their range) away from what
+    the Q/DQ graph means, on both engines. With 7-bit weights (2 x 255 x 64 < 32768) OpenVINO matched
+    the graph exactly and ONNX Runtime within 0.01 (requantization rounding). TensorRT accumulates in
+    int32, so its flavor keeps 8-bit weights.
 
     A weight channel's scale is ``max|w| / 127`` except where ``bias / (input scale * weight scale)``
     would overflow int32 (a near-dead channel beside a large bias): ORT widens that scale, and that is
@@ -91,38 +104,45 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
         nodes = sorted({name for name, _ in edges})
         if not nodes:
             raise UserError(f"nothing to quantize at level {level.name!r}")
-        raw = Path(tmp) / "raw.onnx"
-        quantize_static(
-            str(pre), str(raw), _Reader(calib, input_name, config.calib_samples),
-            quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=method,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=sorted({n.op for n in graph.nodes if n.name in nodes}),
-            nodes_to_quantize=nodes,
-            extra_options={
-                "ActivationSymmetric": True, "WeightSymmetric": True,
-                "QuantizeBias": False,
-                # QuantizeBias=False still widens a weight's scale where bias / (input scale * weight
-                # scale) would overflow int32. Keep that (no QDQDisableWeightAdjustForInt32Bias): ORT's
-                # session-time WeightBiasQuantization turns the float bias into exactly that int32 to
-                # fuse QLinearConv, and overflows without it (test graph: outputs off by 30%).
-                "DedicatedQDQPair": True,
-                "OpTypesToExcludeOutputQuantization": sorted({n.op for n in graph.nodes}),
-            },
-        )
-        quantized = rewrite.follow_placement(onnx.load(raw), edges, model)
-        rewrite.check(quantized)
-        onnx.save(quantized, out_path)
+        flavors = [(edges, out_path, True)]  # CPU flavor: 7-bit weights (see the docstring)
+        if tensorrt_path is not None:
+            flavors.append((tensorrt_inputs(graph, edges), tensorrt_path, False))
+        for wanted, path, seven_bit_weights in flavors:
+            raw = Path(tmp) / "raw.onnx"
+            quantize_static(
+                str(pre), str(raw), _Reader(calib, input_name, config.calib_samples),
+                quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=method, reduce_range=seven_bit_weights,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                op_types_to_quantize=sorted({n.op for n in graph.nodes if n.name in nodes}),
+                nodes_to_quantize=nodes,
+                extra_options={
+                    "ActivationSymmetric": True, "WeightSymmetric": True,
+                    "QuantizeBias": False,
+                    # QuantizeBias=False still widens a weight's scale where bias / (input scale * weight
+                    # scale) would overflow int32. Keep that (no QDQDisableWeightAdjustForInt32Bias): ORT's
+                    # session-time WeightBiasQuantization turns the float bias into exactly that int32 to
+                    # fuse QLinearConv, and overflows without it (test graph: outputs off by 30%).
+                    "DedicatedQDQPair": True,
+                    "OpTypesToExcludeOutputQuantization": sorted({n.op for n in graph.nodes}),
+                },
+            )
+            quantized = rewrite.follow_placement(onnx.load(raw), wanted, model)
+            rewrite.check(quantized)
+            onnx.save(quantized, path)
     return excluded
 
 
 def quantize_until_accurate(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config,
-                            accept: Callable[[Path], tuple[bool, str]],
-                            log: Callable[[str], None]) -> tuple[Level, list[str], str]:
-    """Try `LEVELS` in order; the first whose graph ``accept`` passes wins. Raises if none does."""
+                            accept: Callable[[Path], tuple[bool, str]], log: Callable[[str], None],
+                            tensorrt_path: Path | None = None) -> tuple[Level, list[str], str]:
+    """Try `LEVELS` in order; the first whose graphs (every flavor) ``accept`` passes wins. Raises if none does."""
     report = []
     for level in LEVELS:
-        excluded = quantize(fp32_path, out_path, calib, config, level)
+        excluded = quantize(fp32_path, out_path, calib, config, level, tensorrt_path=tensorrt_path)
         ok, summary = accept(out_path)
+        if tensorrt_path is not None:
+            ok_trt, summary_trt = accept(tensorrt_path)
+            ok, summary = ok and ok_trt, f"{summary}; TensorRT flavor: {summary_trt}"
         log(f"  int8 ({level.name}): {summary} -> {'accepted' if ok else 'rejected'}")
         report.append(f"{level.name}: {summary}")
         if ok:

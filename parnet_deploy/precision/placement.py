@@ -45,11 +45,12 @@ class Level:
 # convs (TensorRT fuses Conv + Q into an int8-output conv); OpenVINO is fast at every level. A quantized
 # first conv (3 input channels) was slower (ORT 31.0 ms) and tripled the error (0.079), so every level
 # keeps it, and the classifier, in float. Digits top-1 stayed 100.00% (= fp32) at every level.
+POOLED = ("GlobalAveragePool", "BatchNormalization")  # the other readers of a block's input: see `LEVELS`
 LEVELS = (
-    Level("Conv/Gemm, Add and Mul inputs (first conv and classifier in float)", ("Conv", "Gemm", "Add", "Mul"),
-          float_first_and_last=True),
-    Level("Conv/Gemm and Add inputs (Mul, first conv and classifier in float)", ("Conv", "Gemm", "Add"),
-          float_first_and_last=True),
+    Level("Conv/Gemm, Add, Mul, pool and BatchNormalization inputs (first conv and classifier in float)",
+          ("Conv", "Gemm", "Add", "Mul", *POOLED), float_first_and_last=True),
+    Level("Conv/Gemm, Add, pool and BatchNormalization inputs (Mul, first conv and classifier in float)",
+          ("Conv", "Gemm", "Add", *POOLED), float_first_and_last=True),
     Level("Conv/Gemm inputs only (elementwise ops, first conv and classifier in float)", ("Conv", "Gemm"),
           float_first_and_last=True),
 )
@@ -75,6 +76,23 @@ def _activation_inputs(node: gs.Node) -> list[int]:
     if node.op in WEIGHTED:
         return [] if isinstance(node.inputs[0], gs.Constant) else [0]
     return [i for i, t in enumerate(node.inputs) if not isinstance(t, gs.Constant) and t.name]
+
+
+def residual_inputs(node: gs.Node) -> list[int]:
+    """An Add's inputs that a weighted op did not produce (TensorRT fuses the Add into the conv that
+    produced the other one); the second input when both come from weighted ops."""
+    produced = [i for i, t in enumerate(node.inputs) if t.inputs and t.inputs[0].op in WEIGHTED]
+    rest = [i for i in range(len(node.inputs)) if i not in produced]
+    return rest or produced[1:]
+
+
+def tensorrt_inputs(graph: gs.Graph, edges: set[Edge]) -> set[Edge]:
+    """The subset of ``edges`` TensorRT's Q/DQ guidance wants: the inputs of weighted ops and the residual
+    input of each Add ("quantize the residual input in skip-connections"; a pair on the conv-produced input
+    would stop TensorRT fusing the Add into that conv). Mul, pooling and BatchNormalization stay float."""
+    nodes = {n.name: n for n in graph.nodes}
+    return {(name, i) for name, i in edges
+            if nodes[name].op in WEIGHTED or (nodes[name].op == "Add" and i in residual_inputs(nodes[name]))}
 
 
 def quantized_inputs(graph: gs.Graph, level: Level) -> tuple[set[Edge], list[str]]:

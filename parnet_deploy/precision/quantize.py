@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..artifacts.export_manifest import ExportManifest, Quantization, load_manifest
+from ..artifacts.dag import INPUT
+from ..artifacts.export_manifest import ExportManifest, Int8Flavor, Quantization, SubgraphSpec, load_manifest
 from ..artifacts.files import atomic_directory, check_target, hash_files
 from ..artifacts.schema import NAME
 from ..backends import get_backend
 from ..errors import UserError
 from .accuracy import Accuracy, drop_against_fp32, evaluate
 from .int8 import METHODS, Int8Config, quantize_until_accurate
+from .rewrite import quantize_boundaries
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,34 @@ class QuantizeConfig:
                             f"a letter or digit)")
 
 
+TENSORRT = "tensorrt"
+TENSORRT_PLACEMENT = ("TensorRT's Q/DQ guidance: the inputs of weighted ops and the residual input of each Add; "
+                      "every cut float")
+
+
+def flavor_file(file: str, flavor: str) -> str:
+    """model.onnx -> model.tensorrt.onnx"""
+    stem, dot, ext = file.rpartition(".")
+    return f"{stem}.{flavor}{dot}{ext}"
+
+
+def _specs(export: ExportManifest, file: Callable[[str], str], int8: set[str]
+           ) -> tuple[SubgraphSpec, tuple[SubgraphSpec, ...]]:
+    """The export's whole and subgraph specs with their files renamed and the ``int8`` cuts typed int8."""
+    def spec(s: SubgraphSpec) -> SubgraphSpec:
+        def typed(ts):
+            return tuple(replace(t, dtype="int8") if t.name in int8 else t for t in ts)
+        return replace(s, file=file(s.file), inputs=typed(s.inputs), outputs=typed(s.outputs))
+
+    return spec(export.whole), tuple(spec(s) for s in export.subgraphs)
+
+
 def quantize_export(export_dir: str | Path, config: QuantizeConfig,
                     log: Callable[[str], None] = print) -> tuple[Path, ExportManifest]:
     import onnx
 
     from ..data import calibration_source, evaluation_source, load_source
-    from ..export.graph import cut, subgraph_plan
+    from ..export.graph import cut
 
     config.validate()
     export_dir = Path(export_dir)
@@ -71,14 +95,15 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
             runner.close()
 
     fp32 = accuracy_of(export_dir / export.whole.file)
-    measured: dict = {}
+    measured: dict[str, dict] = {}
 
     def accept(path: Path) -> tuple[bool, str]:
         q = accuracy_of(path)
         agree = q.agreement(fp32)
         drop, summary = drop_against_fp32(fp32.top1, q, agree, heldout.labels is not None)
-        measured.update(top1_fp32=fp32.top1 if heldout.labels is not None else None,
-                        top1_int8=q.top1 if heldout.labels is not None else None, agreement=agree, drop_points=drop)
+        measured[path.name] = dict(top1_fp32=fp32.top1 if heldout.labels is not None else None,
+                                   top1_int8=q.top1 if heldout.labels is not None else None, agreement=agree,
+                                   drop_points=drop)
         return drop <= config.max_drop, summary
 
     name = config.name or f"{export.name}-int8"
@@ -87,20 +112,33 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
     log(f"quantizing {export.name} to int8 ({cfg.method} calibration on {calib.name}; accuracy on {heldout.name}, "
         f"max drop {config.max_drop} points)")
     with atomic_directory(target, force=config.force, source=export_dir) as tmp:
-        level, kept_float, _ = quantize_until_accurate(export_dir / export.whole.file, tmp / export.whole.file,
-                                                       calib, cfg, accept, log)
-        whole = onnx.load(tmp / export.whole.file)
-        for sub, ins, outs, _ in subgraph_plan(export.split):
-            onnx.save(cut(whole, ins, outs, sub), tmp / f"{sub}.onnx")
-        shutil.copyfile(export_dir / export.reference, tmp / export.reference)
+        whole_file, trt_file = export.whole.file, flavor_file(export.whole.file, TENSORRT)
+        level, kept_float, _ = quantize_until_accurate(export_dir / whole_file, tmp / whole_file, calib, cfg, accept,
+                                                       log, tensorrt_path=tmp / trt_file)
         if kept_float:
             log(f"  kept in float: {', '.join(kept_float)}")
+        cuts = [e.tensor for e in export.dag.edges if e.producer != INPUT]
+        whole, crossed = quantize_boundaries(onnx.load(tmp / whole_file), cuts)
+        onnx.save(whole, tmp / whole_file)
+        trt_whole = onnx.load(tmp / trt_file)
+        for spec in export.subgraphs:
+            ins, outs = [t.name for t in spec.inputs], [t.name for t in spec.outputs]
+            onnx.save(cut(whole, ins, outs, spec.name), tmp / spec.file)
+            onnx.save(cut(trt_whole, ins, outs, spec.name), tmp / flavor_file(spec.file, TENSORRT))
+        log(f"  int8 cuts between subgraphs: {', '.join(crossed) or 'none'} (float: the rest)")
+        shutil.copyfile(export_dir / export.reference, tmp / export.reference)
+        tensorrt = Int8Flavor(TENSORRT, (TENSORRT,), TENSORRT_PLACEMENT,
+                              *_specs(export, lambda f: flavor_file(f, TENSORRT), set()))
+        whole_spec, subgraphs = _specs(export, lambda f: f, set(crossed))
         record = Quantization(method=cfg.method, calibration=calib.name, evaluation=heldout.name, level=level.name,
                               kept_float=tuple(kept_float), max_drop=config.max_drop, source=export.name,
-                              source_sha256=export.files[export.whole.file].sha256, **measured)
-        manifest = replace(export, name=name, precision="int8", files=hash_files(tmp), quantization=record,
+                              source_sha256=export.files[export.whole.file].sha256, **measured[whole_file],
+                              flavors=(tensorrt,))
+        manifest = replace(export, name=name, precision="int8", whole=whole_spec, subgraphs=subgraphs,
+                           files=hash_files(tmp), quantization=record,
                            torch_weights=None,  # the torch backend runs float exports only
-                           verification={"performed": True, "accuracy_gate": "passed"})
+                           verification={"performed": True, "accuracy_gate": "passed",
+                                         "tensorrt_flavor_gate": measured[trt_file]})
         manifest.write(tmp)
     log(f"int8 export written to {target}/")
     return target, manifest

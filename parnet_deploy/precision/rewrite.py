@@ -110,3 +110,52 @@ def check(model: onnx.ModelProto) -> None:
             zp = inits.get(n.input[2]) if len(n.input) > 2 else None
             if zp is None or zp.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zp).any():
                 raise ToolchainError(f"{n.name}: activations must be int8 with zero point 0")
+
+
+def _same_quantization(a: gs.Node, b: gs.Node) -> bool:
+    """Two QuantizeLinear nodes with equal scale, zero point and attributes (dedicated pairs of one tensor)."""
+    if a.attrs != b.attrs or len(a.inputs) != len(b.inputs):
+        return False
+    for x, y in zip(a.inputs[1:], b.inputs[1:]):
+        if x is y:
+            continue
+        if not (isinstance(x, gs.Constant) and isinstance(y, gs.Constant)):
+            return False
+        if x.values.dtype != y.values.dtype or not np.array_equal(x.values, y.values):
+            return False
+    return True
+
+
+def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """Let the named tensors (the cuts between subgraphs) cross as int8 where every reader quantizes them.
+
+    Such a tensor's readers are QuantizeLinear nodes with one scale (the dedicated pairs of one
+    calibrated tensor). They become one QuantizeLinear whose int8 output takes the tensor's name, read
+    by every DequantizeLinear; the float tensor is renamed. The values are the same; a cut there keeps
+    the producer's Conv -> Relu -> Quantize fused (int8 out) and the consumer's Dequantize -> Conv, and
+    moves a quarter of the bytes. Returns the model and the names that are int8 now.
+    """
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    taken = set(tensors)
+    crossed = []
+    for name in names:
+        tensor = tensors.get(name)
+        if tensor is None or tensor in graph.inputs or tensor in graph.outputs:
+            continue
+        readers = list(tensor.outputs)
+        if not readers or any(r.op != _Q for r in readers) or not all(_same_quantization(readers[0], r)
+                                                                        for r in readers[1:]):
+            continue
+        quantized = readers[0].outputs[0]
+        for q in readers[1:]:
+            for dq in list(q.outputs[0].outputs):
+                dq.inputs[[i for i, t in enumerate(dq.inputs) if t is q.outputs[0]][0]] = quantized
+        float_name, k = f"{name}_float", 1
+        while float_name in taken:
+            float_name, k = f"{name}_float_{k}", k + 1
+        taken.add(float_name)
+        tensor.name, quantized.name = float_name, name
+        quantized.dtype, quantized.shape = np.int8, tensor.shape
+        crossed.append(name)
+    return gs.export_onnx(graph.cleanup().toposort()), crossed

@@ -42,7 +42,7 @@ def load(path: str | Path, backend: str | None = None, mode: str = "whole", thre
     if not backend_class(name).runs_onnx:
         raise UserError(f"{directory} is an export (ONNX); {name} runs engines: "
                         f"parnet-build {directory} --backend {name}, then load engines/<name>")
-    manifest = load_manifest(directory)
+    manifest = load_manifest(directory).for_backend(name)
     lower = ("fp16", "bf16") if name == "torch" else ("bf16",)  # computed from the fp32 weights
     if precision is not None and precision != manifest.precision and not (precision in lower
                                                                           and manifest.precision == "fp32"):

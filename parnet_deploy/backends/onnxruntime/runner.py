@@ -75,7 +75,7 @@ def create_session(path: Path, threads: int, providers: list, optimized_path: Pa
         raise UserError(f"onnxruntime cannot load {path.name}: {str(e).splitlines()[0]}") from e
 
 
-NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8"}
 
 
 def engine_io(session) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
