@@ -85,7 +85,7 @@ def flavors(tmp_path_factory):
     rng = np.random.default_rng(1)
     calib = Dataset(rng.standard_normal((16, 3, 16, 16)).astype(np.float32), None, "random")
     kept = quantize(tmp / "fp32.onnx", tmp / "int8.onnx", calib, Int8Config(calib_samples=16), LEVELS[0],
-                    tensorrt_path=tmp / "trt.onnx")
+                    flavors={"tensorrt": tmp / "trt.onnx"})
     assert kept == ["conv0", "fc"]
     x = rng.standard_normal((8, 1, 3, 16, 16)).astype(np.float32)
     return fp32, onnx.load(tmp / "int8.onnx"), onnx.load(tmp / "trt.onnx"), x
@@ -320,7 +320,7 @@ def test_cpu_flavor_runs_as_the_graph_says_on_the_fused_kernels(tmp_path):
     x = np.abs(np.random.default_rng(6).standard_normal((4, 1, 3, 8, 8))).astype(np.float32) * 4
     calib = Dataset(x[:, 0], None, "same images")
     quantize(tmp_path / "fp32.onnx", tmp_path / "cpu.onnx", calib, Int8Config(calib_samples=4), LEVELS[0],
-             tensorrt_path=tmp_path / "trt.onnx")
+             flavors={"tensorrt": tmp_path / "trt.onnx"})
     core = ov.Core()
     for flavor in ("cpu", "trt"):
         q = onnx.load(tmp_path / f"{flavor}.onnx")

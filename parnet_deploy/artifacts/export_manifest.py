@@ -167,7 +167,7 @@ class Quantization:
     agreement: float
     source: str  # name of the fp32 export it was quantized from
     source_sha256: str  # sha256 of that export's model.onnx
-    flavor: str = "cpu"  # the placement of the export's own graph files
+    flavor: str = "any"  # the flavor of the export's own graph files ("any": made before flavors, for every engine)
     flavors: tuple[Int8Flavor, ...] = ()  # the other placements, for the backends they name
 
     @classmethod
@@ -176,7 +176,7 @@ class Quantization:
                    f.str("evaluation"), f.str("level"), f.strings("kept_float"), f.number("max_drop"),
                    f.number("drop_points"), f.number("top1_fp32", True), f.number("top1_int8", True),
                    f.number("agreement"), check_name(f.str("source"), f"{f.where}.source"),
-                   f.sha256("source_sha256"), check_name(f.str("flavor", default="cpu"), f"{f.where}.flavor"),
+                   f.sha256("source_sha256"), check_name(f.str("flavor", default="any"), f"{f.where}.flavor"),
                    tuple(Int8Flavor.parse(Fields(x, f"{f.where}.flavors[{i}]"))
                          for i, x in enumerate(f.list("flavors", max_len=4) if f.raw("flavors") is not None else [])))
 

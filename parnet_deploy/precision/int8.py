@@ -32,7 +32,7 @@ from ..data import Dataset
 from ..errors import UserError, VerificationError
 from ..quiet import quiet
 from . import rewrite
-from .placement import LEVELS, Level, quantized_inputs, tensorrt_inputs
+from .placement import FLAVORS, LEVELS, Level, quantized_inputs
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -62,14 +62,13 @@ class _Reader:
 
 
 def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config, level: Level,
-             input_name: str = "image", tensorrt_path: Path | None = None) -> list[str]:
+             input_name: str = "image", flavors: dict[str, Path] | None = None) -> list[str]:
     """Write the symmetric int8 Q/DQ ONNX; returns the nodes kept in float on purpose.
 
-    ``out_path`` gets the CPU flavor (OpenVINO, ONNX Runtime: `placement.quantized_inputs`);
-    ``tensorrt_path``, if given, the TensorRT flavor (`placement.tensorrt_inputs`). Both calibrate the
-    same images the same way, so their activation scales are equal.
+    ``out_path`` gets the first of `placement.FLAVORS` (OpenVINO's), ``flavors`` maps the names of others
+    to their paths. Every flavor is calibrated on the same images the same way: equal activation scales.
 
-    The CPU flavor's weights are 7-bit (|q| <= 64, ORT's ``reduce_range``). x86 CPUs without VNNI
+    The CPU flavors' weights are 7-bit (|q| <= 64, ORT's ``reduce_range``). x86 CPUs without VNNI
     multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds pairs of products into
     int16 *with saturation*; both ONNX Runtime (which shifts our int8 activations to uint8, +128) and
     OpenVINO (oneDNN) take that path. With 8-bit weights a pair reaches 2 x 255 x 127 > 32767: on an AMD
@@ -104,10 +103,11 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
         nodes = sorted({name for name, _ in edges})
         if not nodes:
             raise UserError(f"nothing to quantize at level {level.name!r}")
-        flavors = [(edges, out_path, True)]  # CPU flavor: 7-bit weights (see the docstring)
-        if tensorrt_path is not None:
-            flavors.append((tensorrt_inputs(graph, edges), tensorrt_path, False))
-        for wanted, path, seven_bit_weights in flavors:
+        wanted = {FLAVORS[0].name: out_path, **(flavors or {})}
+        unknown = set(wanted) - {f.name for f in FLAVORS}
+        if unknown:
+            raise ValueError(f"unknown int8 flavors {sorted(unknown)}")
+        for seven_bit_weights in sorted({f.seven_bit_weights for f in FLAVORS if f.name in wanted}):
             raw = Path(tmp) / "raw.onnx"
             quantize_static(
                 str(pre), str(raw), _Reader(calib, input_name, config.calib_samples),
@@ -126,23 +126,26 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
                     "OpTypesToExcludeOutputQuantization": sorted({n.op for n in graph.nodes}),
                 },
             )
-            quantized = rewrite.follow_placement(onnx.load(raw), wanted, model)
-            rewrite.check(quantized)
-            onnx.save(quantized, path)
+            raw_model = onnx.load(raw)
+            for flavor in FLAVORS:
+                if flavor.name in wanted and flavor.seven_bit_weights == seven_bit_weights:
+                    quantized = rewrite.follow_placement(raw_model, flavor.select(graph, edges), model)
+                    rewrite.check(quantized)
+                    onnx.save(quantized, wanted[flavor.name])
     return excluded
 
 
 def quantize_until_accurate(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config,
                             accept: Callable[[Path], tuple[bool, str]], log: Callable[[str], None],
-                            tensorrt_path: Path | None = None) -> tuple[Level, list[str], str]:
+                            flavors: dict[str, Path] | None = None) -> tuple[Level, list[str], str]:
     """Try `LEVELS` in order; the first whose graphs (every flavor) ``accept`` passes wins. Raises if none does."""
     report = []
     for level in LEVELS:
-        excluded = quantize(fp32_path, out_path, calib, config, level, tensorrt_path=tensorrt_path)
+        excluded = quantize(fp32_path, out_path, calib, config, level, flavors=flavors)
         ok, summary = accept(out_path)
-        if tensorrt_path is not None:
-            ok_trt, summary_trt = accept(tensorrt_path)
-            ok, summary = ok and ok_trt, f"{summary}; TensorRT flavor: {summary_trt}"
+        for name, path in (flavors or {}).items():
+            ok_flavor, summary_flavor = accept(path)
+            ok, summary = ok and ok_flavor, f"{summary}; {name} flavor: {summary_flavor}"
         log(f"  int8 ({level.name}): {summary} -> {'accepted' if ok else 'rejected'}")
         report.append(f"{level.name}: {summary}")
         if ok:

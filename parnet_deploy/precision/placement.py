@@ -10,6 +10,7 @@ float. Biases stay float everywhere (`rewrite.check`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import onnx_graphsurgeon as gs
@@ -93,6 +94,35 @@ def tensorrt_inputs(graph: gs.Graph, edges: set[Edge]) -> set[Edge]:
     nodes = {n.name: n for n in graph.nodes}
     return {(name, i) for name, i in edges
             if nodes[name].op in WEIGHTED or (nodes[name].op == "Add" and i in residual_inputs(nodes[name]))}
+
+
+def onnxruntime_inputs(graph: gs.Graph, edges: set[Edge]) -> set[Edge]:
+    """``edges`` without the pool and BatchNormalization inputs: ONNX Runtime runs those ops in float, so
+    a pair there is a dequantization more (ParNet-S 224: 1.10x the time; benchmarks/int8_peers.py)."""
+    nodes = {n.name: n for n in graph.nodes}
+    return {(name, i) for name, i in edges if nodes[name].op not in POOLED}
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """One placement of the calibrated graph, for the engines it is made for."""
+
+    name: str
+    backends: tuple[str, ...]
+    placement: str
+    select: Callable[[gs.Graph, set[Edge]], set[Edge]]  # from a level's edges
+    seven_bit_weights: bool  # x86 int8 kernels without VNNI saturate with 8-bit weights (`int8.quantize`)
+    int8_cuts: bool  # cuts whose every reader quantizes them cross as int8 (`rewrite.quantize_boundaries`)
+
+
+FLAVORS = (  # the first is the export's own graph files (model.onnx, ...): the C runtime runs it
+    Flavor("openvino", ("openvino",), "the level's inputs, the pools' and BatchNormalization's included; int8 cuts",
+           lambda graph, edges: edges, seven_bit_weights=True, int8_cuts=True),
+    Flavor("onnxruntime", ("onnxruntime",), "the level's inputs but the pools' and BatchNormalization's; float cuts",
+           onnxruntime_inputs, seven_bit_weights=True, int8_cuts=False),
+    Flavor("tensorrt", ("tensorrt",), "TensorRT's Q/DQ guidance: the inputs of weighted ops and the residual input "
+           "of each Add; 8-bit weights; float cuts", tensorrt_inputs, seven_bit_weights=False, int8_cuts=False),
+)
 
 
 def quantized_inputs(graph: gs.Graph, level: Level) -> tuple[set[Edge], list[str]]:

@@ -22,6 +22,7 @@ from ..backends import get_backend
 from ..errors import UserError
 from .accuracy import Accuracy, drop_against_fp32, evaluate
 from .int8 import METHODS, Int8Config, quantize_until_accurate
+from .placement import FLAVORS
 from .rewrite import quantize_boundaries
 
 
@@ -43,11 +44,6 @@ class QuantizeConfig:
         if self.name is not None and not (NAME.fullmatch(self.name) and ".." not in self.name):
             raise UserError(f"bad name {self.name!r}: use letters, digits, '.', '_', '-' (at most 64, starting with "
                             f"a letter or digit)")
-
-
-TENSORRT = "tensorrt"
-TENSORRT_PLACEMENT = ("TensorRT's Q/DQ guidance: the inputs of weighted ops and the residual input of each Add; "
-                      "every cut float")
 
 
 def flavor_file(file: str, flavor: str) -> str:
@@ -112,33 +108,39 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
     log(f"quantizing {export.name} to int8 ({cfg.method} calibration on {calib.name}; accuracy on {heldout.name}, "
         f"max drop {config.max_drop} points)")
     with atomic_directory(target, force=config.force, source=export_dir) as tmp:
-        whole_file, trt_file = export.whole.file, flavor_file(export.whole.file, TENSORRT)
-        level, kept_float, _ = quantize_until_accurate(export_dir / whole_file, tmp / whole_file, calib, cfg, accept,
-                                                       log, tensorrt_path=tmp / trt_file)
+        own, others = FLAVORS[0], FLAVORS[1:]
+        level, kept_float, _ = quantize_until_accurate(
+            export_dir / export.whole.file, tmp / export.whole.file, calib, cfg, accept, log,
+            flavors={f.name: tmp / flavor_file(export.whole.file, f.name) for f in others})
         if kept_float:
             log(f"  kept in float: {', '.join(kept_float)}")
         cuts = [e.tensor for e in export.dag.edges if e.producer != INPUT]
-        whole, crossed = quantize_boundaries(onnx.load(tmp / whole_file), cuts)
-        onnx.save(whole, tmp / whole_file)
-        trt_whole = onnx.load(tmp / trt_file)
-        for spec in export.subgraphs:
-            ins, outs = [t.name for t in spec.inputs], [t.name for t in spec.outputs]
-            onnx.save(cut(whole, ins, outs, spec.name), tmp / spec.file)
-            onnx.save(cut(trt_whole, ins, outs, spec.name), tmp / flavor_file(spec.file, TENSORRT))
-        log(f"  int8 cuts between subgraphs: {', '.join(crossed) or 'none'} (float: the rest)")
+        records = []
+        for flavor in FLAVORS:
+            rename = (lambda f: f) if flavor is own else (lambda f, n=flavor.name: flavor_file(f, n))
+            whole = onnx.load(tmp / rename(export.whole.file))
+            crossed: list[str] = []
+            if flavor.int8_cuts:
+                whole, crossed = quantize_boundaries(whole, cuts)
+                onnx.save(whole, tmp / rename(export.whole.file))
+                log(f"  {flavor.name}: int8 cuts between subgraphs: {', '.join(crossed) or 'none'}")
+            for spec in export.subgraphs:
+                onnx.save(cut(whole, [t.name for t in spec.inputs], [t.name for t in spec.outputs], spec.name),
+                          tmp / rename(spec.file))
+            records.append(Int8Flavor(flavor.name, flavor.backends, flavor.placement,
+                                      *_specs(export, rename, set(crossed))))
         shutil.copyfile(export_dir / export.reference, tmp / export.reference)
-        tensorrt = Int8Flavor(TENSORRT, (TENSORRT,), TENSORRT_PLACEMENT,
-                              *_specs(export, lambda f: flavor_file(f, TENSORRT), set()))
-        whole_spec, subgraphs = _specs(export, lambda f: f, set(crossed))
+        gate = measured[export.whole.file]
         record = Quantization(method=cfg.method, calibration=calib.name, evaluation=heldout.name, level=level.name,
                               kept_float=tuple(kept_float), max_drop=config.max_drop, source=export.name,
-                              source_sha256=export.files[export.whole.file].sha256, **measured[whole_file],
-                              flavors=(tensorrt,))
-        manifest = replace(export, name=name, precision="int8", whole=whole_spec, subgraphs=subgraphs,
-                           files=hash_files(tmp), quantization=record,
+                              source_sha256=export.files[export.whole.file].sha256, **gate, flavor=own.name,
+                              flavors=tuple(records[1:]))
+        manifest = replace(export, name=name, precision="int8", whole=records[0].whole,
+                           subgraphs=records[0].subgraphs, files=hash_files(tmp), quantization=record,
                            torch_weights=None,  # the torch backend runs float exports only
                            verification={"performed": True, "accuracy_gate": "passed",
-                                         "tensorrt_flavor_gate": measured[trt_file]})
+                                         "flavor_gates": {f.name: measured[flavor_file(export.whole.file, f.name)]
+                                                          for f in others}})
         manifest.write(tmp)
     log(f"int8 export written to {target}/")
     return target, manifest

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...artifacts.export_manifest import SubgraphSpec
-from ...errors import RuntimeFailure
+from ...errors import RuntimeFailure, UserError
 from ..base import Runner
 
 
@@ -49,7 +49,11 @@ class IoBindingRunner(Runner):
     def __init__(self, session, spec: SubgraphSpec, device_type: str, device_id: int, host_memory_info=None):
         from .runner import engine_io, ort
 
-        super().__init__(spec, *engine_io(session))
+        inputs, outputs, shifted = engine_io(session, spec)
+        super().__init__(spec, inputs, outputs)
+        if shifted:  # bound buffers have the manifest's int8; the session takes the cuts as uint8
+            raise UserError(f"{spec.name}: the int8 cuts of an int8 export ({', '.join(sorted(shifted))}) do not run "
+                            f"through CUDA IO binding; run the whole graph (mode whole)")
 
         self.ort, self.session = ort(), session
         self.device_type, self.device_id = device_type, device_id

@@ -12,6 +12,10 @@ ORT 1.32: 35.3 ms s8s8 vs 25.7 ms after this rewrite, fp32 64.7; on the old ever
 
 so the rewrite changes no output value. Weights (DequantizeLinear of an int8 initializer) stay
 int8: that is the "s8" of u8s8. The backend applies this when loading a graph, not the user.
+
+An int8 export's subgraphs also take and give int8 cuts (a graph input read by DequantizeLinear
+nodes alone, a graph output a QuantizeLinear makes): those become uint8 too, and the runner converts
+at the edge (``u = s + 128``, one XOR of the sign bit: `to_uint8` / `to_int8`).
 """
 
 from __future__ import annotations
@@ -41,17 +45,40 @@ def _s8_activation_pairs(graph: gs.Graph) -> list[tuple[gs.Node, list[gs.Node]]]
             continue
         out = q.outputs[0]
         dqs = list(out.outputs)
-        if out in graph.outputs or not dqs or any(d.op != _DQ or d.inputs[0] is not out for d in dqs):
-            continue  # only a Q read by DQs alone is an exact rewrite
+        if not (dqs or out in graph.outputs) or any(d.op != _DQ or d.inputs[0] is not out for d in dqs):
+            continue  # only a Q read by DQs alone (or a graph output: an int8 cut) is an exact rewrite
         if any(len(d.inputs) > 2 and d.inputs[2].name and not isinstance(d.inputs[2], gs.Constant) for d in dqs):
             continue
         pairs.append((q, dqs))
     return pairs
 
 
+def _s8_graph_inputs(graph: gs.Graph) -> list[tuple[gs.Variable, list[gs.Node]]]:
+    """int8 graph inputs (int8 cuts) read by DequantizeLinear nodes with constant int8 zero points alone."""
+    found = []
+    for tensor in graph.inputs:
+        dqs = list(tensor.outputs)
+        if tensor.dtype != np.int8 or not dqs or any(d.op != _DQ or d.inputs[0] is not tensor for d in dqs):
+            continue
+        if all(len(d.inputs) < 3 or not d.inputs[2].name or isinstance(d.inputs[2], gs.Constant) for d in dqs):
+            found.append((tensor, dqs))
+    return found
+
+
 def has_s8_activations(model: onnx.ModelProto) -> bool:
-    """True when the graph has int8 activation Q/DQ pairs that `to_u8_activations` would rewrite."""
-    return bool(_s8_activation_pairs(gs.import_onnx(model)))
+    """True when the graph has int8 activations that `to_u8_activations` would rewrite."""
+    graph = gs.import_onnx(model)
+    return bool(_s8_activation_pairs(graph) or _s8_graph_inputs(graph))
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """An int8 cut as the rewritten graph takes it: s + 128 (the sign bit flipped)."""
+    return np.bitwise_xor(x.view(np.uint8), np.uint8(0x80))
+
+
+def to_int8(u: np.ndarray) -> np.ndarray:
+    """A rewritten graph's uint8 cut back to the export's int8: u - 128."""
+    return np.bitwise_xor(u, np.uint8(0x80)).view(np.int8)
 
 
 def to_u8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -63,7 +90,8 @@ def to_u8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
     """
     graph = gs.import_onnx(model)
     pairs = _s8_activation_pairs(graph)
-    if not pairs:
+    inputs = _s8_graph_inputs(graph)
+    if not pairs and not inputs:
         out = onnx.ModelProto()
         out.CopyFrom(model)
         return out
@@ -85,8 +113,11 @@ def to_u8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
             made[key] = gs.Constant(name, np.asarray(z + 128, dtype=np.uint8))
         return made[key]
 
+    for tensor, dqs in inputs:
+        pairs.append((None, dqs))
+        tensor.dtype = np.uint8
     for q, dqs in pairs:
-        for node in (q, *dqs):
+        for node in (q, *dqs) if q is not None else dqs:
             zp = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2].name else None
             new = u8_zero_point(zp, node.inputs[1])
             if len(node.inputs) > 2:
@@ -94,7 +125,8 @@ def to_u8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
             else:
                 node.inputs.append(new)
             node.attrs.pop("output_dtype", None)
-        q.outputs[0].dtype = np.uint8
+        if q is not None:
+            q.outputs[0].dtype = np.uint8
     out = gs.export_onnx(graph.cleanup())  # int8 zero points only the rewritten pairs read go
     del out.graph.value_info[:]  # re-derived below, with the rewritten uint8 types
     return _with_value_info(out, model)

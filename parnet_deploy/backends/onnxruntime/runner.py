@@ -15,6 +15,7 @@ from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
 from ...errors import BackendMissingError, RuntimeFailure, UserError
 from ..base import Runner
 from . import INFO
+from .qdq import to_int8, to_uint8
 
 
 def ort():
@@ -75,30 +76,46 @@ def create_session(path: Path, threads: int, providers: list, optimized_path: Pa
         raise UserError(f"onnxruntime cannot load {path.name}: {str(e).splitlines()[0]}") from e
 
 
-NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8"}
+NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
+               "tensor(uint8)": "uint8"}
 
 
-def engine_io(session) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """The session's own inputs and outputs, as the manifest writes them (checked by :class:`Runner`)."""
+def engine_io(session, spec: SubgraphSpec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], set[str]]:
+    """The session's own inputs and outputs, as the manifest writes them (checked by :class:`Runner`), and the
+    int8 cuts it takes or gives as uint8 (`qdq.to_u8_activations`: the same values, shifted by 128)."""
+    wanted = {t.name: t.dtype for t in (*spec.inputs, *spec.outputs)}
+    shifted: set[str] = set()
+
     def specs(args) -> tuple[TensorSpec, ...]:
-        return tuple(TensorSpec(a.name, tuple(a.shape), NUMPY_TYPES.get(a.type, a.type)) for a in args)
+        out = []
+        for a in args:
+            dtype = NUMPY_TYPES.get(a.type, a.type)
+            if dtype == "uint8" and wanted.get(a.name) == "int8":
+                dtype = "int8"
+                shifted.add(a.name)
+            out.append(TensorSpec(a.name, tuple(a.shape), dtype))
+        return tuple(out)
 
-    return specs(session.get_inputs()), specs(session.get_outputs())
+    return specs(session.get_inputs()), specs(session.get_outputs()), shifted
 
 
 class OnnxRuntimeRunner(Runner):
     """ORT sessions are thread-safe; every call keeps its own tensors."""
 
     def __init__(self, session, spec: SubgraphSpec):
-        super().__init__(spec, *engine_io(session))
+        inputs, outputs, self._shifted = engine_io(session, spec)
+        super().__init__(spec, inputs, outputs)
         self.session = session
         self._outputs = [t.name for t in spec.outputs]
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._shifted:
+            feeds = {n: to_uint8(v) if n in self._shifted else v for n, v in feeds.items()}
         try:
-            return dict(zip(self._outputs, self.session.run(self._outputs, feeds)))
+            outs = dict(zip(self._outputs, self.session.run(self._outputs, feeds)))
         except Exception as e:
             raise RuntimeFailure(f"onnxruntime failed running {self.spec.name}: {str(e).splitlines()[0]}") from e
+        return {n: to_int8(v) if n in self._shifted else v for n, v in outs.items()} if self._shifted else outs
 
     def close_impl(self) -> None:
         self.session = None
