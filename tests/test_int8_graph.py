@@ -93,9 +93,9 @@ def flavors(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def graphs(flavors):
-    """(fp32, CPU flavor, images)"""
-    fp32, q, _, x = flavors
-    return fp32, q, x
+    """(fp32, TensorRT flavor: the symmetric int8 graph, images)"""
+    fp32, _, trt, x = flavors
+    return fp32, trt, x
 
 
 def _inits(model):
@@ -119,19 +119,26 @@ def _run(model, x, optimize=True):
     return np.stack([s.run(None, {"image": xi})[0] for xi in x])
 
 
-def test_symmetric_int8_graph_without_quantized_biases(graphs):
-    _, q, _ = graphs
+@pytest.mark.parametrize("flavor", ["cpu", "tensorrt"])
+def test_8bit_graphs_without_quantized_biases(flavors, flavor):
+    """TensorRT flavor: int8 activations with zero point 0; CPU flavors: uint8 (asymmetric, zero point 0 on
+    ReLU outputs). Both: int8 weights, float biases, no int32 DequantizeLinear (TensorRT cannot parse it)."""
+    _, cpu, trt, _ = flavors
+    q = cpu if flavor == "cpu" else trt
     onnx.checker.check_model(q, full_check=True)
     inits = _inits(q)
     ops = [n.op_type for n in q.graph.node]
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
     const_dq = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
-    # no int32 DequantizeLinear (quantized bias): TensorRT's dequantize layer takes 8-bit input only
     assert const_dq and all(inits[n.input[0]].dtype == np.int8 for n in const_dq)
+    producers = _producers(q)
     for n in q.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in inits:
             zp = inits[n.input[2]]
-            assert zp.dtype == np.int8 and zp.shape == () and not zp.any(), n.name  # symmetric activations
+            assert zp.shape == () and zp.dtype == (np.uint8 if flavor == "cpu" else np.int8), n.name
+            source = producers.get(n.input[0] if n.op_type == "QuantizeLinear" else producers[n.input[0]].input[0])
+            if flavor == "tensorrt" or (source is not None and source.op_type == "Relu"):
+                assert not zp.any(), n.name  # symmetric (TensorRT), or a non-negative tensor's full range
     for n in q.graph.node:
         if n.op_type in ("Conv", "Gemm") and len(n.input) > 2:
             assert inits[n.input[2]].dtype == np.float32, n.name  # the bias stays a float initializer
@@ -166,9 +173,7 @@ def test_weights_int8_per_output_channel(flavors, flavor, qmax):
         assert int32_ok.all(), n.name
         widened = ~np.isclose(scale, full_range, rtol=1e-6, atol=0)
         assert (scale[widened] > full_range[widened]).all()
-        # (7-bit weights have twice the scale: the CPU flavor's tiny channel needs no widening)
-        tiny = n.name == "conv1" and flavor == "tensorrt"
-        assert list(np.flatnonzero(widened)) == ([TINY_WEIGHT_CHANNEL] if tiny else []), n.name
+        assert list(np.flatnonzero(widened)) == ([TINY_WEIGHT_CHANNEL] if n.name == "conv1" else []), n.name
         checked += 1
     assert checked == 2  # conv1, conv2 (first conv, SE conv and classifier: float)
     # and ORT's fused kernels (which turn the float bias into int32; an overflow was 30% off) compute what the
@@ -190,8 +195,8 @@ def _edges(q):
     return set(edges)
 
 
-def test_placement_inputs_only_dedicated_pairs_no_gate_outputs(graphs):
-    _, q, _ = graphs
+def test_placement_inputs_only_dedicated_pairs_no_gate_outputs(flavors):
+    _, q, _, _ = flavors  # the OpenVINO flavor
     producers = _producers(q)
     for n in q.graph.node:
         if n.op_type == "QuantizeLinear":
@@ -216,13 +221,14 @@ def test_tensorrt_flavor_follows_tensorrt_guidance(flavors):
     onnx.checker.check_model(trt, full_check=True)
     assert _edges(trt) == {("conv1", 0), ("conv2", 0), ("add1", 1)}
     assert {n.name: n for n in trt.graph.node}["add1"].input[0] == "c1"
-    # one calibration: every tensor both flavors quantize has the same scale
+    # one calibration: on a ReLU output (range [0, max]) int8 symmetric and uint8 cover the same range
     def scales(q):
         inits, producers = _inits(q), _producers(q)
         return {(n.name, i): float(inits[producers[t].input[1]]) for n in q.graph.node for i, t in enumerate(n.input)
                 if t in producers and producers[t].op_type == "DequantizeLinear" and producers[t].input[0] not in inits}
     cpu_scales, trt_scales = scales(cpu), scales(trt)
-    assert trt_scales and all(cpu_scales[e] == s for e, s in trt_scales.items())
+    for edge in (("conv1", 0), ("add1", 1)):  # both read r0 = Relu(c0)
+        assert trt_scales[edge] * 127 == pytest.approx(cpu_scales[edge] * 255, rel=1e-6)
     ref = _run(fp32, x)
     assert np.abs(_run(trt, x, optimize=False) - ref).max() < 0.05 * np.abs(ref).max()
 
@@ -238,8 +244,7 @@ def test_every_level_keeps_the_invariants(tmp_path):
         inits = _inits(q)
         assert all(inits[n.input[0]].dtype == np.int8 for n in q.graph.node
                    if n.op_type == "DequantizeLinear" and n.input[0] in inits)
-        assert all(inits[n.input[2]].dtype == np.int8 and not inits[n.input[2]].any()
-                   for n in q.graph.node if n.op_type == "QuantizeLinear")
+        assert all(inits[n.input[2]].dtype == np.uint8 for n in q.graph.node if n.op_type == "QuantizeLinear")
         producers = _producers(q)
         for name in kept:  # kept in float: no DequantizeLinear feeds it
             node = next(n for n in q.graph.node if n.name == name)
@@ -366,3 +371,69 @@ def test_config_has_no_flavor():
         Int8Config(method="mse").validate()
     with pytest.raises(TypeError):
         Int8Config(flavor="tensorrt")  # type: ignore[call-arg]
+
+
+def test_cuts_that_every_reader_quantizes_cross_quantized(flavors):
+    """rewrite.quantize_boundaries: r0 and r1 (read only through pairs of one scale) become one
+    QuantizeLinear's uint8 output under their own names; sg1 (read by the float Mul input) stays float. Cut
+    there, the parts compose to exactly the whole graph, which computes exactly what it did before."""
+    from parnet_deploy.export.graph import cut
+    from parnet_deploy.precision.rewrite import quantize_boundaries
+
+    _, q, _, x = flavors
+    before = {n.name for n in q.graph.node}
+    rewritten, crossed = quantize_boundaries(q, ["r0", "r1", "sg1", "logits", "no_such_tensor"])
+    assert crossed == {"r0": "uint8", "r1": "uint8"}
+    onnx.checker.check_model(rewritten, full_check=True)
+    producers = _producers(rewritten)
+    for name in crossed:
+        assert producers[name].op_type == "QuantizeLinear" and producers[name].input[0] == f"{name}_float"
+        assert {n.op_type for n, _ in _readers(rewritten, name)} == {"DequantizeLinear"}
+    assert len(_readers(rewritten, "r1")) == 2 and not _readers(rewritten, "sg1")[0][0].op_type.endswith("Linear")
+    assert sum(n.op_type == "QuantizeLinear" for n in rewritten.graph.node) < sum(
+        n.op_type == "QuantizeLinear" for n in q.graph.node)  # the dedicated Qs of r0 and r1 became one each
+    assert {n.name for n in rewritten.graph.node} <= before
+    rewritten = onnx.shape_inference.infer_shapes(rewritten)
+    head = cut(rewritten, ["image"], ["r1"], "head")
+    tail = cut(rewritten, ["r1"], ["logits"], "tail")
+    assert head.graph.output[0].type.tensor_type.elem_type == TensorProto.UINT8
+    whole = _run(rewritten, x, optimize=False)
+    np.testing.assert_array_equal(whole, _run(q, x, optimize=False))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    h, t = (ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]) for m in (head, tail))
+    parts = np.stack([t.run(None, {"r1": h.run(None, {"image": xi})[0]})[0] for xi in x])
+    np.testing.assert_array_equal(parts, whole)
+
+
+def test_onnxruntime_runs_int8_cuts_as_uint8_and_gives_int8(graphs, tmp_path):
+    """The backend's u8 rewrite takes a subgraph's int8 input and output as uint8 (+128); the runner converts
+    at the edge, so the manifest's int8 goes in and comes out, with the same values as the whole graph."""
+    from parnet_deploy.artifacts.export_manifest import SubgraphSpec, TensorSpec
+    from parnet_deploy.backends import get_backend
+    from parnet_deploy.export.graph import cut
+    from parnet_deploy.precision.rewrite import quantize_boundaries
+
+    _, q, x = graphs  # the TensorRT flavor: int8; r0 is read by conv1 and add1, both through pairs
+    rewritten, crossed = quantize_boundaries(q, ["r0"])
+    assert crossed == {"r0": "int8"}
+    rewritten = onnx.shape_inference.infer_shapes(rewritten)
+    onnx.save(cut(rewritten, ["image"], ["r0"], "head"), tmp_path / "head.onnx")
+    onnx.save(cut(rewritten, ["r0"], ["logits"], "tail"), tmp_path / "tail.onnx")
+    assert not has_s8_activations(to_u8_activations(onnx.load(tmp_path / "tail.onnx")))
+    r1 = TensorSpec("r0", (1, 8, 8, 8), "int8")
+    backend = get_backend("onnxruntime", threads=1)
+    head = backend.load(tmp_path / "head.onnx", SubgraphSpec("head", "head.onnx",
+                                                             (TensorSpec("image", (1, 3, 16, 16), "float32"),), (r1,)))
+    tail = backend.load(tmp_path / "tail.onnx", SubgraphSpec("tail", "tail.onnx", (r1,),
+                                                             (TensorSpec("logits", (1, 10), "float32"),)))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference_head = ort.InferenceSession(str(tmp_path / "head.onnx"), so, providers=["CPUExecutionProvider"])
+    for xi in x:
+        mid = head.infer({"image": xi})["r0"]
+        assert mid.dtype == np.int8 and mid.min() >= 0  # r0 is a ReLU output: int8 0..127, not uint8 128..255
+        ref = reference_head.run(None, {"image": xi})[0]  # int8, ORT's reference kernels
+        assert np.abs(mid.astype(np.int16) - ref).max() <= 1  # requantization rounding at most
+        np.testing.assert_array_equal(tail.infer({"r0": mid})["logits"],
+                                      _run(to_u8_activations(rewritten), xi[None])[0])

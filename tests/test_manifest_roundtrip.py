@@ -83,3 +83,55 @@ def test_quantization_record_is_checked(manifests, edit, message):
     edit(raw["quantization"])
     with pytest.raises(ExportError, match=message):
         ExportManifest.parse(raw, "manifest.json")
+
+
+def _flavor(export, name, suffix, int8=()):
+    from parnet_deploy.artifacts.export_manifest import Int8Flavor
+
+    def spec(s):
+        def typed(ts):
+            return tuple(dataclasses.replace(t, dtype="int8") if t.name in int8 else t for t in ts)
+        return dataclasses.replace(s, file=s.file.replace(".onnx", suffix), inputs=typed(s.inputs),
+                                   outputs=typed(s.outputs))
+    return Int8Flavor(name, (name,), "test placement", spec(export.whole), tuple(spec(s) for s in export.subgraphs))
+
+
+def _with_flavors(export, *flavors):
+    files = dict(export.files)
+    for f in flavors:
+        files |= {s.file: export.files[export.whole.file] for s in (f.whole, *f.subgraphs)}
+    return dataclasses.replace(export, precision="int8", files=files,
+                               quantization=dataclasses.replace(QUANT, flavor="openvino", flavors=flavors))
+
+
+def test_int8_flavors_round_trip_and_pick_their_backend(manifests):
+    export, _ = manifests
+    trt = _flavor(export, "tensorrt", ".tensorrt.onnx")
+    own = _flavor(export, "openvino", ".onnx", int8={"x0", "x1", "x2"})
+    m = dataclasses.replace(_with_flavors(export, trt), whole=own.whole, subgraphs=own.subgraphs)
+    again = ExportManifest.parse(m.to_dict(), "manifest.json")
+    assert again == m and again.quantization.flavors == (trt,)
+    assert [t.dtype for t in again.subgraph("stem").outputs] == ["int8"] * 3
+    picked = again.for_backend("tensorrt")
+    assert picked.whole.file == "model.tensorrt.onnx" and {s.file for s in picked.subgraphs} == {
+        f"{s.name}.tensorrt.onnx" for s in export.subgraphs}
+    assert all(t.dtype == "float32" for s in picked.subgraphs for t in s.outputs)
+    assert again.for_backend("openvino") == again and again.for_backend("onnxruntime") == again
+    assert ExportManifest.parse(export.to_dict(), "m").for_backend("tensorrt") == export  # no flavors: as it is
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f["subgraphs"][1]["outputs"][0].update(name="z"), r"flavors\[0\]: its subgraphs and tensors differ"),
+    (lambda f: f["subgraphs"].pop(), r"flavors\[0\]: its subgraphs and tensors differ"),
+    (lambda f: f["whole"]["outputs"][0].update(dtype="int8"), r"flavors\[0\]: its whole graph's inputs and outputs"),
+    (lambda f: f["whole"]["inputs"][0].update(dtype="int64"), r"dtype: expected one of"),
+    (lambda f: f.update(backends="tensorrt"), r"backends: expected a list"),
+    (lambda f: f["whole"].update(file="../model.onnx"), r"is not a valid name"),
+    (lambda f: f["whole"].update(file="unlisted.onnx"), r"no entry for the subgraph files \['unlisted.onnx'\]"),
+])
+def test_int8_flavors_are_checked(manifests, edit, message):
+    export, _ = manifests
+    raw = _with_flavors(export, _flavor(export, "tensorrt", ".tensorrt.onnx")).to_dict()
+    edit(raw["quantization"]["flavors"][0])
+    with pytest.raises(ExportError, match=message):
+        ExportManifest.parse(raw, "manifest.json")

@@ -56,7 +56,18 @@ def test_quantize_writes_one_symmetric_int8_export(trained, int8_export):
     assert q.drop_points <= 1.0 and q.method == "minmax" and q.calibration == "digits:train"
     assert q.evaluation == "digits:heldout" and q.source == "digits"
     assert q.source_sha256 == load_manifest(d).files["model.onnx"].sha256
-    for spec in (manifest.whole, *manifest.subgraphs):
+    # three flavors of one calibration; OpenVINO's own files cross its cuts as int8, the others in float
+    assert q.flavor == "openvino" and [f.name for f in q.flavors] == ["onnxruntime", "tensorrt"]
+    assert {t.name for s in manifest.subgraphs for t in s.outputs if t.dtype == "uint8"} == {"x0", "x1", "x2", "y0"}
+    for backend in ("onnxruntime", "tensorrt"):
+        flavor = manifest.for_backend(backend)
+        assert flavor.whole.file == f"model.{backend}.onnx"
+        assert all(t.dtype == "float32" for s in flavor.subgraphs for t in (*s.inputs, *s.outputs))
+    assert manifest.verification["flavor_gates"]["tensorrt"]["drop_points"] <= 1.0
+    specs = [(b, s) for b in ("openvino", "onnxruntime", "tensorrt") for s in (manifest.for_backend(b).whole,
+                                                                               *manifest.for_backend(b).subgraphs)]
+    assert len({s.file for _, s in specs}) == 18 and set(manifest.files) >= {s.file for _, s in specs}
+    for backend, spec in specs:
         g = onnx.load(out / spec.file).graph
         inits = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
         ops = [n.op_type for n in g.node]
@@ -65,7 +76,10 @@ def test_quantize_writes_one_symmetric_int8_export(trained, int8_export):
         dq_inputs = [inits[n.input[0]] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
         assert all(a.dtype == np.int8 for a in dq_inputs), spec.name
         zps = [inits[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
-        assert zps and all(z.dtype == np.int8 and not z.any() for z in zps), spec.name
+        if backend == "tensorrt":  # int8, zero point 0; the CPU flavors: uint8 activations
+            assert zps and all(z.dtype == np.int8 and not z.any() for z in zps), spec.name
+        else:
+            assert zps and all(z.dtype == np.uint8 for z in zps), spec.name
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
@@ -80,6 +94,17 @@ def test_int8_export_keeps_accuracy_on_every_backend(trained, int8_export, backe
         assert (fp32.top1 - int8.top1) * 100 <= 1.0, (backend, mode)
     if backend == "onnxruntime":  # the backend that ran the gate measured the same
         assert int8.top1 == pytest.approx(manifest.quantization.top1_int8)
+
+
+def test_quantized_cuts_cross_ranks_as_uint8(trained, int8_export):
+    """The OpenVINO flavor's uint8 cuts through the distributed executor (gloo): uint8 on the wire, the same
+    predictions as the whole graph on every held-out image."""
+    out, _ = int8_export
+    heldout = load_source("digits:heldout")
+    with runtime.load(out, backend="openvino") as whole:
+        reference = evaluate(whole, heldout)
+    with runtime.load(out, backend="openvino", mode="distributed", timeout_s=30) as run:
+        assert evaluate(run, heldout).agreement(reference) == 1.0
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

@@ -136,7 +136,7 @@ std::vector<TensorSpec> tensors(const Fields &f, const std::string &key) {
     std::vector<TensorSpec> out;
     for (size_t i = 0; i < items.size(); i++) {
         Fields t(items[i], f.where() + "." + key + "[" + std::to_string(i) + "]");
-        out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16", "int8"})});
+        out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16", "int8", "uint8"})});
         if (out.back().name.empty() || out.back().name.size() > 256) t.error("name", "expected 1..256 characters");
         for (size_t j = 0; j + 1 < out.size(); j++)
             if (out[j].name == out.back().name) t.error("name", "'" + printable(out.back().name) + "' is listed twice");

@@ -114,6 +114,7 @@ std::string dtype_name(const ov::element::Type &type) {
     if (type == ov::element::f32) return "float32";
     if (type == ov::element::f16) return "float16";
     if (type == ov::element::i8) return "int8";
+    if (type == ov::element::u8) return "uint8";
     return type.get_type_name();
 }
 

@@ -40,7 +40,7 @@ IMAGE = "image"
 LOGITS = "logits"
 PRECISIONS = ("fp32", "fp16", "int8")
 SPLITS = ("replicated", "shared")
-DTYPES = ("float32", "float16", "int8")  # int8: the quantized cuts of an int8 export
+DTYPES = ("float32", "float16", "int8", "uint8")  # 8-bit: the quantized cuts of an int8 export
 MAX_FILE_BYTES = 16 << 30
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -1,21 +1,21 @@
-"""Static post-training INT8 quantization to ONE Q/DQ ONNX graph for every runtime: the driver.
+"""Static post-training INT8 quantization to Q/DQ ONNX graphs, one flavor per engine family: the driver.
 
-ONNX Runtime's quantization tools calibrate it; where the pairs go is decided by `placement`, and
-`rewrite` makes ORT's output follow that placement exactly (onnx-graphsurgeon).
+ONNX Runtime's quantization tools calibrate; where the pairs go is decided by `placement` (a level,
+then each flavor's selection from it), and `rewrite` makes ORT's output follow it exactly
+(onnx-graphsurgeon). All flavors calibrate the same images the same way.
 
-- activations: int8, symmetric (zero point 0), per tensor: what TensorRT's explicit quantization
-  needs; OpenVINO runs the graph as is. ONNX Runtime's x86 kernels are u8s8, so its backend rewrites
-  the activation pairs to uint8 with zero point 128, which represents exactly the same values
-  (``backends/onnxruntime/qdq.py``).
-- weights: int8, symmetric, per output channel (scale ``max|w| / 127``, see `quantize` for the one
-  exception).
-- biases stay float: an int32 bias DequantizeLinear does not parse in TensorRT (its dequantize layer
-  takes 8-bit input only).
+- CPU flavors (OpenVINO, ONNX Runtime): uint8 activations, asymmetric per tensor (zero point 0 on
+  ReLU outputs: all 8 bits for non-negative values); weights int8 symmetric per output channel,
+  7-bit (see `quantize`). Both engines' x86 kernels are u8s8: no conversion, no compensation term.
+- TensorRT flavor: int8 symmetric activations (zero point 0), 8-bit weights, what its explicit
+  quantization takes.
+- biases stay float everywhere: an int32 bias DequantizeLinear does not parse in TensorRT (its
+  dequantize layer takes 8-bit input only).
 
 The whole graph is calibrated once and the subgraphs are cut from it, so every subgraph uses the
 same scales. RepVGG-style reparameterized nets can lose accuracy under naive PTQ, so the build
 measures accuracy and, when the drop is too large, keeps more in float, step by step
-(`placement.LEVELS`: the order is measured, see there), and reports what it kept.
+(`placement.LEVELS`), and reports what it kept.
 """
 
 from __future__ import annotations
@@ -70,12 +70,11 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
 
     The CPU flavors' weights are 7-bit (|q| <= 64, ORT's ``reduce_range``). x86 CPUs without VNNI
     multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds pairs of products into
-    int16 *with saturation*; both ONNX Runtime (which shifts our int8 activations to uint8, +128) and
-    OpenVINO (oneDNN) take that path. With 8-bit weights a pair reaches 2 x 255 x 127 > 32767: on an AMD
-    EPYC without VNNI the digits model's logits came out up to 1.8 (73% of their range) away from what
-    the Q/DQ graph means, on both engines. With 7-bit weights (2 x 255 x 64 < 32768) OpenVINO matched
-    the graph exactly and ONNX Runtime within 0.01 (requantization rounding). TensorRT accumulates in
-    int32, so its flavor keeps 8-bit weights.
+    int16 *with saturation*; ONNX Runtime and OpenVINO (oneDNN) both take that path. With 8-bit weights
+    a pair reaches 2 x 255 x 127 > 32767: on an AMD EPYC without VNNI the digits model's logits came out
+    up to 1.8 (73% of their range) away from what the Q/DQ graph means, on both engines. With 7-bit
+    weights (2 x 255 x 64 < 32768) OpenVINO matched the graph exactly and ONNX Runtime within 0.01
+    (requantization rounding). TensorRT accumulates in int32, so its flavor keeps 8-bit weights.
 
     A weight channel's scale is ``max|w| / 127`` except where ``bias / (input scale * weight scale)``
     would overflow int32 (a near-dead channel beside a large bias): ORT widens that scale, and that is
@@ -107,16 +106,16 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
         unknown = set(wanted) - {f.name for f in FLAVORS}
         if unknown:
             raise ValueError(f"unknown int8 flavors {sorted(unknown)}")
-        for seven_bit_weights in sorted({f.seven_bit_weights for f in FLAVORS if f.name in wanted}):
+        for cpu in sorted({f.cpu for f in FLAVORS if f.name in wanted}):
             raw = Path(tmp) / "raw.onnx"
             quantize_static(
                 str(pre), str(raw), _Reader(calib, input_name, config.calib_samples),
-                quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=method, reduce_range=seven_bit_weights,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=method, reduce_range=cpu,
+                activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8, weight_type=QuantType.QInt8,
                 op_types_to_quantize=sorted({n.op for n in graph.nodes if n.name in nodes}),
                 nodes_to_quantize=nodes,
                 extra_options={
-                    "ActivationSymmetric": True, "WeightSymmetric": True,
+                    "ActivationSymmetric": not cpu, "WeightSymmetric": True,
                     "QuantizeBias": False,
                     # QuantizeBias=False still widens a weight's scale where bias / (input scale * weight
                     # scale) would overflow int32. Keep that (no QDQDisableWeightAdjustForInt32Bias): ORT's
@@ -128,9 +127,9 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
             )
             raw_model = onnx.load(raw)
             for flavor in FLAVORS:
-                if flavor.name in wanted and flavor.seven_bit_weights == seven_bit_weights:
+                if flavor.name in wanted and flavor.cpu == cpu:
                     quantized = rewrite.follow_placement(raw_model, flavor.select(graph, edges), model)
-                    rewrite.check(quantized)
+                    rewrite.check(quantized, symmetric_int8=not cpu)
                     onnx.save(quantized, wanted[flavor.name])
     return excluded
 

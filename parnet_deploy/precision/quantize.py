@@ -52,12 +52,12 @@ def flavor_file(file: str, flavor: str) -> str:
     return f"{stem}.{flavor}{dot}{ext}"
 
 
-def _specs(export: ExportManifest, file: Callable[[str], str], int8: set[str]
+def _specs(export: ExportManifest, file: Callable[[str], str], quantized: dict[str, str]
            ) -> tuple[SubgraphSpec, tuple[SubgraphSpec, ...]]:
-    """The export's whole and subgraph specs with their files renamed and the ``int8`` cuts typed int8."""
+    """The export's whole and subgraph specs with their files renamed and the ``quantized`` cuts' dtypes."""
     def spec(s: SubgraphSpec) -> SubgraphSpec:
         def typed(ts):
-            return tuple(replace(t, dtype="int8") if t.name in int8 else t for t in ts)
+            return tuple(replace(t, dtype=quantized[t.name]) if t.name in quantized else t for t in ts)
         return replace(s, file=file(s.file), inputs=typed(s.inputs), outputs=typed(s.outputs))
 
     return spec(export.whole), tuple(spec(s) for s in export.subgraphs)
@@ -119,16 +119,17 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
         for flavor in FLAVORS:
             rename = (lambda f: f) if flavor is own else (lambda f, n=flavor.name: flavor_file(f, n))
             whole = onnx.load(tmp / rename(export.whole.file))
-            crossed: list[str] = []
-            if flavor.int8_cuts:
+            crossed: dict[str, str] = {}
+            if flavor.quantized_cuts:
                 whole, crossed = quantize_boundaries(whole, cuts)
                 onnx.save(whole, tmp / rename(export.whole.file))
-                log(f"  {flavor.name}: int8 cuts between subgraphs: {', '.join(crossed) or 'none'}")
+                log(f"  {flavor.name}: quantized cuts between subgraphs: "
+                    + (", ".join(f"{n} ({d})" for n, d in crossed.items()) or "none"))
             for spec in export.subgraphs:
                 onnx.save(cut(whole, [t.name for t in spec.inputs], [t.name for t in spec.outputs], spec.name),
                           tmp / rename(spec.file))
             records.append(Int8Flavor(flavor.name, flavor.backends, flavor.placement,
-                                      *_specs(export, rename, set(crossed))))
+                                      *_specs(export, rename, crossed)))
         shutil.copyfile(export_dir / export.reference, tmp / export.reference)
         gate = measured[export.whole.file]
         record = Quantization(method=cfg.method, calibration=calib.name, evaluation=heldout.name, level=level.name,

@@ -98,8 +98,10 @@ def follow_placement(model: onnx.ModelProto, edges: set[Edge], float_model: onnx
     return gs.export_onnx(graph.cleanup().toposort())
 
 
-def check(model: onnx.ModelProto) -> None:
-    """What every runtime relies on; ORT's options have surprised us before (see the module docstring)."""
+def check(model: onnx.ModelProto, symmetric_int8: bool) -> None:
+    """What the engines rely on; ORT's options have surprised us before (see the module docstring). Weights
+    int8 (no int32 bias DequantizeLinear, which TensorRT cannot parse); activations int8 with zero point 0
+    (``symmetric_int8``, TensorRT) or uint8 (the CPU flavors)."""
     inits = {i.name: i for i in model.graph.initializer}
     for n in model.graph.node:
         const = inits.get(n.input[0]) if n.op_type == _DQ else None
@@ -108,8 +110,11 @@ def check(model: onnx.ModelProto) -> None:
                                  "DequantizeLinear (TensorRT's dequantize layer takes 8-bit input only)")
         if n.op_type == _Q:
             zp = inits.get(n.input[2]) if len(n.input) > 2 else None
-            if zp is None or zp.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zp).any():
+            if symmetric_int8 and (zp is None or zp.data_type != onnx.TensorProto.INT8
+                                   or onnx.numpy_helper.to_array(zp).any()):
                 raise ToolchainError(f"{n.name}: activations must be int8 with zero point 0")
+            if not symmetric_int8 and (zp is None or zp.data_type != onnx.TensorProto.UINT8):
+                raise ToolchainError(f"{n.name}: activations must be uint8")
 
 
 def _same_quantization(a: gs.Node, b: gs.Node) -> bool:
@@ -126,19 +131,19 @@ def _same_quantization(a: gs.Node, b: gs.Node) -> bool:
     return True
 
 
-def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, list[str]]:
-    """Let the named tensors (the cuts between subgraphs) cross as int8 where every reader quantizes them.
+def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Let the named tensors (the cuts between subgraphs) cross quantized where every reader quantizes them.
 
     Such a tensor's readers are QuantizeLinear nodes with one scale (the dedicated pairs of one
-    calibrated tensor). They become one QuantizeLinear whose int8 output takes the tensor's name, read
+    calibrated tensor). They become one QuantizeLinear whose 8-bit output takes the tensor's name, read
     by every DequantizeLinear; the float tensor is renamed. The values are the same; a cut there keeps
-    the producer's Conv -> Relu -> Quantize fused (int8 out) and the consumer's Dequantize -> Conv, and
-    moves a quarter of the bytes. Returns the model and the names that are int8 now.
+    the producer's Conv -> Relu -> Quantize fused (8-bit out) and the consumer's Dequantize -> Conv, and
+    moves a quarter of the bytes. Returns the model and the cuts that are 8-bit now, with their dtypes.
     """
     graph = gs.import_onnx(model)
     tensors = graph.tensors()
     taken = set(tensors)
-    crossed = []
+    crossed: dict[str, str] = {}
     for name in names:
         tensor = tensors.get(name)
         if tensor is None or tensor in graph.inputs or tensor in graph.outputs:
@@ -155,7 +160,9 @@ def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.
         while float_name in taken:
             float_name, k = f"{name}_float_{k}", k + 1
         taken.add(float_name)
+        zero_point = readers[0].inputs[2] if len(readers[0].inputs) > 2 else None
+        dtype = zero_point.values.dtype if isinstance(zero_point, gs.Constant) else np.dtype(np.uint8)
         tensor.name, quantized.name = float_name, name
-        quantized.dtype, quantized.shape = np.int8, tensor.shape
-        crossed.append(name)
+        quantized.dtype, quantized.shape = dtype, tensor.shape
+        crossed[name] = dtype.name
     return gs.export_onnx(graph.cleanup().toposort()), crossed
