@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.train import DIGITS_PLANES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros" / "tools"))
-from local_master import free_port, isolated_env, wait_for_master  # noqa: E402
+from local_master import Session  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_BUILD = ROOT / "build" / "ros"
@@ -62,33 +61,6 @@ def digits_export(tmp: Path) -> tuple[Path, str]:
     d, _ = export_model(model, ExportConfig(output=tmp, name="digits", split="shared", verify=False),
                         log=lambda _: None)
     return d, "untrained parnet_cifar_s with the digits widths (no export/digits: run make demo)"
-
-
-class Session:
-    """rosmaster on a free loopback port, ROS_HOME and logs in `root`; processes it started."""
-
-    def __init__(self, root: Path, build: Path):
-        self.root, self.build, self.procs = root, build, []
-        port = free_port()
-        self.env = isolated_env(dict(os.environ), root, build, port)
-        master = self.spawn("master", ["/usr/bin/rosmaster", "--core", "-p", str(port)])
-        wait_for_master(port, lambda: master.poll() is None)
-
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 (the child's stdout)
-        p = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(p)
-        return p
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
 
 
 def probe_args(frame: Path, hw: int, count: int, out: Path) -> list[str]:

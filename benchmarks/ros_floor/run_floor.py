@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ros" / "tools"))
-from local_master import free_port, isolated_env, wait_for_master  # noqa: E402
+from local_master import Session  # noqa: E402
 
 NODELET = "/usr/lib/nodelet/nodelet"
 CASES = ("floor", "busy", "bare", "project")
@@ -57,42 +55,24 @@ def pq(a: np.ndarray) -> list[float]:
 def run_pair(work: Path, build: Path, args: argparse.Namespace, echo_params: list[str]) -> dict:
     """ros_floor/Probe + ros_floor/Echo in one manager; p50/p99 of round trip, work, overhead and hops."""
     (work / "home").mkdir(parents=True)
-    port = free_port()
-    env = isolated_env(dict(os.environ), work, build, port)
-    procs: list[subprocess.Popen] = []
-
-    def spawn(name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(work / f"{name}.log", "w")  # noqa: SIM115 (the child's stdout)
-        p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(p)
-        return p
-
     out = work / "probe.txt"
+    session = Session(work, build)
     try:
-        master = spawn("master", ["/usr/bin/rosmaster", "--core", "-p", str(port)])
-        wait_for_master(port, lambda: master.poll() is None)
         workers = [f"_num_worker_threads:={args.workers}"] if args.workers else []
-        spawn("manager", [NODELET, "manager", "__name:=mgr", *workers])
+        session.spawn("manager", [NODELET, "manager", "__name:=mgr", *workers])
         time.sleep(1.0)
-        spawn("echo", [NODELET, "load", "ros_floor/Echo", "mgr", "__name:=echo", *echo_params])
-        spawn("probe", [NODELET, "load", "ros_floor/Probe", "mgr", "__name:=probe", f"_hw:={args.hw}",
-                        f"_count:={args.frames}", f"_warmup:={args.warmup}", f"_gap_ms:={args.gap_ms}",
-                        f"_output:={out}"])
+        session.spawn("echo", [NODELET, "load", "ros_floor/Echo", "mgr", "__name:=echo", *echo_params])
+        session.spawn("probe", [NODELET, "load", "ros_floor/Probe", "mgr", "__name:=probe", f"_hw:={args.hw}",
+                                f"_count:={args.frames}", f"_warmup:={args.warmup}", f"_gap_ms:={args.gap_ms}",
+                                f"_output:={out}"])
         deadline = time.time() + 120 + args.frames
         while not out.exists():
-            if time.time() > deadline or any(p.poll() is not None for p in procs):
+            if time.time() > deadline or any(p.poll() is not None for p in session.procs):
                 logs = "\n".join(f.read_text()[-2000:] for f in sorted(work.glob("*.log")))
                 raise RuntimeError(f"no result from the probe\n{logs}")
             time.sleep(0.2)
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        session.close()
     rows = np.loadtxt(out, ndmin=2)
     if len(rows) != args.frames:
         raise RuntimeError(f"{len(rows)} of {args.frames} frames came back (see {work}/echo.log)")

@@ -1,10 +1,13 @@
-"""An isolated ROS 1 master for tests/test_ros.py and benchmarks/ros_latency.py: a free loopback port,
+"""An isolated ROS 1 master for tests/test_ros.py and the ROS benchmarks: a free loopback port,
 ROS_HOME and logs in a folder of the caller's, and an environment without the caller's ROS_*, PYTHON*
 and virtualenv variables (rospy and the tools run under Debian's /usr/bin/python3)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import time
 import xmlrpc.client
 from collections.abc import Callable
@@ -38,3 +41,30 @@ def wait_for_master(port: int, alive: Callable[[], bool], timeout_s: float = 20.
             if not alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"rosmaster on port {port} did not start") from None
             time.sleep(0.1)
+
+
+class Session:
+    """rosmaster on a free loopback port, ROS_HOME and logs in `root`; processes it started."""
+
+    def __init__(self, root: Path, build: Path):
+        self.root, self.build, self.procs = root, build, []
+        port = free_port()
+        self.env = isolated_env(dict(os.environ), root, build, port)
+        master = self.spawn("master", ["/usr/bin/rosmaster", "--core", "-p", str(port)])
+        wait_for_master(port, lambda: master.poll() is None)
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 (the child's stdout)
+        p = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
