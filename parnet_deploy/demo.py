@@ -1,7 +1,7 @@
 """`make demo`: the end-to-end story on the CPU default, with real data and no downloads.
 
 zoo → train a small ParNet on digits (or reuse it) → parnet-export → parnet-build (auto: the
-fastest CPU backend) → parnet-quantize (one int8 Q/DQ graph) → parnet-build int8 → parnet-bench
+fastest CPU backend) → parnet-quantize (int8 Q/DQ, a flavor per engine) → parnet-build int8 → parnet-bench
 (fp32 whole, streams, int8 engines) → accuracy of every stage (parnet-eval).
 """
 

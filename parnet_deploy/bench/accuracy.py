@@ -43,8 +43,8 @@ class StagesAccuracy:
 def evaluate_stages(model: ParNet, data_source: str, calib: str | None = None, calib_method: str = "minmax",
                     log: Callable[[str], None] = lambda _: None) -> StagesAccuracy:
     """Torch train and deploy forms, then every runtime stage that applies here: ONNX Runtime fp32
-    (whole, streams) and fp16; OpenVINO fp32 and, on native-bf16 CPUs, bf16; int8 (one Q/DQ graph,
-    calibrated on ``calib``) on every CPU backend."""
+    (whole, streams) and fp16; OpenVINO fp32 and, on native-bf16 CPUs, bf16; int8 (Q/DQ, each backend its
+    flavor, calibrated on ``calib``) on every CPU backend."""
     import torch
 
     from ..data import load_source

@@ -12,8 +12,8 @@ from . import args, common
 DESCRIPTION = """\
 Accuracy of every stage that applies, on a labeled set, batch 1 as deployed: torch train
 form, torch deploy form, ONNX Runtime fp32 (whole graph, streams) and fp16, OpenVINO fp32
-and bf16 (native-bf16 CPUs), and int8 (one Q/DQ graph calibrated on --calib; skipped
-without it) on every CPU backend. Each stage's agreement with the ONNX Runtime fp32 whole
+and bf16 (native-bf16 CPUs), and int8 (Q/DQ, each backend its own flavor, calibrated on
+--calib; skipped without it) on every CPU backend. Each stage's agreement with the ONNX Runtime fp32 whole
 graph is reported too.
 JSON: {"accuracy": {stage: {top1, top5, agreement_with_fp32}}}.
 

@@ -1,4 +1,4 @@
-"""``parnet-quantize EXPORT_DIR --calib SOURCE``: one calibrated int8 Q/DQ export for every runtime."""
+"""``parnet-quantize EXPORT_DIR --calib SOURCE``: one calibrated int8 Q/DQ export, a graph flavor per engine."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     from ..precision.quantize import QuantizeConfig
 
 DESCRIPTION = """\
-Quantize an fp32 export to int8 (static PTQ with ONNX Runtime's tools): symmetric int8
-activations and per-channel weights, biases in float, Q/DQ on the inputs of weighted ops.
-The same graph runs on TensorRT (explicit quantization), OpenVINO and ONNX Runtime (which
-runs it with uint8 activations, the same values). Accuracy-gated: top-1 on a labeled set
-may drop at most --max-drop points, else more is kept in float, step by step; if no level
-passes, nothing is written (exit 1). Writes export/<name>-int8/ with its own manifest.
+Quantize an fp32 export to int8 (static PTQ with ONNX Runtime's tools), calibrated once, in
+one flavor per engine: OpenVINO (uint8 activations, 7-bit weights, uint8 cuts between
+subgraphs: the export's own files, which the C runtime runs), ONNX Runtime (uint8, 7-bit,
+float cuts) and TensorRT (symmetric int8, 8-bit weights, its Q/DQ placement). Per-channel
+weights, biases in float. parnet-build and the runtime pick the flavor for their engine.
+Accuracy-gated, every flavor: top-1 on a labeled set may drop at most --max-drop points,
+else more is kept in float, step by step; if no level passes, nothing is written (exit 1).
+Writes export/<name>-int8/ with its own manifest.
 
   parnet-quantize export/digits --calib digits
   parnet-build export/digits-int8            # then build it for any backend

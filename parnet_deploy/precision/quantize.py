@@ -1,10 +1,10 @@
-"""``quantize_export``: an fp32 export → ``export/<name>-int8/``, one calibrated Q/DQ graph for every runtime.
+"""``quantize_export``: an fp32 export → ``export/<name>-int8/``, calibrated once, a Q/DQ graph flavor per engine.
 
-Symmetric int8 (zero points 0), biases in float, Q/DQ on the inputs of weighted ops: what
-TensorRT's explicit quantization and OpenVINO take as is. ONNX Runtime on x86 runs the same
-values with uint8 activations (its backend converts, exactly). The whole graph is calibrated
-once and the subgraphs are cut from it, so every subgraph uses the same scales. The accuracy
-gate runs before anything is written.
+The flavors are `placement.FLAVORS`: the first one's files are the export's own (``model.onnx``,
+``stem.onnx``, ...), the others' are named ``<file>.<flavor>.onnx`` and listed, with their subgraph
+specs, in ``quantization.flavors``; ``ExportManifest.for_backend`` picks. Each whole graph is
+calibrated once and its subgraphs are cut from it, so every subgraph uses the same scales. Every
+flavor passes the accuracy gate before anything is written.
 """
 
 from __future__ import annotations

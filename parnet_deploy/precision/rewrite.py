@@ -5,6 +5,7 @@ quantized node and some float ones gets a single pair that every reader uses (a 
 to a Conv reads the fake-quantized tensor). `follow_placement` gives every wanted (node, input) edge a
 pair of its own and points every other reader back at the float tensor; constants that ORT quantized as
 an elementwise op's input (not a weighted op's weight) go back to their float initializers.
+`quantize_boundaries` lets a cut between subgraphs cross as its 8-bit quantization.
 """
 
 from __future__ import annotations
