@@ -9,8 +9,9 @@ NNCF, and NVIDIA ModelOpt's ONNX PTQ when a Python that has it is given); accura
 ModelOpt (``nvidia-modelopt``) does not install beside this project (its [onnx] extra pulls onnxruntime-gpu
 and CUDA wheels); in a venv of its own with ``--no-deps`` plus CPU onnxruntime it runs on the CPU, calibrating
 with ONNX Runtime. Only its graph's structure is compared: TensorRT, which would run it, is not here.
-"Previous placement" is the one graph for every engine before the flavors (level 0: Conv/Gemm, Add and Mul inputs;
-float cuts), quantized here with today's 7-bit weights: the speed of the old graph (the same kernels run it).
+"Previous placement" is the one graph for every engine before the flavors (level 0: Conv/Gemm, Add and Mul inputs,
+int8 symmetric activations, 8-bit weights, float cuts), rebuilt here: the speed of the old graph (on CPUs without
+VNNI it also computes wrong numbers, see README "Precision").
 Writes benchmarks/results/int8_peers.{json,md}. Weights are random for the latency rows (latency does not
 depend on them); accuracy uses the digits export (``make demo`` writes export/digits).
 """
@@ -27,6 +28,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -41,9 +43,10 @@ from parnet_deploy.data import Dataset, load_source
 from parnet_deploy.export import load_manifest
 from parnet_deploy.export.graph import cut
 from parnet_deploy.export.pipeline import ExportConfig, export_model
+from parnet_deploy.precision import int8 as int8_module
 from parnet_deploy.precision.accuracy import evaluate
 from parnet_deploy.precision.int8 import Int8Config, quantize
-from parnet_deploy.precision.placement import Level
+from parnet_deploy.precision.placement import FLAVORS, Flavor, Level
 from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
 from parnet_deploy.runtime import load
 
@@ -77,11 +80,16 @@ def compile_ov(model, threads: int):
 
 
 def previous_export(fp32_dir: Path, calib: Dataset, out: Path) -> Path:
-    """The fp32 export's subgraphs, quantized with the previous placement, float cuts, as an export directory."""
+    """The int8 export as it was before the flavors, as an export directory: one graph, int8 symmetric activations,
+    8-bit weights, level-0 placement, float cuts (ONNX Runtime runs it with its exact u8 rewrite, as then)."""
     manifest = load_manifest(fp32_dir)
     out.mkdir()
-    quantize(fp32_dir / manifest.whole.file, out / manifest.whole.file, calib, Int8Config(calib_samples=len(calib)),
-             PREVIOUS)
+    before = Flavor("previous", (), "before the flavors", lambda graph, edges: edges, unsigned_activations=False,
+                    seven_bit_weights=False, quantized_cuts=False)
+    with mock.patch.object(int8_module, "FLAVORS", (*FLAVORS, before)):
+        quantize(fp32_dir / manifest.whole.file, out / "unused.onnx", calib, Int8Config(calib_samples=len(calib)),
+                 PREVIOUS, flavors={"previous": out / manifest.whole.file})
+    (out / "unused.onnx").unlink()
     whole = onnx.load(out / manifest.whole.file)
     for s in manifest.subgraphs:
         onnx.save(cut(whole, [t.name for t in s.inputs], [t.name for t in s.outputs], s.name), out / s.file)
@@ -142,6 +150,21 @@ def digits_accuracy(digits: Path, tmp: Path, threads: int) -> dict:
             "level": qm.quantization.level, "calibration_images": n}
 
 
+def capi_streams(export: Path, tmp: Path, rounds: int, threads: int) -> dict | None:
+    """The C library's streams/whole on ``export`` (benchmarks/capi_streams.cpp), or None without ``make capi``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from capi_overhead import PREFIX, build_tool
+
+    if not (PREFIX / "lib" / "cmake").is_dir():
+        print("C library not installed (make capi): its row is skipped", flush=True)
+        return None
+    exe = build_tool(tmp).parent / "capi_streams"
+    print("C library streams/whole ...", flush=True)
+    out = subprocess.run([str(exe), str(export), str(rounds), "10", str(threads)], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="parnet_s")
@@ -152,6 +175,8 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=3.0, help="seconds per row per round (at least)")
     p.add_argument("--digits", type=Path, default=Path("export/digits"), help="fp32 digits export (make demo)")
     p.add_argument("--modelopt-python", help="a Python with nvidia-modelopt: adds ModelOpt's placement")
+    p.add_argument("--capi-rounds", type=int, default=30, help="rounds of the C library's streams/whole timing "
+                   "(make capi first; 0: skip)")
     args = p.parse_args()
     if not (args.digits / "manifest.json").is_file():
         print(f"int8_peers: no digits export at {args.digits}: run make demo first", file=sys.stderr)
@@ -195,13 +220,15 @@ def main() -> int:
         print(f"measuring {len(rows)} rows, {args.rounds} rounds ...", flush=True)
         timing = TimingConfig(warmup_s=1.0, min_iterations=20, min_duration_s=args.duration)
         samples = measure_interleaved([lambda r=r: r(x) for r in rows.values()], timing, args.rounds, print)
+        capi = capi_streams(ours, tmp, args.capi_rounds, t) if args.capi_rounds else None
         print("digits accuracy ...", flush=True)
         accuracy = digits_accuracy(args.digits.resolve(), tmp / "digits", t)
 
     stats = {n: LatencyStats.from_seconds(s) for n, s in zip(rows, samples)}
     med = {n: s.median for n, s in stats.items()}
     drops = accuracy["drop_points"]
-    targets = [
+    capi_target = [("C library (prt_infer, OpenVINO): int8 streams / whole, ours", capi["ratio"], 1.05)] if capi else []
+    targets = [*capi_target,
         ("openvino int8 whole: ours / NNCF", med["openvino int8 whole, ours"] / med["openvino int8 whole, NNCF"], 0.95),
         ("onnxruntime int8 whole: ours / previous placement",
          med["onnxruntime int8 whole, ours"] / med["onnxruntime int8 whole, previous placement"], 1.0),
@@ -218,7 +245,8 @@ def main() -> int:
             "environment": env, "calibration_images": args.calib_images, "level": manifest.quantization.level,
             "rows": [{"name": n, "latency_ms": stats[n].to_dict(), "vs_openvino_fp32": med[n] / med[
                 "openvino fp32 whole"]} for n in rows],
-            "quantized_inputs": {k: dict(sorted(v.items())) for k, v in structure.items()}, "digits": accuracy,
+            "capi": capi, "quantized_inputs": {k: dict(sorted(v.items())) for k, v in structure.items()},
+            "digits": accuracy,
             "targets": [{"target": a, "value": round(b, 3), "limit": c, "met": b <= c} for a, b, c in targets]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "int8_peers.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -232,6 +260,11 @@ def main() -> int:
              "| | median ms | p99 ms | vs OpenVINO fp32 |", "|---|---:|---:|---:|"]
     lines += [f"| {n} | {stats[n].median:.2f} | {stats[n].p99:.2f} | {med[n] / med['openvino fp32 whole']:.3f} |"
               for n in rows]
+    if capi:
+        lines += ["", f"C library (`prt_infer`, OpenVINO, {t} threads; the same export, whole and streams opened "
+                  f"side by side, {capi['calls']} calls each in alternating blocks): whole {capi['whole_ms']:.2f} ms, "
+                  f"streams {capi['streams_ms']:.2f} ms, {capi['ratio']:.3f}x; outputs differ by at most "
+                  f"{capi['max_abs_diff']:.2g}."]
     lines += ["", "Quantized activation inputs by consumer op type:", "",
               "| | " + " | ".join(ops) + " |", "|---|" + "---:|" * len(ops)]
     lines += [f"| {k} | " + " | ".join(str(v.get(op, 0)) for op in ops) + " |" for k, v in structure.items()]

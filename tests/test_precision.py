@@ -76,10 +76,10 @@ def test_quantize_writes_one_symmetric_int8_export(trained, int8_export):
         dq_inputs = [inits[n.input[0]] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
         assert all(a.dtype == np.int8 for a in dq_inputs), spec.name
         zps = [inits[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
-        if backend == "tensorrt":  # int8, zero point 0; the CPU flavors: uint8 activations
-            assert zps and all(z.dtype == np.int8 and not z.any() for z in zps), spec.name
-        else:
+        if backend == "openvino":  # uint8 activations; ONNX Runtime's (run as uint8) and TensorRT's: int8, zero 0
             assert zps and all(z.dtype == np.uint8 for z in zps), spec.name
+        else:
+            assert zps and all(z.dtype == np.int8 and not z.any() for z in zps), spec.name
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

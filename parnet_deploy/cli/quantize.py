@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 DESCRIPTION = """\
 Quantize an fp32 export to int8 (static PTQ with ONNX Runtime's tools), calibrated once, in
 one flavor per engine: OpenVINO (uint8 activations, 7-bit weights, uint8 cuts between
-subgraphs: the export's own files, which the C runtime runs), ONNX Runtime (uint8, 7-bit,
-float cuts) and TensorRT (symmetric int8, 8-bit weights, its Q/DQ placement). Per-channel
+subgraphs: the export's own files, which the C runtime runs), ONNX Runtime (symmetric int8,
+7-bit weights, float cuts) and TensorRT (symmetric int8, 8-bit weights, its Q/DQ placement). Per-channel
 weights, biases in float. parnet-build and the runtime pick the flavor for their engine.
 Accuracy-gated, every flavor: top-1 on a labeled set may drop at most --max-drop points,
 else more is kept in float, step by step; if no level passes, nothing is written (exit 1).

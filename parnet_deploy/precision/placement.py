@@ -111,18 +111,21 @@ class Flavor:
     backends: tuple[str, ...]
     placement: str
     select: Callable[[gs.Graph, set[Edge]], set[Edge]]  # from a level's edges
-    cpu: bool  # uint8 asymmetric activations, 7-bit weights (x86 CPUs); else int8 symmetric, 8-bit (TensorRT)
+    unsigned_activations: bool  # uint8 asymmetric (zero point 0 on ReLU outputs); else int8 symmetric
+    seven_bit_weights: bool  # x86 int8 kernels without VNNI saturate with 8-bit weights (`int8.quantize`)
     quantized_cuts: bool  # cuts whose every reader quantizes them cross quantized (`rewrite.quantize_boundaries`)
 
 
 FLAVORS = (  # the first is the export's own graph files (model.onnx, ...): the C runtime runs it
     Flavor("openvino", ("openvino",), "the level's inputs, the pools' and BatchNormalization's included; uint8 "
-           "activations, 7-bit weights; uint8 cuts", lambda graph, edges: edges, cpu=True, quantized_cuts=True),
-    Flavor("onnxruntime", ("onnxruntime",), "the level's inputs but the pools' and BatchNormalization's; uint8 "
-           "activations, 7-bit weights; float cuts", onnxruntime_inputs, cpu=True, quantized_cuts=False),
+           "activations, 7-bit weights; uint8 cuts", lambda graph, edges: edges, unsigned_activations=True,
+           seven_bit_weights=True, quantized_cuts=True),
+    Flavor("onnxruntime", ("onnxruntime",), "the level's inputs but the pools' and BatchNormalization's; int8 "
+           "symmetric activations (run as uint8, zero point 128), 7-bit weights; float cuts", onnxruntime_inputs,
+           unsigned_activations=False, seven_bit_weights=True, quantized_cuts=False),
     Flavor("tensorrt", ("tensorrt",), "TensorRT's Q/DQ guidance: the inputs of weighted ops and the residual input "
-           "of each Add; int8 symmetric activations, 8-bit weights; float cuts", tensorrt_inputs, cpu=False,
-           quantized_cuts=False),
+           "of each Add; int8 symmetric activations, 8-bit weights; float cuts", tensorrt_inputs,
+           unsigned_activations=False, seven_bit_weights=False, quantized_cuts=False),
 )
 
 
