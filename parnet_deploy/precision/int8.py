@@ -8,7 +8,8 @@ then each flavor's selection from it), and `rewrite` makes ORT's output follow i
   bits for non-negative values, no s8 compensation in oneDNN's u8s8 kernels); weights int8
   symmetric per output channel, 7-bit (see `quantize`).
 - ONNX Runtime flavor: int8 symmetric activations, which its backend runs as uint8 with zero point
-  128 (exact; asymmetric uint8 measured 4% slower there), 7-bit weights.
+  128 (exact; asymmetric uint8 was not faster there: 1.04× the previous graph in two runs), 7-bit
+  weights.
 - TensorRT flavor: int8 symmetric activations (zero point 0), 8-bit weights, what its explicit
   quantization takes.
 - biases stay float everywhere: an int32 bias DequantizeLinear does not parse in TensorRT (its
