@@ -88,13 +88,20 @@ def to_u8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
     outputs become uint8 tensors. Zero points shared with a weight DQ are not modified: the pairs get
     new uint8 ones. A graph without such pairs comes back unchanged, byte for byte.
     """
+    rewritten = u8_rewrite(model)
+    if rewritten is None:
+        rewritten = onnx.ModelProto()
+        rewritten.CopyFrom(model)
+    return rewritten
+
+
+def u8_rewrite(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """`to_u8_activations`, or None when the graph has nothing to rewrite (one reading of the graph)."""
     graph = gs.import_onnx(model)
     pairs = _s8_activation_pairs(graph)
     inputs = _s8_graph_inputs(graph)
     if not pairs and not inputs:
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-        return out
+        return None
     taken = set(graph.tensors())
     made: dict[str, gs.Constant] = {}  # int8 zero point name (or "<none:scale>") -> uint8 one
 

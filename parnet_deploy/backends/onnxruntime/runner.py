@@ -62,10 +62,10 @@ def model_bytes(path: Path) -> bytes:
         return data
     import onnx
 
-    from .qdq import has_s8_activations, to_u8_activations
+    from .qdq import u8_rewrite
 
-    model = onnx.load_from_string(data)
-    return to_u8_activations(model).SerializeToString() if has_s8_activations(model) else data
+    rewritten = u8_rewrite(onnx.load_from_string(data))
+    return data if rewritten is None else rewritten.SerializeToString()
 
 
 def create_session(path: Path, threads: int, providers: list, optimized_path: Path | None = None):
