@@ -107,6 +107,20 @@ def test_quantized_cuts_cross_ranks_as_uint8(trained, int8_export):
         assert evaluate(run, heldout).agreement(reference) == 1.0
 
 
+def test_quantized_cuts_chained_inside_openvino(trained, int8_export):
+    """On 2 threads OpenVINO's streams hand the uint8 cuts from request to request (chain.py): the same
+    predictions as the whole graph on every held-out image."""
+    from parnet_deploy.backends.openvino.chain import ChainedStreamsExecutor
+
+    out, _ = int8_export
+    heldout = load_source("digits:heldout")
+    with runtime.load(out, backend="openvino") as whole:
+        reference = evaluate(whole, heldout)
+    with runtime.load(out, backend="openvino", mode="streams", threads=2) as run:
+        assert isinstance(run.executor, ChainedStreamsExecutor)
+        assert evaluate(run, heldout).agreement(reference) == 1.0
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_int8_engines_pass_the_gate_on_their_backend(trained, int8_export, backend):
     root, _, _, _, _ = trained

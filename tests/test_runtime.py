@@ -8,6 +8,7 @@ from conftest import TINY, randomize_bn, rel_err, threaded_mismatches
 import parnet_deploy as pd
 from parnet_deploy import runtime
 from parnet_deploy.backends import get_backend
+from parnet_deploy.backends.base import concurrent_subgraphs
 from parnet_deploy.errors import ExportError, RunnerClosedError, UserError
 from parnet_deploy.export import ExportConfig, export_model
 from parnet_deploy.runtime.executors import StreamsExecutor
@@ -71,10 +72,38 @@ def test_streams_equal_whole_and_follow_the_dag(export_dirs, backend, split, wor
     whole.close()
 
 
-def test_auto_workers_keep_two_threads_per_subgraph():
-    assert StreamsExecutor.auto_workers(width=3, parallelism=2) == 1
-    assert StreamsExecutor.auto_workers(width=3, parallelism=6) == 3
-    assert StreamsExecutor.auto_workers(width=3, parallelism=16) == 3
+@pytest.mark.parametrize("split", ["replicated", "shared"])
+def test_openvino_streams_on_two_threads_chain_requests(export_dirs, split):
+    """One subgraph at a time with the boundary tensors handed over inside OpenVINO: bitwise the generic
+    executor's outputs, the manifest's order, safe from many threads; wider budgets keep the generic one."""
+    from parnet_deploy.backends.openvino.chain import ChainedStreamsExecutor
+    from parnet_deploy.export import load_manifest
+
+    d = export_dirs[split]
+    manifest = load_manifest(d)
+    chained = runtime.load(d, backend="openvino", mode="streams", threads=2)
+    assert isinstance(chained.executor, ChainedStreamsExecutor)
+    with runtime.load(d, backend="openvino", mode="streams", threads=6) as wide:
+        assert isinstance(wide.executor, StreamsExecutor) and wide.executor.workers == 3
+    be = get_backend("openvino", threads=2)
+    generic = StreamsExecutor(manifest, lambda spec, n: be.load(d / spec.file, spec, n), 2)
+    for seed in range(3):
+        assert np.array_equal(chained(_x(seed)), generic.infer({"image": _x(seed)})["logits"])
+    _, times = chained.executor.infer_timed({"image": _x()})
+    assert [t.name for t in times] == [s.name for s in manifest.subgraphs]
+    assert all(a.end <= b.start for a, b in zip(times, times[1:]))
+    expected = {s: chained(_x(s)) for s in range(4)}
+    assert threaded_mismatches(lambda seed: chained(_x(seed)), expected, calls=5) == []
+    with pytest.raises(UserError, match=r"input 'image' must be a C-contiguous float32 array of shape \[1, 3, 64"):
+        chained.executor.infer({"image": _x().astype(np.float64)})
+    chained.close()
+    generic.close()
+
+
+def test_concurrent_subgraphs_keep_two_threads_each():
+    assert concurrent_subgraphs(width=3, parallelism=2) == 1
+    assert concurrent_subgraphs(width=3, parallelism=6) == 3
+    assert concurrent_subgraphs(width=3, parallelism=16) == 3
 
 
 def test_one_runner_from_many_threads(export_dirs):

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import numpy as np
 
 from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
-from ..backends.base import Executor, LoadRunner, Runner, StageTime
+from ..backends.base import Executor, LoadRunner, Runner, StageTime, concurrent_subgraphs
 from ..errors import RuntimeFailure
 
 
@@ -47,20 +47,10 @@ class StreamsExecutor:
     def __init__(self, manifest: ExportManifest, load_runner: LoadRunner, parallelism: int,
                  workers: int | None = None):
         self.specs: list[SubgraphSpec] = list(manifest.subgraphs)
-        self.workers = workers or self.auto_workers(manifest.dag.width, parallelism)
+        self.workers = workers or concurrent_subgraphs(manifest.dag.width, parallelism)
         self.runners: dict[str, Runner] = {s.name: load_runner(s, self.workers) for s in self.specs}
         self.outputs = [t.name for t in manifest.whole.outputs]
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="parnet-stream")
-
-    @staticmethod
-    def auto_workers(width: int, parallelism: int) -> int:
-        """How many subgraphs run at once: each keeps at least 2 intra-op threads.
-
-        On few cores one subgraph already fills them, and concurrent subgraphs only fight
-        (measured on 2 cores: 3 concurrent streams 1.25x slower than one whole graph); on a
-        GPU or many cores independent streams overlap.
-        """
-        return max(1, min(width, parallelism // 2))
 
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
         if self.workers == 1:

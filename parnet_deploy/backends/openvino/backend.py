@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
-from ...artifacts.export_manifest import SubgraphSpec
-from ..base import Backend
+from ...artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ..base import Backend, Executor, LoadRunner, concurrent_subgraphs
 from . import INFO, builder
 from .config import compile_config, device_name, openvino, precision_hint
 from .runner import OpenVinoRunner
@@ -33,6 +33,16 @@ class OpenVinoBackend(Backend, info=INFO):
         config = compile_config(self.device_name, max(1, self.threads // max(1, concurrency)), self.hint)
         load = builder.compile_onnx if path.suffix == ".onnx" else builder.import_blob
         return OpenVinoRunner(load(path, self.device_name, config), spec, config)
+
+    def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner,
+                 cuda_graph: bool = False) -> Executor | None:
+        """Streams that run one subgraph at a time (few cores) pass boundary tensors inside OpenVINO
+        (chain.py); concurrent streams, and the whole graph, take the generic executors."""
+        if mode != "streams" or cuda_graph or concurrent_subgraphs(manifest.dag.width, self.parallelism) > 1:
+            return super().executor(mode, manifest, load_runner, cuda_graph)
+        from .chain import ChainedStreamsExecutor
+
+        return ChainedStreamsExecutor(manifest, load_runner)
 
     def describe(self) -> dict[str, str]:
         info = {"backend": self.name, "version": self.version(), "device": self.device,

@@ -42,17 +42,22 @@ class OpenVinoRunner(Runner):
         self.properties = applied(compiled, config, spec.name)
         self._input_ports = [(t.name, i) for t, i in zip(spec.inputs, input_ports)]
         self._output_ports = [(t.name, i, np.dtype(t.dtype)) for t, i in zip(spec.outputs, output_ports)]
+        self.input_ports = dict(self._input_ports)  # tensor name → port index of the compiled model
+        self.output_ports = {name: i for name, i, _ in self._output_ports}
         self._compiled: Any = compiled
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
 
-    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        compiled = self._compiled
-        if compiled is None:
+    def create_request(self) -> Any:
+        """A new OpenVINO infer request on this runner's compiled model (see chain.py)."""
+        if self._compiled is None:
             raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
+        return self._compiled.create_infer_request()
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             request = self._requests.get_nowait()
         except queue.Empty:
-            request = compiled.create_infer_request()
+            request = self.create_request()
         try:
             # infer() releases the GIL; the request's output memory is reused by its next call: copy out
             results = request.infer({i: feeds[name] for name, i in self._input_ports},
