@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the local CPU wheel; an unpinned torch would pull a CUDA build
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[export,dev]"
+	# pytorchcv: foreign architectures for tests/test_partition.py; it declares torchvision, which cannot
+	# be installed beside torch 2.13, and the models the tests import need none of it: hence --no-deps
+	$(PY) -m pip install --quiet --no-deps "pytorchcv==0.0.74"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -16,7 +16,7 @@ LAYERS = [
     {"models"},
     {"artifacts"},
     {"data", "compare"},
-    {"reparam", "checkpoint"},
+    {"reparam", "checkpoint", "partition"},
     {"export"},
     {"backends"},
     {"runtime"},
