@@ -33,19 +33,19 @@ class Level:
     float_first_and_last: bool = False
 
 
-# Order measured (a one-off run, not kept: ParNet-S 224 random weights, batch 1, 2 threads, AMD EPYC Zen 4
-# with AVX-512 VNNI; ORT 1.32 on the graph rewritten to u8 activations, OpenVINO 2026.4 on it as is;
-# medians, this VM's noise about +-10%):       ORT ms   OpenVINO ms   digits logits rel. error
-#   fp32                                          64.7      50.0          -
-#   level 0                                       25.7      17.8          0.023
-#   level 1                                       40.8      17.9          0.019
-#   level 2                                       91.4      22.9          0.016
+# Ordered fastest first: `benchmarks/int8_levels.py` (results/int8_levels.md; ParNet-S 224 random weights,
+# batch 1, 2 threads, AMD EPYC without VNNI, each CPU flavor on its engine, one interleaved run):
+#                        ORT / its fp32   OpenVINO / its fp32   digits logits max error / range
+#   level 0                  0.661            0.534                 0.027 (ORT), 0.023 (OpenVINO)
+#   level 1                  0.816            0.539                 0.026, 0.024
+#   level 2                  1.143            0.565                 0.032, 0.022
 # ORT fuses DQ -> Conv -> Q into its u8s8 QLinearConv only when the Conv's output is quantized. With
 # pairs on Conv inputs alone (TensorRT's strictest placement) it runs float convs plus Q/DQ: slower than
 # fp32. Level 0 also puts pairs on the Add and Mul inputs that Convs feed, which gives ORT its int8
-# convs (TensorRT fuses Conv + Q into an int8-output conv); OpenVINO is fast at every level. A quantized
-# first conv (3 input channels) was slower (ORT 31.0 ms) and tripled the error (0.079), so every level
-# keeps it, and the classifier, in float. Digits top-1 stayed 100.00% (= fp32) at every level.
+# convs (TensorRT fuses Conv + Q into an int8-output conv); OpenVINO is fast at every level. The later
+# levels are fallbacks for models whose accuracy level 0 does not keep (digits top-1 is the same at
+# every level). A quantized first conv (3 input channels) was slower on ORT and tripled the error in a
+# development run (not kept), so every level keeps it, and the classifier, in float.
 POOLED = ("GlobalAveragePool", "BatchNormalization")  # the other readers of a block's input: see `LEVELS`
 LEVELS = (
     Level("Conv/Gemm, Add, Mul, pool and BatchNormalization inputs (first conv and classifier in float)",
