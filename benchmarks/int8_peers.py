@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ import parnet_deploy as pd
 from parnet_deploy.artifacts.files import hash_files
 from parnet_deploy.bench.environment import environment
 from parnet_deploy.bench.stats import LatencyStats
-from parnet_deploy.bench.timing import TimingConfig, measure_interleaved
+from parnet_deploy.bench.timing import TimingConfig, measure_block, measure_interleaved
 from parnet_deploy.data import Dataset, load_source
 from parnet_deploy.export import load_manifest
 from parnet_deploy.export.graph import cut
@@ -53,6 +54,11 @@ from parnet_deploy.runtime import load
 RESULTS = Path(__file__).resolve().parent / "results"
 PREVIOUS = Level("previous level 0", ("Conv", "Gemm", "Add", "Mul"), float_first_and_last=True)
 OV_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}  # what the project's OpenVINO backend sets
+# the two ratio targets between rows of the table (target, numerator row, denominator row, limit), measured
+# again pair by pair: see `paired_ratio`
+PAIRS = (("openvino int8: streams / whole, ours", "openvino int8 streams, ours", "openvino int8 whole, ours", 1.05),
+         ("onnxruntime int8 whole: ours / previous placement", "onnxruntime int8 whole, ours",
+          "onnxruntime int8 whole, previous placement", 1.0))
 MODELOPT = """
 import sys, numpy as np
 from modelopt.onnx.quantization import quantize
@@ -150,6 +156,34 @@ def digits_accuracy(digits: Path, tmp: Path, threads: int) -> dict:
             "level": qm.quantization.level, "calibration_images": n}
 
 
+def paired_ratio(numerator: Callable[[], object], denominator: Callable[[], object], rounds: int,
+                 calls: int) -> dict:
+    """numerator / denominator as the median over rounds of the ratio of their block medians (blocks of
+    ``calls`` calls, back to back, the order swapped every round), with a 95% bootstrap interval over rounds.
+
+    This machine drifts by several percent within seconds (a VM on a shared host): table rows seconds apart
+    gave ratios that moved by 5% between runs. A ratio taken within each round cancels that drift; the
+    median over rounds ignores rounds that a burst on the host hit."""
+    block = TimingConfig(0.0, calls, 0.0)
+    _ = measure_block(numerator, block), measure_block(denominator, block)  # warm-up
+    ratios, num_ms, den_ms = [], [], []
+    for r in range(rounds):
+        if r % 2:
+            d = measure_block(denominator, block)
+            n = measure_block(numerator, block)
+        else:
+            n = measure_block(numerator, block)
+            d = measure_block(denominator, block)
+        ratios.append(float(np.median(n) / np.median(d)))
+        num_ms += n
+        den_ms += d
+    boot = np.random.default_rng(0).choice(ratios, (2000, len(ratios)))
+    low, high = np.percentile(np.median(boot, axis=1), [2.5, 97.5])
+    return {"ratio": float(np.median(ratios)), "ci95": [float(low), float(high)], "rounds": rounds,
+            "calls_per_block": calls, "numerator_ms": float(np.median(num_ms)) * 1e3,
+            "denominator_ms": float(np.median(den_ms)) * 1e3}
+
+
 def capi_streams(export: Path, tmp: Path, rounds: int, threads: int) -> dict | None:
     """The C library's streams/whole on ``export`` (benchmarks/capi_streams.cpp), or None without ``make capi``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -175,6 +209,7 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=3.0, help="seconds per row per round (at least)")
     p.add_argument("--digits", type=Path, default=Path("export/digits"), help="fp32 digits export (make demo)")
     p.add_argument("--modelopt-python", help="a Python with nvidia-modelopt: adds ModelOpt's placement")
+    p.add_argument("--pair-rounds", type=int, default=150, help="rounds of each paired ratio (PAIRS, paired_ratio)")
     p.add_argument("--capi-rounds", type=int, default=30, help="rounds of the C library's streams/whole timing "
                    "(make capi first; 0: skip)")
     args = p.parse_args()
@@ -220,6 +255,10 @@ def main() -> int:
         print(f"measuring {len(rows)} rows, {args.rounds} rounds ...", flush=True)
         timing = TimingConfig(warmup_s=1.0, min_iterations=20, min_duration_s=args.duration)
         samples = measure_interleaved([lambda r=r: r(x) for r in rows.values()], timing, args.rounds, print)
+        paired = {}
+        for target, num, den, _ in PAIRS:
+            print(f"paired: {num} / {den}, {args.pair_rounds} rounds ...", flush=True)
+            paired[target] = paired_ratio(lambda r=rows[num]: r(x), lambda r=rows[den]: r(x), args.pair_rounds, 5)
         capi = capi_streams(ours, tmp, args.capi_rounds, t) if args.capi_rounds else None
         print("digits accuracy ...", flush=True)
         accuracy = digits_accuracy(args.digits.resolve(), tmp / "digits", t)
@@ -230,10 +269,7 @@ def main() -> int:
     capi_target = [("C library (prt_infer, OpenVINO): int8 streams / whole, ours", capi["ratio"], 1.05)] if capi else []
     targets = [*capi_target,
         ("openvino int8 whole: ours / NNCF", med["openvino int8 whole, ours"] / med["openvino int8 whole, NNCF"], 0.95),
-        ("onnxruntime int8 whole: ours / previous placement",
-         med["onnxruntime int8 whole, ours"] / med["onnxruntime int8 whole, previous placement"], 1.0),
-        ("openvino int8: streams / whole, ours", med["openvino int8 streams, ours"] / med["openvino int8 whole, ours"],
-         1.05),
+        *[(f"{target} (paired)", paired[target]["ratio"], limit) for target, _, _, limit in PAIRS],
         ("digits top-1 drop (points): ours on onnxruntime (the gate) minus NNCF's",
          drops["ours onnxruntime whole"] - drops["NNCF openvino"], 0.0),
         ("digits top-1 drop (points): ours, worst backend and mode", max(v for k, v in drops.items()
@@ -245,7 +281,8 @@ def main() -> int:
             "environment": env, "calibration_images": args.calib_images, "level": manifest.quantization.level,
             "rows": [{"name": n, "latency_ms": stats[n].to_dict(), "vs_openvino_fp32": med[n] / med[
                 "openvino fp32 whole"]} for n in rows],
-            "capi": capi, "quantized_inputs": {k: dict(sorted(v.items())) for k, v in structure.items()},
+            "paired": paired, "capi": capi,
+            "quantized_inputs": {k: dict(sorted(v.items())) for k, v in structure.items()},
             "digits": accuracy,
             "targets": [{"target": a, "value": round(b, 3), "limit": c, "met": b <= c} for a, b, c in targets]}
     RESULTS.mkdir(exist_ok=True)
@@ -260,6 +297,13 @@ def main() -> int:
              "| | median ms | p99 ms | vs OpenVINO fp32 |", "|---|---:|---:|---:|"]
     lines += [f"| {n} | {stats[n].median:.2f} | {stats[n].p99:.2f} | {med[n] / med['openvino fp32 whole']:.3f} |"
               for n in rows]
+    lines += ["", f"Paired ratios (each pair alone: {args.pair_rounds} rounds of 5 calls each, back to back; the "
+              "median of the per-round ratios, a 95% bootstrap interval, and the table's ratio beside it):", "",
+              "| ratio | numerator ms | denominator ms | paired | 95% interval | in the table |",
+              "|---|---:|---:|---:|---|---:|"]
+    lines += [f"| {target} | {paired[target]['numerator_ms']:.2f} | {paired[target]['denominator_ms']:.2f} | "
+              f"{paired[target]['ratio']:.3f} | {paired[target]['ci95'][0]:.3f}–{paired[target]['ci95'][1]:.3f} | "
+              f"{med[num] / med[den]:.3f} |" for target, num, den, _ in PAIRS]
     if capi:
         lines += ["", f"C library (`prt_infer`, OpenVINO, {t} threads; the same export, whole and streams opened "
                   f"side by side, {capi['calls']} calls each in alternating blocks): whole {capi['whole_ms']:.2f} ms, "
