@@ -114,3 +114,27 @@ def test_input_side_constraint(name, shape, ok):
     else:
         with pytest.raises(ConfigError, match="multiples of|expected input"):
             m(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("split, names, streams", [
+    ("shared", ["stem", "stream0", "stream1", "stream2", "fusion"], [None, 0, 1, 2, None]),
+    ("replicated", ["stream0", "stream1", "stream2", "fusion"], [0, 1, 2, None]),
+])
+def test_cut_plan_is_declared_once_and_composes_to_the_model(tiny_model, split, names, streams):
+    """The exporter and the torch backend both read ``cut_plan``: run in its order, it is the model."""
+    from parnet_deploy.backends.torch.slices import slice_of
+    from parnet_deploy.models.cuts import cut_tensors
+
+    model = tiny_model.eval()
+    plan = model.cut_plan(split)
+    assert [c.name for c in plan] == names and [c.stream for c in plan] == streams
+    assert cut_tensors(plan) == (("x0", "x1", "x2", "y0", "y1", "y2") if split == "shared" else ("y0", "y1", "y2"))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    values = {"image": x}
+    with torch.no_grad():
+        for cut in plan:  # a valid execution order: every input exists before its reader runs
+            assert all(n in values for n in cut.inputs), cut.name
+            values.update(zip(cut.outputs, slice_of(model, cut.name, split)(*(values[n] for n in cut.inputs))))
+        assert torch.equal(values["logits"], model(x))
+    with pytest.raises(ConfigError, match="unknown split 'diagonal'; choose one of replicated, shared"):
+        model.cut_plan("diagonal")

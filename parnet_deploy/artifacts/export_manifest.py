@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import ArtifactNotFoundError, ConfigError, ExportError
 from ..models.config import ParNetConfig
+from ..models.cuts import SPLITS
 from .dag import Dag
 from .files import FileSpec, read_manifest_json, verify_files, write_json
 from .schema import Fields, check_name, to_json_dict
@@ -36,10 +37,7 @@ from .schema import Fields, check_name, to_json_dict
 SCHEMA = "parnet-deploy/export"
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
-IMAGE = "image"
-LOGITS = "logits"
 PRECISIONS = ("fp32", "fp16", "int8")
-SPLITS = ("replicated", "shared")
 DTYPES = ("float32", "float16", "int8", "uint8")  # 8-bit: the quantized cuts of an int8 export
 MAX_FILE_BYTES = 16 << 30
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -1,8 +1,8 @@
 """PyTorch deploy form → whole ONNX graph with stable tensor names → per-stream subgraphs.
 
-The cut points carry names chosen here, not the exporter's: ``x{k}`` is the input of
-stream k (output of ``inits.0..k``), ``y{k}`` its output. An output of one subgraph and the
-input it feeds carry the same name, so the DAG is read off the names.
+The cut points carry the names the model declares (``ParNet.cut_plan``), not the exporter's:
+an output of one subgraph and the input it feeds carry the same name, so the DAG is read off
+the names.
 """
 
 from __future__ import annotations
@@ -14,50 +14,38 @@ import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
-from ..artifacts.export_manifest import IMAGE, LOGITS, SPLITS
-from ..errors import ExportError
+from ..errors import ConfigError, ExportError
 from ..models import ParNet
+from ..models.cuts import IMAGE, LOGITS, cut_tensors
 from ..quiet import quiet
 from . import passes
 
-STREAMS = 3
 OPSETS = (18, 19, 20)
 
 
-def stream_input(k: int) -> str:
-    return f"x{k}"
-
-
-def stream_output(k: int) -> str:
-    return f"y{k}"
-
-
-def subgraph_plan(split: str) -> list[tuple[str, list[str], list[str], int | None]]:
-    """``(name, inputs, outputs, stream)`` of each subgraph, in a valid execution order.
-
-    ``replicated`` (the official multi-GPU split): stream k takes the image and recomputes
-    its stem prefix. ``shared``: a ``stem`` subgraph computes x0, x1, x2 once.
-    """
-    fusion = ("fusion", [stream_output(k) for k in range(STREAMS)], [LOGITS], None)
-    if split == "replicated":
-        return [(f"stream{k}", [IMAGE], [stream_output(k)], k) for k in range(STREAMS)] + [fusion]
-    if split == "shared":
-        stem = ("stem", [IMAGE], [stream_input(k) for k in range(STREAMS)], None)
-        return [stem] + [(f"stream{k}", [stream_input(k)], [stream_output(k)], k) for k in range(STREAMS)] + [fusion]
-    raise ExportError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+def subgraph_plan(model: ParNet, split: str) -> list[tuple[str, list[str], list[str], int | None]]:
+    """``(name, inputs, outputs, stream)`` of each subgraph, in a valid execution order: the model's own
+    declaration (``ParNet.cut_plan``)."""
+    try:
+        return [(c.name, list(c.inputs), list(c.outputs), c.stream) for c in model.cut_plan(split)]
+    except ConfigError as e:
+        raise ExportError(str(e)) from e
 
 
 class _NamedCuts(nn.Module):
-    """Exposes the cut points as extra outputs so the exporter gives them our names."""
+    """Returns the logits and every cut tensor, so the exporter gives the cut points the plan's names."""
 
     def __init__(self, model: ParNet):
         super().__init__()
         self.model = model
+        self.plan = model.cut_plan("shared")  # computes every tensor any split cuts at
+        self.names = (LOGITS, *cut_tensors(self.plan))
 
     def forward(self, image: torch.Tensor):
-        xs = self.model.stem(image)
-        ys = [stream(x) for stream, x in zip(self.model.streams, xs)]
-        return (self.model.fusion(*ys), *xs, *ys)
+        values = {IMAGE: image}
+        for cut in self.plan:
+            values.update(zip(cut.outputs, cut.run(*(values[n] for n in cut.inputs))))
+        return tuple(values[n] for n in self.names)
 
 
 def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18) -> onnx.ModelProto:
@@ -66,10 +54,10 @@ def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18) -
         raise ExportError(f"opset {opset} not supported; choose one of {', '.join(map(str, OPSETS))}")
     x = torch.zeros(1, 3, *resolution)
     model.check_input(x)
-    names = [LOGITS] + [stream_input(k) for k in range(STREAMS)] + [stream_output(k) for k in range(STREAMS)]
+    named = _NamedCuts(model.eval())
     with quiet("torch.onnx"), torch.no_grad():
-        program = torch.onnx.export(_NamedCuts(model.eval()), (x,), None, dynamo=True, opset_version=opset,
-                                    input_names=[IMAGE], output_names=names, external_data=False,
+        program = torch.onnx.export(named, (x,), None, dynamo=True, opset_version=opset,
+                                    input_names=[IMAGE], output_names=list(named.names), external_data=False,
                                     verbose=False, report=False)
     graph = gs.import_onnx(program.model_proto)
     passes.fold_batchnorm_into_pointwise_conv(graph)

@@ -20,6 +20,7 @@ from ..artifacts.schema import NAME
 from ..errors import ConfigError, ToolchainError, VerificationError
 from ..models import ParNet
 from ..models.config import MAX_SIDE
+from ..models.cuts import SPLITS
 from ..reparam import reparameterize
 from . import graph as G
 from .opgate import check_tensorrt_ops
@@ -53,8 +54,8 @@ class ExportConfig:
     torch_weights: bool = True  # write deploy.safetensors (the torch backend runs the export from it)
 
     def validate(self) -> None:
-        if self.split not in G.SPLITS:
-            raise ConfigError(f"unknown split {self.split!r}; choose one of {', '.join(G.SPLITS)}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}; choose one of {', '.join(SPLITS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.opset not in G.OPSETS:
@@ -118,7 +119,7 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
             whole32 = G.torch_to_onnx(deploy, resolution, config.opset)
             whole = G.to_fp16(whole32) if config.precision == "fp16" else whole32
         with step(f"cut {config.split} subgraphs (onnx-graphsurgeon)"):
-            plan = G.subgraph_plan(config.split)
+            plan = G.subgraph_plan(deploy, config.split)
             parts = {sub: G.cut(whole, ins, outs, sub) for sub, ins, outs, _ in plan}
         with step("onnx.checker (full) and TensorRT op gate"):
             for label, proto in [("model", whole), *parts.items()]:

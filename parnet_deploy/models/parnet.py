@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import _fold
 from .config import ACTIVATIONS, ParNetConfig
+from .cuts import IMAGE, LOGITS, SPLITS, Cut
 
 __all__ = ["ACTIVATIONS", "ParNet", "ParNetConfig"]
 
@@ -328,6 +329,27 @@ class ParNet(nn.Module):
         d0 = self.downsamples_2[0](y0)
         d1 = self.downsamples_2[1](y1, d0)
         return self.head(self.combine(y2, d1))
+
+    def cut_plan(self, split: str) -> tuple[Cut, ...]:
+        """The subgraphs of a split (see ``models/cuts.py``). ``x{k}`` is the input of stream k (the output
+        of ``inits.0..k``), ``y{k}`` its output. ``shared``: a ``stem`` computes x0, x1, x2 once;
+        ``replicated`` (the official multi-GPU split): stream k takes the image and recomputes its prefix."""
+        n = len(self.streams)
+        fusion = Cut("fusion", tuple(f"y{k}" for k in range(n)), (LOGITS,), None, lambda *ys: [self.fusion(*ys)])
+        if split == "shared":
+            stem = Cut("stem", (IMAGE,), tuple(f"x{k}" for k in range(n)), None, self.stem)
+            return (stem, *(Cut(f"stream{k}", (f"x{k}",), (f"y{k}",), k, lambda x, k=k: [self.streams[k](x)])
+                            for k in range(n)), fusion)
+        if split == "replicated":
+            return (*(Cut(f"stream{k}", (IMAGE,), (f"y{k}",), k, lambda image, k=k: [self._stream_from_image(k, image)])
+                      for k in range(n)), fusion)
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+    def _stream_from_image(self, k: int, image: torch.Tensor) -> torch.Tensor:
+        x = image
+        for init in self.inits[:k + 1]:
+            x = init(x)
+        return self.streams[k](x)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
