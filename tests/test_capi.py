@@ -179,6 +179,118 @@ def test_a_consumer_reading_several_tensors_of_one_producer(client, tmp_path):
         assert np.array_equal(np.fromfile(tmp_path / "y.f32", np.float32).reshape(1, 12), expected), options
 
 
+# Named tensors (prt_io_info, prt_infer_named): a model of several inputs and outputs of any manifest dtype.
+ONNX_TYPES = {"float32": 1, "uint8": 2, "int8": 3, "float16": 10}  # onnx.TensorProto's codes
+PRT_DTYPES = {"float32": 0, "float16": 1, "int8": 2, "uint8": 3}  # prt_dtype
+
+
+def _named_export(d: Path, inputs: list, outputs: list, subgraphs: dict) -> Path:
+    """An export of graph `inputs` and `outputs` ([(name, shape, dtype)]) computed by `subgraphs`
+    ({name: (onnx nodes, inputs, outputs)}, in an execution order); model.onnx holds every node."""
+    from onnx import helper
+
+    def value(t):
+        return helper.make_tensor_value_info(t[0], ONNX_TYPES[t[2]], t[1])
+
+    def model(nodes, ins, outs, name):
+        graph = helper.make_graph(nodes, name, [value(t) for t in ins], [value(t) for t in outs])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+    import onnx
+    d.mkdir()
+    onnx.save(model([n for k in subgraphs for n in subgraphs[k][0]], inputs, outputs, "model"), d / "model.onnx")
+    for k, (nodes, ins, outs) in subgraphs.items():
+        onnx.save(model(nodes, ins, outs, k), d / f"{k}.onnx")
+
+    def spec(name, file, ins, outs):
+        return {"name": name, "file": file, "inputs": [{"name": n, "shape": s, "dtype": t} for n, s, t in ins],
+                "outputs": [{"name": n, "shape": s, "dtype": t} for n, s, t in outs], "stream": None}
+    files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in sorted(d.iterdir())}
+    (d / "manifest.json").write_text(json.dumps({
+        "schema": "parnet-deploy/export", "schema_version": 2, "name": d.name, "precision": "fp32",
+        "whole": spec("model", "model.onnx", inputs, outputs),
+        "subgraphs": [spec(k, f"{k}.onnx", ins, outs) for k, (_, ins, outs) in subgraphs.items()], "files": files,
+        "normalization": {"mean": [0, 0, 0], "std": [1, 1, 1]}}))
+    return d
+
+
+def _two_by_two(d: Path) -> Path:
+    """a, b (1, 4) → c = a + b, d = a * b, e = c - d; graph outputs c and e. In streams mode c is
+    both a graph output and read by a later subgraph, and "sum" and "prod" can run at once."""
+    from onnx import helper
+
+    t = lambda n: (n, [1, 4], "float32")  # noqa: E731
+    return _named_export(d, [t("a"), t("b")], [t("c"), t("e")], {
+        "sum": ([helper.make_node("Add", ["a", "b"], ["c"])], [t("a"), t("b")], [t("c")]),
+        "prod": ([helper.make_node("Mul", ["a", "b"], ["d"])], [t("a"), t("b")], [t("d")]),
+        "diff": ([helper.make_node("Sub", ["c", "d"], ["e"])], [t("c"), t("d")], [t("e")])})
+
+
+def _dtypes(d: Path) -> Path:
+    """float16, int8 and uint8 inputs; float32, float16, int8 and uint8 outputs (exact small values)."""
+    from onnx import helper
+
+    h, i, u = ("h", [2, 3], "float16"), ("i", [2, 3], "int8"), ("u", [2, 3], "uint8")
+    s, h2, i2, u2 = ("s", [2, 3], "float32"), ("h2", [2, 3], "float16"), ("i2", [2, 3], "int8"), ("u2", [2, 3], "uint8")
+    node = helper.make_node
+    floats = [*(node("Cast", [x], [x + "f"], to=1) for x in "hiu"), node("Sum", ["hf", "if", "uf"], ["s"]),
+              node("Add", ["h", "h"], ["h2"])]
+    ints = [node("Neg", ["i"], ["i2"]), node("Max", ["u", "u"], ["u2"])]
+    return _named_export(d, [h, i, u], [s, h2, i2, u2],
+                         {"floats": (floats, [h, i, u], [s, h2]), "ints": (ints, [i, u], [i2, u2])})
+
+
+def _named_run(client, d: Path, options: str, tmp: Path, inputs: dict) -> tuple[list[str], dict]:
+    """The client's `named` command on `inputs` ({name: array}): its info lines and the outputs read back."""
+    for name, x in inputs.items():
+        x.tofile(tmp / f"in_{name}.bin")
+    _run(client, "named", str(d), options, str(tmp / "in_"), str(tmp / "out_"))
+    info = (tmp / "out_info.txt").read_text().splitlines()
+    outs = {}
+    for line in info:
+        side, _, name, dtype, dims = line.split()
+        if side == "output":
+            np_type = {v: k for k, v in PRT_DTYPES.items()}[int(dtype)]
+            outs[name] = np.fromfile(tmp / f"out_{name}.bin", np_type).reshape([int(x) for x in dims.split(",")])
+    return info, outs
+
+
+@pytest.mark.parametrize("options", ["mode=whole", "mode=streams;threads=1", "mode=streams;threads=4"])
+def test_named_tensors_equal_numpy(client, tmp_path, options):
+    d = _two_by_two(tmp_path / "two_by_two")
+    a = np.array([[1.5, -2, 3, 0.25]], np.float32)
+    b = np.array([[4, 0.5, -6, 8]], np.float32)
+    info, outs = _named_run(client, d, options, tmp_path, {"a": a, "b": b})
+    assert info == ["input 0 a 0 1,4", "input 1 b 0 1,4", "output 0 c 0 1,4", "output 1 e 0 1,4"]
+    assert np.array_equal(outs["c"], a + b) and np.array_equal(outs["e"], (a + b) - a * b), outs
+
+    dt = _dtypes(tmp_path / "dtypes")
+    h = np.array([[0.5, -1.25, 2], [3, -4.5, 100]], np.float16)
+    i = np.array([[-127, -1, 0], [1, 50, 127]], np.int8)  # not -128: its negation saturates in OpenVINO
+    u = np.array([[0, 1, 2], [127, 200, 255]], np.uint8)
+    info, outs = _named_run(client, dt, options, tmp_path, {"h": h, "i": i, "u": u})
+    assert info == ["input 0 h 1 2,3", "input 1 i 2 2,3", "input 2 u 3 2,3", "output 0 s 0 2,3", "output 1 h2 1 2,3",
+                    "output 2 i2 2 2,3", "output 3 u2 3 2,3"]
+    assert np.array_equal(outs["s"], h.astype(np.float32) + i + u.astype(np.float32))
+    assert np.array_equal(outs["h2"], h + h) and np.array_equal(outs["i2"], -i) and np.array_equal(outs["u2"], u)
+
+
+def test_named_misuse_leaves_outputs_untouched(client, tmp_path):
+    d = _two_by_two(tmp_path / "two_by_two")
+    _run(client, "named_misuse", str(d), "mode=whole", "--", "named_misuse", str(d), "mode=streams;threads=4")
+
+
+def test_named_graph_io_lies_are_refused(client, tmp_path):
+    """The graph's named tensors are the model's: a manifest whose whole graph disagrees with its
+    subgraphs, or names a tensor no subgraph reads, is refused at open (streams mode)."""
+    d = _two_by_two(tmp_path / "two_by_two")
+    lie = _edit(d, tmp_path / "shape_lie", lambda m, _: m["whole"]["inputs"][1].update(shape=[1, 8]))
+    dtype = _edit(d, tmp_path / "dtype_lie", lambda m, _: m["whole"]["outputs"][1].update(dtype="float16"))
+    _run(client, "status", lie, "mode=streams", str(INCOMPATIBLE), "graph input 'b' is float32 [1, 4] in the model",
+         "--", "status", lie, "mode=whole", str(INCOMPATIBLE), "the manifest says",
+         "--", "status", dtype, "mode=streams", str(INCOMPATIBLE), "the manifest says float16 [1, 4]")
+
+
 def test_misuse_returns_statuses(client, artifacts):
     _run(client, "misuse", str(artifacts["fp32"]))
 
@@ -392,6 +504,21 @@ def _preprocess_args(d: Path, tmp: Path) -> list[str]:
     return ["--", "preprocess", str(d), str(tmp / "img.u8"), "32", "32", str(stride), "1", str(tmp / "x_pre.f32")]
 
 
+def _named_args(tmp: Path, everything: bool = True) -> list[str]:
+    """prt_infer_named and prt_io_info in whole and streams mode, dtypes, misuse (for ASan); valgrind
+    (everything=False: each open costs it ~15 s) takes the streams ones: DAG wiring, scratch, misuse."""
+    d, dt = _two_by_two(tmp / "two_by_two"), _dtypes(tmp / "dtypes")
+    for name, x in {"a": np.ones((1, 4), np.float32), "b": np.full((1, 4), 2, np.float32),
+                    "h": np.ones((2, 3), np.float16), "i": np.ones((2, 3), np.int8),
+                    "u": np.ones((2, 3), np.uint8)}.items():
+        x.tofile(tmp / f"in_{name}.bin")
+    streams = ["--", "named", str(d), "mode=streams;threads=4", str(tmp / "in_"), str(tmp / "out_"),
+               "--", "named_misuse", str(d), "mode=streams;threads=4"]
+    whole = ["--", "named", str(dt), "mode=whole", str(tmp / "in_"), str(tmp / "out_"),
+             "--", "named_misuse", str(d), "mode=whole"]
+    return streams + whole if everything else streams
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
 def test_client_is_clean_under_valgrind_leaks_included(client, artifacts, tmp_path):
     # no engine blob here: valgrind's virtual CPU has no AVX-512, so an AVX-512 blob is refused (correctly)
@@ -402,7 +529,7 @@ def test_client_is_clean_under_valgrind_leaks_included(client, artifacts, tmp_pa
              "--", "threads", str(artifacts["int8"]), "threads=2", "3", "3",
              "--", "status", str(tmp_path / "nowhere"), "-", str(NOT_FOUND), "no such directory",
              "--", "status", lie, "-", str(INCOMPATIBLE), "the manifest says float16",
-             *_preprocess_args(d, tmp_path),
+             *_preprocess_args(d, tmp_path), *_named_args(tmp_path, everything=False),
              *[a for case in _crafted(artifacts, tmp_path / "crafted") for a in ("--", "status", *map(str, case))],
              prefix=["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
                      "--show-leak-kinds=definite", "--suppressions=" + str(ROOT / "tests" / "capi" / "openvino.supp")],
@@ -422,6 +549,6 @@ def test_client_is_clean_under_address_and_undefined_sanitizers(artifacts, tmp_p
     _run(exe, "misuse", str(d), "--", "run", str(d), "mode=streams;threads=4", str(x), str(tmp_path / "y"),
          "--", "threads", str(artifacts["int8"]), "mode=streams;threads=4", "4", "20",
          *[a for case in _lies(artifacts, tmp_path / "lies") for a in ("--", "status", *map(str, case))],
-         *_preprocess_args(d, tmp_path),
+         *_preprocess_args(d, tmp_path), *_named_args(tmp_path),
          *[a for case in _crafted(artifacts, tmp_path / "crafted") for a in ("--", "status", *map(str, case))],
          env=env)

@@ -6,7 +6,10 @@
  * Library 0.2.0 added prt_preprocess_u8 (ABI 1 still: an addition, nothing changed). Library
  * 0.3.0 added prt_preprocess_u8_len and the check_finite option (ABI 1 still); prt_infer now
  * refuses non-finite input by default, prt_preprocess_u8 strides whose image cannot exist, and
- * prt_open manifests that are not strict JSON or whose dtypes are not the model's.
+ * prt_open manifests that are not strict JSON or whose dtypes are not the model's. Library 0.4.0
+ * added prt_io_count, prt_io_info and prt_infer_named (ABI 1 still): models with several named
+ * inputs and outputs of any manifest dtype now open; prt_infer, prt_input_dims, prt_output_dims
+ * and prt_preprocess_u8(_len) refuse them (PRT_E_INCOMPATIBLE) and stay the image classifier's calls.
  *
  * The library is native C++ on OpenVINO's runtime; no Python interpreter runs in the process.
  * It reads export directories (parnet-export, parnet-quantize: fp32, fp16, int8 Q/DQ ONNX) and
@@ -28,9 +31,10 @@
  * outside printable ASCII written as \xNN: a message is always one line.
  *
  * Threads: every function may be called from any thread. One handle may be shared by several
- * threads: concurrent prt_infer calls on it each take their own set of infer requests from a
- * pool (grown on demand), so they run in parallel. Separate handles are fully independent.
- * prt_last_error() is thread-local: it describes the last failure on the calling thread.
+ * threads: concurrent prt_infer (and prt_infer_named) calls on it each take their own set of
+ * infer requests from a pool (grown on demand), so they run in parallel. Separate handles are
+ * fully independent. prt_last_error() is thread-local: it describes the last failure on the
+ * calling thread.
  */
 #ifndef PARNET_RT_H
 #define PARNET_RT_H
@@ -56,6 +60,21 @@ typedef enum {
     PRT_E_RUNTIME = 4,       /* inference or model compilation failed */
     PRT_E_NO_MEMORY = 5
 } prt_status;
+
+/* Element type of a named tensor (prt_io_info). Exports hold float32, float16, int8 and uint8
+   tensors today; the others are declared for later exports. Since 0.4.0. */
+typedef enum {
+    PRT_FLOAT32 = 0,
+    PRT_FLOAT16 = 1, /* IEEE 754 binary16 */
+    PRT_INT8 = 2,
+    PRT_UINT8 = 3,
+    PRT_INT32 = 4,
+    PRT_INT64 = 5,
+    PRT_BOOL = 6     /* one byte per element, 0 or 1 */
+} prt_dtype;
+
+/* The largest rank of a tensor (prt_io_info never reports more). Since 0.4.0. */
+#define PRT_MAX_RANK 8
 
 typedef enum {
     PRT_RGB = 0, /* pixel bytes in R, G, B order */
@@ -86,7 +105,9 @@ int prt_abi_version(void);
 prt_status prt_open(const char *path, const char *options, prt_runtime **out);
 
 /* Input dims N, C, H, W and output dims N, classes, as the compiled model reports them. Writes
-   exactly 4 (resp. 2) values. */
+   exactly 4 (resp. 2) values. These two, prt_infer and prt_preprocess_u8(_len) are the image
+   classifier's calls: a model whose graph is not one float32 N x 3 x H x W input and one float32
+   N x classes output opens (use prt_io_info and prt_infer_named), but they give PRT_E_INCOMPATIBLE. */
 prt_status prt_input_dims(const prt_runtime *rt, int64_t dims[4]);
 prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]);
 
@@ -111,10 +132,39 @@ prt_status prt_preprocess_u8(const prt_runtime *rt, const uint8_t *image, size_t
 prt_status prt_preprocess_u8_len(const prt_runtime *rt, const uint8_t *image, size_t image_len, size_t height,
                                  size_t width, size_t row_stride, int order, float *input, size_t input_len);
 
-/* Run `iterations` inferences on zeros (first calls allocate and tune). */
+/* Named tensors (since 0.4.0): any model, several inputs and outputs, each as the model has it.
+   Indices count the graph's inputs (is_output 0) or outputs (is_output 1) in the manifest's order.
+   prt_io_count: how many graph inputs and outputs the model has (either pointer may be NULL).
+   prt_io_info: tensor `index`'s name (valid until prt_close of rt), element type, rank and dims
+   (row-major: the last dim varies fastest), as the compiled model reports them; a tensor holds
+   product(dims) elements of that type, densely packed. Names are compared byte for byte (model
+   names are at most 256 bytes; no more than 257 bytes of a caller's name are read). Each of name,
+   dtype, rank may be NULL (not wanted). dims: NULL with dims_cap 0 (not wanted), or room for
+   dims_cap values: the library writes exactly rank values and never more than dims_cap; a rank
+   above dims_cap is PRT_E_INVALID_ARG with nothing written (PRT_MAX_RANK always suffices). */
+prt_status prt_io_count(const prt_runtime *rt, size_t *n_inputs, size_t *n_outputs);
+prt_status prt_io_info(const prt_runtime *rt, int is_output, size_t index, const char **name, prt_dtype *dtype,
+                       int64_t *dims, size_t dims_cap, size_t *rank);
+
+/* Run the model on named tensors. Every graph input is given exactly once (any order); any
+   non-empty set of graph outputs is asked for, each at most once (the others are computed but not
+   returned). inputs[i] holds input_bytes[i] bytes for the input named input_names[i]; outputs[j]
+   receives output_bytes[j] bytes for the output named output_names[j]. Each byte count must equal
+   the model's size of that tensor exactly (product of dims times the element size; prt_io_info),
+   each buffer must be aligned to its element size, and no output may overlap another buffer.
+   Anything else (an unknown, repeated or missing name, a wrong byte count, a NULL pointer) is
+   PRT_E_INVALID_ARG naming the tensor (with expected and given bytes), and nothing is written to
+   any output. float32 and float16 inputs holding a NaN or an infinity are PRT_E_INVALID_ARG as
+   in prt_infer, unless the handle was opened with check_finite=0. Works in whole and streams
+   mode; threads as prt_infer. A PRT_E_RUNTIME failure may leave outputs partly written. */
+prt_status prt_infer_named(prt_runtime *rt, size_t n_inputs, const char *const *input_names, const void *const *inputs,
+                           const size_t *input_bytes, size_t n_outputs, const char *const *output_names,
+                           void *const *outputs, const size_t *output_bytes);
+
+/* Run `iterations` inferences on zeros, every graph output computed (first calls allocate and tune). */
 prt_status prt_warmup(prt_runtime *rt, int iterations);
 
-/* Wall time of the last successful prt_infer on this handle, in microseconds (NaN before any). */
+/* Wall time of the last successful prt_infer or prt_infer_named on this handle, in microseconds (NaN before any). */
 prt_status prt_last_latency_us(const prt_runtime *rt, double *microseconds);
 
 /* Message of the last failure on this thread ("" if none). */

@@ -14,16 +14,17 @@ namespace prt {
 struct Port {
     std::vector<std::string> names;  // every name the tensor has in the model
     std::vector<int64_t> shape;      // empty if the model's shape is not static
-    std::string dtype;               // element type: float32, float16 (numpy's names), else the backend's
+    std::string dtype;               // element type: float32, float16, int8, uint8, int32, int64, bool (numpy's
+                                     // names), else the backend's
 };
 
 // One execution of a graph; owns its internal memory. Not thread-safe: one caller at a time.
 class Request {
   public:
     virtual ~Request() = default;
-    // Point an input (output) at caller memory of exactly the port's shape, float32.
-    virtual void bind_input(size_t port, const float *data) = 0;
-    virtual void bind_output(size_t port, float *data) = 0;
+    // Point an input (output) at caller memory of exactly the port's shape and element type.
+    virtual void bind_input(size_t port, const void *data) = 0;
+    virtual void bind_output(size_t port, void *data) = 0;
     // Make input `port` read output `producer_port` of `producer` (same backend), without copies.
     virtual void link_input(size_t port, Request &producer, size_t producer_port) = 0;
     virtual void infer() = 0;

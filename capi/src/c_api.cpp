@@ -1,6 +1,8 @@
 // The C ABI of parnet_rt.h: argument checks, handle registry, status and thread-local error.
 // Nothing may throw across this boundary.
 #include <cmath>
+#include <cstring>
+#include <utility>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -62,6 +64,13 @@ std::shared_ptr<prt::Runtime> lookup(const prt_runtime *rt, const char *function
     return it->second;
 }
 
+// The image classifier's calls (prt_infer, the dims, preprocessing): other models are refused.
+std::shared_ptr<prt::Runtime> lookup_image(const prt_runtime *rt, const char *function) {
+    std::shared_ptr<prt::Runtime> r = lookup(rt, function);
+    if (!r->image_api()) prt::fail(PRT_E_INCOMPATIBLE, std::string(function) + ": " + r->why_not_image_api());
+    return r;
+}
+
 bool valid_utf8(const char *s) {
     const auto *p = reinterpret_cast<const unsigned char *>(s);
     while (*p) {
@@ -89,7 +98,7 @@ prt_status copy_dims(const std::vector<int64_t> &shape, int64_t *dims, size_t co
 prt_status preprocess(const char *function, const prt_runtime *rt, const uint8_t *image, size_t image_len,
                       size_t height, size_t width, size_t row_stride, int order, float *input, size_t input_len) {
     const std::string f = function;
-    auto r = lookup(rt, function);
+    auto r = lookup_image(rt, function);
     if (image == nullptr || input == nullptr) return failed(PRT_E_INVALID_ARG, f + ": image and input must not be NULL");
     const auto &shape = r->input_shape();
     const size_t h = static_cast<size_t>(shape[2]), w = static_cast<size_t>(shape[3]);
@@ -115,6 +124,113 @@ prt_status preprocess(const char *function, const prt_runtime *rt, const uint8_t
 }
 
 std::string non_finite_text(float v) { return std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf"; }
+
+// ---- named tensors (prt_io_info, prt_infer_named) ----
+
+constexpr size_t kMaxNameBytes = 256;  // of a tensor name (manifest.cpp): a caller's name is read no further
+
+bool dtype_code(const std::string &name, prt_dtype *code) {
+    static const std::pair<const char *, prt_dtype> codes[] = {
+        {"float32", PRT_FLOAT32}, {"float16", PRT_FLOAT16}, {"int8", PRT_INT8}, {"uint8", PRT_UINT8},
+        {"int32", PRT_INT32},     {"int64", PRT_INT64},     {"bool", PRT_BOOL}};
+    for (const auto &c : codes)
+        if (name == c.first) {
+            *code = c.second;
+            return true;
+        }
+    return false;
+}
+
+// A caller's name, for messages: at most kMaxNameBytes + 1 bytes of it read, quoted, printable.
+std::string quoted(const char *name) {
+    return "'" + prt::printable(std::string(name, strnlen(name, kMaxNameBytes + 1)), 80) + "'";
+}
+
+// The graph tensor the caller names, or tensors.size().
+size_t find_tensor(const std::vector<prt::IoTensor> &tensors, const char *name) {
+    const size_t n = strnlen(name, kMaxNameBytes + 1);
+    for (size_t i = 0; i < tensors.size(); i++)
+        if (tensors[i].name.size() == n && std::memcmp(tensors[i].name.data(), name, n) == 0) return i;
+    return tensors.size();
+}
+
+std::string names_of(const std::vector<prt::IoTensor> &tensors) {
+    std::string out;
+    for (const prt::IoTensor &t : tensors) out += (out.empty() ? "'" : ", '") + prt::printable(t.name, 40) + "'";
+    return out;
+}
+
+std::string shape_text(const std::vector<int64_t> &shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+struct Span {
+    uintptr_t begin, end;
+    std::string what;
+};
+
+// One side of prt_infer_named: each caller entry matched to its graph tensor (by_graph[g]: the
+// caller's buffer for graph tensor g, nullptr if not given), names, pointers, sizes and alignment
+// checked. Stops at the first bad entry: of n entries at most tensors.size() + 1 are read.
+template <typename Ptr>
+void match_side(const std::string &f, const std::string &side, const std::vector<prt::IoTensor> &tensors, size_t n,
+                const char *const *names, Ptr const *buffers, const size_t *bytes, std::vector<Ptr> &by_graph,
+                std::vector<Span> &spans) {
+    if (n == 0) prt::fail(PRT_E_INVALID_ARG, f + ": no " + side + "s given (at least one is needed)");
+    if (names == nullptr || buffers == nullptr || bytes == nullptr)
+        prt::fail(PRT_E_INVALID_ARG, f + ": " + side + "_names, " + side + "s and " + side + "_bytes must not be NULL");
+    by_graph.assign(tensors.size(), nullptr);
+    std::vector<bool> seen(tensors.size(), false);
+    for (size_t i = 0; i < n; i++) {
+        const std::string at = side + "_names[" + std::to_string(i) + "]";
+        if (names[i] == nullptr) prt::fail(PRT_E_INVALID_ARG, f + ": " + at + " is NULL");
+        const size_t g = find_tensor(tensors, names[i]);
+        if (g == tensors.size())
+            prt::fail(PRT_E_INVALID_ARG, f + ": " + at + " " + quoted(names[i]) + " is not a graph " + side +
+                                             " of the model (its " + side + "s: " + names_of(tensors) + ")");
+        const prt::IoTensor &t = tensors[g];
+        const std::string tensor = side + " '" + prt::printable(t.name) + "'";
+        if (seen[g]) prt::fail(PRT_E_INVALID_ARG, f + ": " + tensor + " is given twice (" + at + ")");
+        seen[g] = true;
+        if (buffers[i] == nullptr) prt::fail(PRT_E_INVALID_ARG, f + ": the buffer of " + tensor + " is NULL");
+        if (bytes[i] != t.bytes)
+            prt::fail(PRT_E_INVALID_ARG, f + ": " + tensor + " (" + t.dtype + " " + shape_text(t.shape) + ") is " +
+                                             std::to_string(t.bytes) + " bytes, " + side + "_bytes[" + std::to_string(i) +
+                                             "] is " + std::to_string(bytes[i]));
+        const auto begin = reinterpret_cast<uintptr_t>(buffers[i]);
+        if (begin % t.element_bytes != 0)
+            prt::fail(PRT_E_INVALID_ARG, f + ": the buffer of " + tensor + " is not aligned to its element size (" +
+                                             std::to_string(t.element_bytes) + " bytes, " + t.dtype + ")");
+        by_graph[g] = buffers[i];
+        spans.push_back({begin, begin > UINTPTR_MAX - t.bytes ? UINTPTR_MAX : begin + t.bytes, tensor});
+    }
+}
+
+// float32 and float16 inputs hold no NaN or infinity (the check_finite option).
+void check_finite_named(const std::string &f, const std::vector<prt::IoTensor> &tensors,
+                        const std::vector<const void *> &by_graph) {
+    for (size_t g = 0; g < tensors.size(); g++) {
+        const prt::IoTensor &t = tensors[g];
+        const size_t n = t.bytes / t.element_bytes;
+        std::string bad;
+        size_t at = n;
+        if (t.dtype == "float32") {
+            const auto *x = static_cast<const float *>(by_graph[g]);
+            at = prt::first_non_finite(x, n);
+            if (at < n) bad = non_finite_text(x[at]);
+        } else if (t.dtype == "float16") {
+            const auto *x = static_cast<const uint16_t *>(by_graph[g]);
+            for (at = 0; at < n && (x[at] & 0x7c00u) != 0x7c00u; at++) {
+            }
+            if (at < n) bad = (x[at] & 0x3ffu) ? "NaN" : (x[at] & 0x8000u) ? "-inf" : "+inf";
+        }
+        if (at < n)
+            prt::fail(PRT_E_INVALID_ARG, f + ": input '" + prt::printable(t.name) + "'[" + std::to_string(at) + "] is " + bad +
+                                             ": the input must be finite (open with check_finite=0 to skip this check)");
+    }
+}
 
 template <typename F>
 prt_status guarded(F &&body) {
@@ -157,16 +273,16 @@ prt_status prt_open(const char *path, const char *options, prt_runtime **out) {
 }
 
 prt_status prt_input_dims(const prt_runtime *rt, int64_t dims[4]) {
-    return guarded([&] { return copy_dims(lookup(rt, "prt_input_dims")->input_shape(), dims, 4, "prt_input_dims"); });
+    return guarded([&] { return copy_dims(lookup_image(rt, "prt_input_dims")->input_shape(), dims, 4, "prt_input_dims"); });
 }
 
 prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]) {
-    return guarded([&] { return copy_dims(lookup(rt, "prt_output_dims")->output_shape(), dims, 2, "prt_output_dims"); });
+    return guarded([&] { return copy_dims(lookup_image(rt, "prt_output_dims")->output_shape(), dims, 2, "prt_output_dims"); });
 }
 
 prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, float *output, size_t output_len) {
     return guarded([&] {
-        auto r = lookup(rt, "prt_infer");
+        auto r = lookup_image(rt, "prt_infer");
         if (input == nullptr || output == nullptr) return failed(PRT_E_INVALID_ARG, "prt_infer: input and output must not be NULL");
         if (input_len != r->input_len() || output_len != r->output_len())
             return failed(PRT_E_INVALID_ARG, "prt_infer: expected input_len " + std::to_string(r->input_len()) +
@@ -198,12 +314,76 @@ prt_status prt_preprocess_u8_len(const prt_runtime *rt, const uint8_t *image, si
     });
 }
 
+prt_status prt_io_count(const prt_runtime *rt, size_t *n_inputs, size_t *n_outputs) {
+    return guarded([&] {
+        auto r = lookup(rt, "prt_io_count");
+        if (n_inputs != nullptr) *n_inputs = r->inputs().size();
+        if (n_outputs != nullptr) *n_outputs = r->outputs().size();
+        return PRT_OK;
+    });
+}
+
+prt_status prt_io_info(const prt_runtime *rt, int is_output, size_t index, const char **name, prt_dtype *dtype,
+                       int64_t *dims, size_t dims_cap, size_t *rank) {
+    return guarded([&] {
+        const std::string f = "prt_io_info";
+        auto r = lookup(rt, "prt_io_info");
+        if (is_output != 0 && is_output != 1) return failed(PRT_E_INVALID_ARG, f + ": is_output must be 0 or 1");
+        const std::vector<prt::IoTensor> &tensors = is_output ? r->outputs() : r->inputs();
+        const char *side = is_output ? "output" : "input";
+        if (index >= tensors.size())
+            return failed(PRT_E_INVALID_ARG, f + ": " + side + " " + std::to_string(index) + " does not exist (the model has " +
+                                                 std::to_string(tensors.size()) + " " + side + "s)");
+        const prt::IoTensor &t = tensors[index];
+        if (dims == nullptr && dims_cap != 0) return failed(PRT_E_INVALID_ARG, f + ": dims is NULL but dims_cap is not 0");
+        if (dims != nullptr && dims_cap < t.shape.size())
+            return failed(PRT_E_INVALID_ARG, f + ": " + side + " '" + prt::printable(t.name) + "' has rank " +
+                                                 std::to_string(t.shape.size()) + ", dims_cap is " + std::to_string(dims_cap));
+        prt_dtype code = PRT_FLOAT32;
+        if (!dtype_code(t.dtype, &code))
+            return failed(PRT_E_RUNTIME, f + ": " + side + " '" + prt::printable(t.name) + "' has an element type this API lacks");
+        if (name != nullptr) *name = t.name.c_str();  // lives as long as the runtime
+        if (dtype != nullptr) *dtype = code;
+        if (rank != nullptr) *rank = t.shape.size();
+        if (dims != nullptr)
+            for (size_t i = 0; i < t.shape.size(); i++) dims[i] = t.shape[i];
+        return PRT_OK;
+    });
+}
+
+prt_status prt_infer_named(prt_runtime *rt, size_t n_inputs, const char *const *input_names, const void *const *inputs,
+                           const size_t *input_bytes, size_t n_outputs, const char *const *output_names,
+                           void *const *outputs, const size_t *output_bytes) {
+    return guarded([&] {
+        const std::string f = "prt_infer_named";
+        auto r = lookup(rt, "prt_infer_named");
+        std::vector<const void *> in;
+        std::vector<void *> out;
+        std::vector<Span> spans;
+        match_side(f, "input", r->inputs(), n_inputs, input_names, inputs, input_bytes, in, spans);
+        for (size_t g = 0; g < in.size(); g++)
+            if (in[g] == nullptr)
+                return failed(PRT_E_INVALID_ARG, f + ": input '" + prt::printable(r->inputs()[g].name) +
+                                                     "' is missing (every graph input is required; the model's inputs: " +
+                                                     names_of(r->inputs()) + ")");
+        const size_t n_in = spans.size();
+        match_side(f, "output", r->outputs(), n_outputs, output_names, outputs, output_bytes, out, spans);
+        for (size_t o = n_in; o < spans.size(); o++)  // an output written while another buffer is read or written
+            for (size_t j = 0; j < spans.size(); j++)
+                if (j != o && spans[o].begin < spans[j].end && spans[j].begin < spans[o].end)
+                    return failed(PRT_E_INVALID_ARG, f + ": the buffer of " + spans[o].what + " overlaps that of " +
+                                                         spans[j].what);
+        if (r->check_finite()) check_finite_named(f, r->inputs(), in);
+        r->infer_named(in.data(), out.data());
+        return PRT_OK;
+    });
+}
+
 prt_status prt_warmup(prt_runtime *rt, int iterations) {
     return guarded([&] {
         auto r = lookup(rt, "prt_warmup");
         if (iterations < 0) return failed(PRT_E_INVALID_ARG, "prt_warmup: iterations must be >= 0");
-        std::vector<float> x(r->input_len(), 0.0f), y(r->output_len());
-        for (int i = 0; i < iterations; i++) r->infer(x.data(), y.data());
+        r->warmup(iterations);
         return PRT_OK;
     });
 }

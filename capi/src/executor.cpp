@@ -1,17 +1,39 @@
 #include "executor.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 
 #include "error.hpp"
 
 namespace prt {
 
-// One request per node, inputs linked to their producers' outputs; the graph input and output
-// are bound to the caller's memory (re-bound only when the caller's pointers change).
+// One request per node, inputs linked to their producers' outputs; the graph inputs and outputs
+// are bound to the caller's memory (re-bound only when the caller's pointers change). A graph
+// output that a later node also reads is bound, for both, to the caller's memory; one the caller
+// does not want goes to memory of this set (so no run ever writes into an earlier call's buffer).
 class RequestSet {
   public:
-    RequestSet(const std::vector<Node> &nodes, int concurrency)
-        : nodes_(nodes), concurrency_(concurrency), waiting_(nodes.size()), producers_(nodes.size()) {
+    using Port = std::pair<size_t, size_t>;  // (node, port)
+
+    RequestSet(const std::vector<Node> &nodes, size_t n_inputs, const std::vector<size_t> &output_bytes,
+               int concurrency)
+        : nodes_(nodes), output_bytes_(output_bytes), concurrency_(concurrency), waiting_(nodes.size()),
+          producers_(nodes.size()), input_readers_(n_inputs), output_writer_(output_bytes.size()),
+          output_readers_(output_bytes.size()), bound_inputs_(n_inputs, nullptr),
+          bound_outputs_(output_bytes.size(), nullptr), scratch_(output_bytes.size()) {
+        for (size_t i = 0; i < nodes.size(); i++) {
+            for (size_t p = 0; p < nodes[i].inputs.size(); p++)
+                if (nodes[i].inputs[p].node < 0) input_readers_.at(nodes[i].inputs[p].port).push_back({i, p});
+            for (const auto &o : nodes[i].graph_outputs) output_writer_.at(o.second) = {i, o.first};
+        }
+        for (size_t g = 0; g < output_writer_.size(); g++)
+            for (size_t i = 0; i < nodes.size(); i++)
+                for (size_t p = 0; p < nodes[i].inputs.size(); p++) {
+                    const Source &s = nodes[i].inputs[p];
+                    if (s.node >= 0 && Port(static_cast<size_t>(s.node), s.port) == output_writer_[g])
+                        output_readers_[g].push_back({i, p});
+                }
         // a consumer waits for each producer once, however many of its tensors it reads
         // (a producer lists each consumer once)
         for (const Node &n : nodes)
@@ -28,8 +50,8 @@ class RequestSet {
                 requests_[i]->set_done([this, i](std::exception_ptr e) { finished(static_cast<int>(i), e); });
     }
 
-    void run(const float *input, float *output) {
-        bind(input, output);
+    void run(const void *const *inputs, void *const *outputs) {
+        bind(inputs, outputs);
         if (concurrency_ <= 1) {
             for (auto &r : requests_) r->infer();
             return;
@@ -38,17 +60,26 @@ class RequestSet {
     }
 
   private:
-    void bind(const float *input, float *output) {
-        if (input != bound_input_) {
-            for (size_t i = 0; i < nodes_.size(); i++)
-                for (size_t p = 0; p < nodes_[i].inputs.size(); p++)
-                    if (nodes_[i].inputs[p].node < 0) requests_[i]->bind_input(p, input);
-            bound_input_ = input;
+    // A binding that failed half-way is forgotten (nullptr: never a caller's pointer), so the next
+    // call binds again rather than trust requests that may point anywhere.
+    void bind(const void *const *inputs, void *const *outputs) {
+        for (size_t g = 0; g < bound_inputs_.size(); g++) {
+            if (inputs[g] == bound_inputs_[g]) continue;
+            bound_inputs_[g] = nullptr;
+            for (const Port &r : input_readers_[g]) requests_[r.first]->bind_input(r.second, inputs[g]);
+            bound_inputs_[g] = inputs[g];
         }
-        if (output != bound_output_) {
-            for (size_t i = 0; i < nodes_.size(); i++)
-                if (nodes_[i].output_port >= 0) requests_[i]->bind_output(static_cast<size_t>(nodes_[i].output_port), output);
-            bound_output_ = output;
+        for (size_t g = 0; g < bound_outputs_.size(); g++) {
+            void *target = outputs[g];
+            if (target == nullptr) {
+                if (!scratch_[g]) scratch_[g] = std::make_unique<uint64_t[]>((output_bytes_[g] + 7) / 8);  // aligned for any type
+                target = scratch_[g].get();
+            }
+            if (target == bound_outputs_[g]) continue;
+            bound_outputs_[g] = nullptr;
+            requests_[output_writer_[g].first]->bind_output(output_writer_[g].second, target);
+            for (const Port &r : output_readers_[g]) requests_[r.first]->bind_input(r.second, target);
+            bound_outputs_[g] = target;
         }
     }
 
@@ -125,10 +156,9 @@ class RequestSet {
     }
 
     const std::vector<Node> &nodes_;
+    const std::vector<size_t> &output_bytes_;
     const int concurrency_;
     std::vector<std::unique_ptr<Request>> requests_;
-    const float *bound_input_ = nullptr;
-    float *bound_output_ = nullptr;
 
     std::mutex mutex_;
     std::condition_variable done_;
@@ -139,10 +169,22 @@ class RequestSet {
     int in_flight_ = 0;
     size_t completed_ = 0;
     std::exception_ptr error_;
+
+    std::vector<std::vector<Port>> input_readers_;   // per graph input: the node inputs bound to it
+    std::vector<Port> output_writer_;                // per graph output: the node output producing it
+    std::vector<std::vector<Port>> output_readers_;  // per graph output: the node inputs reading it
+    std::vector<const void *> bound_inputs_;
+    std::vector<void *> bound_outputs_;
+    std::vector<std::unique_ptr<uint64_t[]>> scratch_;  // per graph output, once not wanted
 };
 
-Executor::Executor(std::vector<Node> nodes, int concurrency) : nodes_(std::move(nodes)), concurrency_(concurrency) {
-    free_.push_back(std::make_unique<RequestSet>(nodes_, concurrency_));  // allocate before the first call
+Executor::Executor(std::vector<Node> nodes, size_t n_inputs, std::vector<size_t> output_bytes, int concurrency)
+    : nodes_(std::move(nodes)), n_inputs_(n_inputs), output_bytes_(std::move(output_bytes)), concurrency_(concurrency) {
+    free_.push_back(make_set());  // allocate before the first call
+}
+
+std::unique_ptr<RequestSet> Executor::make_set() {
+    return std::make_unique<RequestSet>(nodes_, n_inputs_, output_bytes_, concurrency_);
 }
 
 Executor::~Executor() = default;
@@ -156,7 +198,7 @@ std::unique_ptr<RequestSet> Executor::acquire() {
             return set;
         }
     }
-    return std::make_unique<RequestSet>(nodes_, concurrency_);  // another thread holds every set: grow
+    return make_set();  // another thread holds every set: grow
 }
 
 void Executor::release(std::unique_ptr<RequestSet> set) {
@@ -164,10 +206,10 @@ void Executor::release(std::unique_ptr<RequestSet> set) {
     free_.push_back(std::move(set));
 }
 
-void Executor::run(const float *input, float *output) {
+void Executor::run(const void *const *inputs, void *const *outputs) {
     std::unique_ptr<RequestSet> set = acquire();
     try {
-        set->run(input, output);
+        set->run(inputs, outputs);
     } catch (...) {
         release(std::move(set));
         throw;

@@ -6,6 +6,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "backend.hpp"
@@ -13,14 +14,14 @@
 namespace prt {
 
 struct Source {       // where a node's input comes from
-    int node = -1;    // -1: the graph input
-    size_t port = 0;  // the producer's output port
+    int node = -1;    // -1: the graph input number `port` (the manifest's order)
+    size_t port = 0;  // the producer's output port, or the graph input's number
 };
 
 struct Node {
     std::shared_ptr<Graph> graph;
     std::vector<Source> inputs;    // per input port
-    int output_port = -1;          // the port holding the graph output, or -1
+    std::vector<std::pair<size_t, size_t>> graph_outputs;  // (output port, graph output number)
     std::vector<int> consumers;    // nodes reading any of this node's outputs
 };
 
@@ -28,17 +29,23 @@ class RequestSet;
 
 class Executor {
   public:
-    // `nodes` in an execution order; `concurrency`: how many nodes may run at once (1: in order,
-    // in the calling thread).
-    Executor(std::vector<Node> nodes, int concurrency);
+    // `nodes` in an execution order, reading graph inputs 0..n_inputs-1 and together producing
+    // graph outputs 0..output_bytes.size()-1 (each exactly once; output_bytes: each one's size);
+    // `concurrency`: how many nodes may run at once (1: in order, in the calling thread).
+    Executor(std::vector<Node> nodes, size_t n_inputs, std::vector<size_t> output_bytes, int concurrency);
     ~Executor();
-    void run(const float *input, float *output);
+    // inputs[i]: graph input i; outputs[j]: graph output j's memory, or nullptr where the caller
+    // does not want it (computed into memory of the request set: never into an earlier caller's).
+    void run(const void *const *inputs, void *const *outputs);
 
   private:
+    std::unique_ptr<RequestSet> make_set();
     std::unique_ptr<RequestSet> acquire();
     void release(std::unique_ptr<RequestSet> set);
 
     std::vector<Node> nodes_;
+    size_t n_inputs_;
+    std::vector<size_t> output_bytes_;
     int concurrency_;
     std::mutex mutex_;
     std::vector<std::unique_ptr<RequestSet>> free_;

@@ -67,12 +67,12 @@ class OvRequest : public Request {
     OvRequest(ov::InferRequest request, const ov::CompiledModel &model)
         : request_(std::move(request)), inputs_(model.inputs()), outputs_(model.outputs()) {}
 
-    void bind_input(size_t port, const float *data) override {
+    void bind_input(size_t port, const void *data) override {
         const ov::Output<const ov::Node> &p = inputs_.at(port);
         // OpenVINO only reads an input tensor; its Tensor type has no read-only view of host memory
-        request_.set_tensor(p, ov::Tensor(p.get_element_type(), p.get_shape(), const_cast<float *>(data)));
+        request_.set_tensor(p, ov::Tensor(p.get_element_type(), p.get_shape(), const_cast<void *>(data)));
     }
-    void bind_output(size_t port, float *data) override {
+    void bind_output(size_t port, void *data) override {
         const ov::Output<const ov::Node> &p = outputs_.at(port);
         request_.set_tensor(p, ov::Tensor(p.get_element_type(), p.get_shape(), data));
     }
@@ -109,12 +109,15 @@ class OvRequest : public Request {
     std::vector<ov::Output<const ov::Node>> inputs_, outputs_;
 };
 
-// The manifest's (numpy's) name of an element type; others keep OpenVINO's (i64, u8, ...).
+// The manifest's (numpy's) name of an element type; others keep OpenVINO's (u16, f64, ...).
 std::string dtype_name(const ov::element::Type &type) {
     if (type == ov::element::f32) return "float32";
     if (type == ov::element::f16) return "float16";
     if (type == ov::element::i8) return "int8";
     if (type == ov::element::u8) return "uint8";
+    if (type == ov::element::i32) return "int32";
+    if (type == ov::element::i64) return "int64";
+    if (type == ov::element::boolean) return "bool";
     return type.get_type_name();
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <map>
 
 #include "artifact_dir.hpp"
@@ -156,16 +158,16 @@ std::vector<size_t> match_ports(const std::vector<Port> &ports, const std::vecto
     return port_of;
 }
 
-// The graph's one input and one output (what this API passes).
+// The graph's inputs and outputs by name: their numbers in the manifest's order.
 struct GraphIo {
-    std::string input, output;
+    std::map<std::string, size_t> inputs, outputs;
 };
 
-GraphIo graph_io(const SubgraphSpec &whole, const std::string &path) {
-    if (whole.inputs.size() != 1 || whole.outputs.size() != 1)
-        fail(PRT_E_INCOMPATIBLE, path + ": expected one input and one output, the manifest lists " +
-                                     std::to_string(whole.inputs.size()) + " and " + std::to_string(whole.outputs.size()));
-    return {whole.inputs[0].name, whole.outputs[0].name};
+GraphIo graph_io(const SubgraphSpec &whole) {
+    GraphIo io;
+    for (size_t i = 0; i < whole.inputs.size(); i++) io.inputs[whole.inputs[i].name] = i;
+    for (size_t i = 0; i < whole.outputs.size(); i++) io.outputs[whole.outputs[i].name] = i;
+    return io;
 }
 
 // The graph builder's state: the nodes so far, and which node output holds each tensor.
@@ -187,7 +189,7 @@ Node compile_node(const ArtifactDir &dir, const Plan &plan, const SubgraphSpec &
     return node;
 }
 
-// The node's inputs read the graph input or an earlier node's output; its outputs are recorded.
+// The node's inputs read graph inputs or earlier nodes' outputs; its outputs are recorded.
 void wire_node(Node node, const SubgraphSpec &s, const GraphIo &io, const std::string &what, Wiring &w) {
     const std::vector<size_t> in_ports = match_ports(node.graph->inputs(), s.inputs, "input", what);
     const std::vector<size_t> out_ports = match_ports(node.graph->outputs(), s.outputs, "output", what);
@@ -196,14 +198,14 @@ void wire_node(Node node, const SubgraphSpec &s, const GraphIo &io, const std::s
     for (size_t i = 0; i < s.inputs.size(); i++) {
         const TensorSpec &t = s.inputs[i];
         const Port &port = node.graph->inputs()[in_ports[i]];
-        if (t.name == io.input) {
-            if (port.dtype != "float32") fail(PRT_E_INCOMPATIBLE, what + ": the graph input is not float32");
-            node.inputs[in_ports[i]] = {-1, 0};
+        const auto graph_input = io.inputs.find(t.name);
+        if (graph_input != io.inputs.end()) {
+            node.inputs[in_ports[i]] = {-1, graph_input->second};
             continue;
         }
         const auto src = w.produced.find(t.name);
-        if (src == w.produced.end())  // whole mode: its only input is the graph input
-            fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' is neither the graph input nor produced earlier");
+        if (src == w.produced.end())  // whole mode: its inputs are the graph inputs
+            fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' is neither a graph input nor produced earlier");
         Node &producer = w.nodes[static_cast<size_t>(src->second.first)];
         const Port &out = producer.graph->outputs()[src->second.second];
         if (out.shape != port.shape || out.dtype != port.dtype)
@@ -215,18 +217,15 @@ void wire_node(Node node, const SubgraphSpec &s, const GraphIo &io, const std::s
     for (size_t i = 0; i < s.outputs.size(); i++) {
         const TensorSpec &t = s.outputs[i];
         w.produced[t.name] = {self, out_ports[i]};
-        if (t.name == io.output) {
-            if (node.graph->outputs()[out_ports[i]].dtype != "float32")
-                fail(PRT_E_INCOMPATIBLE, what + ": the graph output is not float32");
-            node.output_port = static_cast<int>(out_ports[i]);
-        }
+        const auto graph_output = io.outputs.find(t.name);
+        if (graph_output != io.outputs.end()) node.graph_outputs.push_back({out_ports[i], graph_output->second});
     }
     w.nodes.push_back(std::move(node));
 }
 
 // compile_node and wire_node for every graph to load: the executor's nodes, in an execution order.
 std::vector<Node> build_nodes(const ArtifactDir &dir, const Plan &plan, const Settings &settings, Backend &backend) {
-    const GraphIo io = graph_io(plan.graph.whole, dir.path());
+    const GraphIo io = graph_io(plan.graph.whole);
     Wiring w;
     for (const SubgraphSpec &s : settings.specs)
         wire_node(compile_node(dir, plan, s, backend, settings.compile), s, io, dir.path() + "/" + s.file, w);
@@ -235,30 +234,91 @@ std::vector<Node> build_nodes(const ArtifactDir &dir, const Plan &plan, const Se
 
 }  // namespace
 
-// The shapes of the caller's buffers, from the models (each port equal to the manifest),
-// checked against the manifest's graph and this API (N x 3 x H x W in, N x classes out).
-void Runtime::set_shapes(const std::vector<Node> &nodes, const SubgraphSpec &whole, const std::string &path) {
+size_t element_bytes(const std::string &dtype) {
+    if (dtype == "float32" || dtype == "int32") return 4;
+    if (dtype == "float16") return 2;
+    if (dtype == "int8" || dtype == "uint8" || dtype == "bool") return 1;
+    if (dtype == "int64") return 8;
+    return 0;
+}
+
+// The graph's inputs and outputs as the models have them (each port equal to the manifest's
+// subgraph), checked against the manifest's graph: the caller's buffer sizes come from here.
+void Runtime::set_io(const std::vector<Node> &nodes, const SubgraphSpec &whole, const std::string &path) {
+    inputs_.assign(whole.inputs.size(), IoTensor());
+    outputs_.assign(whole.outputs.size(), IoTensor());
+    std::vector<bool> read(inputs_.size(), false), written(outputs_.size(), false);
+    auto take = [&](IoTensor &t, const Port &port) {
+        t.shape = port.shape;
+        t.dtype = port.dtype;
+    };
     for (const Node &n : nodes) {
         for (size_t p = 0; p < n.inputs.size(); p++) {
             if (n.inputs[p].node >= 0) continue;
-            const std::vector<int64_t> &shape = n.graph->inputs()[p].shape;
-            if (!input_shape_.empty() && input_shape_ != shape)
-                fail(PRT_E_INCOMPATIBLE, path + ": the subgraphs disagree on the input shape");
-            input_shape_ = shape;
+            const size_t g = n.inputs[p].port;
+            const Port &port = n.graph->inputs()[p];
+            if (read[g] && (inputs_[g].shape != port.shape || inputs_[g].dtype != port.dtype))
+                fail(PRT_E_INCOMPATIBLE, path + ": the subgraphs disagree on the input '" + printable(whole.inputs[g].name) + "'");
+            take(inputs_[g], port);
+            read[g] = true;
         }
-        if (n.output_port >= 0) output_shape_ = n.graph->outputs()[static_cast<size_t>(n.output_port)].shape;
+        for (const auto &o : n.graph_outputs) {
+            take(outputs_[o.second], n.graph->outputs()[o.first]);
+            written[o.second] = true;
+        }
     }
-    if (input_shape_ != whole.inputs[0].shape || output_shape_ != whole.outputs[0].shape)
-        fail(PRT_E_INCOMPATIBLE, path + ": the model's input " + shape_text(input_shape_) + " and output " +
-                                     shape_text(output_shape_) + " are not the manifest's " +
-                                     shape_text(whole.inputs[0].shape) + " and " + shape_text(whole.outputs[0].shape));
-    if (input_shape_.size() != 4 || input_shape_[1] != 3)
-        fail(PRT_E_INCOMPATIBLE, path + ": the input is " + shape_text(input_shape_) + "; this API takes N x 3 x H x W");
-    if (output_shape_.size() != 2)
-        fail(PRT_E_INCOMPATIBLE, path + ": the output is " + shape_text(output_shape_) + "; this API returns N x classes");
-    input_len_ = output_len_ = 1;
-    for (int64_t d : input_shape_) input_len_ *= static_cast<size_t>(d);
-    for (int64_t d : output_shape_) output_len_ *= static_cast<size_t>(d);
+    auto check = [&](std::vector<IoTensor> &tensors, const std::vector<TensorSpec> &specs, const std::vector<bool> &seen,
+                     const char *kind, const char *missing) {
+        for (size_t g = 0; g < tensors.size(); g++) {
+            IoTensor &t = tensors[g];
+            const TensorSpec &spec = specs[g];
+            t.name = spec.name;
+            const std::string what = path + ": graph " + kind + " '" + printable(spec.name) + "'";
+            if (!seen[g]) fail(PRT_E_INCOMPATIBLE, what + " is " + missing);
+            if (t.shape != spec.shape || t.dtype != spec.dtype)
+                fail(PRT_E_INCOMPATIBLE, what + " is " + t.dtype + " " + shape_text(t.shape) + " in the model, the manifest says " +
+                                             spec.dtype + " " + shape_text(spec.shape));
+            if (spec.name.find('\0') != std::string::npos)
+                fail(PRT_E_INCOMPATIBLE, what + ": a NUL byte in the name (no C string can name it)");
+            t.element_bytes = element_bytes(t.dtype);
+            if (t.element_bytes == 0) fail(PRT_E_INCOMPATIBLE, what + " is " + printable(t.dtype) + ", which this library does not pass");
+            t.bytes = t.element_bytes;
+            for (int64_t d : t.shape) {  // dims in [1, 65536] (manifest.cpp), up to 8 of them: may overflow
+                if (d < 1 || t.bytes > static_cast<size_t>(PTRDIFF_MAX) / static_cast<size_t>(d))
+                    fail(PRT_E_INCOMPATIBLE, what + " " + shape_text(t.shape) + " is too large");
+                t.bytes *= static_cast<size_t>(d);
+            }
+        }
+    };
+    check(inputs_, whole.inputs, read, "input", "read by no subgraph");
+    check(outputs_, whole.outputs, written, "output", "produced by no subgraph");
+    set_image_api();
+}
+
+// The image classifier's calls apply to one float32 N x 3 x H x W input and one float32 N x classes output.
+void Runtime::set_image_api() {
+    const std::string named = "; use prt_io_info and prt_infer_named";
+    if (inputs_.size() != 1 || outputs_.size() != 1) {
+        image_api_ = "the model has " + std::to_string(inputs_.size()) + " inputs and " + std::to_string(outputs_.size()) +
+                     " outputs, not the image classifier's one input and one output" + named;
+        return;
+    }
+    const IoTensor &in = inputs_[0], &out = outputs_[0];
+    if (in.shape.size() != 4 || in.shape[1] != 3 || in.dtype != "float32") {
+        image_api_ = "the input '" + printable(in.name) + "' is " + in.dtype + " " + shape_text(in.shape) +
+                     ", not the image classifier's float32 N x 3 x H x W" + named;
+        return;
+    }
+    if (out.shape.size() != 2 || out.dtype != "float32") {
+        image_api_ = "the output '" + printable(out.name) + "' is " + out.dtype + " " + shape_text(out.shape) +
+                     ", not the image classifier's float32 N x classes" + named;
+        return;
+    }
+    image_api_.clear();
+    input_shape_ = in.shape;
+    output_shape_ = out.shape;
+    input_len_ = in.bytes / sizeof(float);
+    output_len_ = out.bytes / sizeof(float);
 }
 
 std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &options) {
@@ -269,18 +329,44 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
     const Settings settings = choose_settings(plan, options, path);
     std::vector<Node> nodes = build_nodes(dir, plan, settings, backend);
     auto rt = std::unique_ptr<Runtime>(new Runtime());
-    rt->set_shapes(nodes, plan.graph.whole, path);
+    rt->set_io(nodes, plan.graph.whole, path);
     rt->normalization_ = plan.graph.normalization;
     rt->check_finite_ = options.check_finite;
-    rt->executor_ = std::make_unique<Executor>(std::move(nodes), settings.concurrency);
+    std::vector<size_t> output_bytes;
+    for (const IoTensor &t : rt->outputs_) output_bytes.push_back(t.bytes);
+    rt->executor_ = std::make_unique<Executor>(std::move(nodes), rt->inputs_.size(), std::move(output_bytes),
+                                               settings.concurrency);
     return rt;
 }
 
 void Runtime::infer(const float *input, float *output) {
+    const void *inputs[1] = {input};
+    void *outputs[1] = {output};
+    infer_named(inputs, outputs);
+}
+
+void Runtime::infer_named(const void *const *inputs, void *const *outputs) {
     const auto t0 = std::chrono::steady_clock::now();
-    executor_->run(input, output);
+    executor_->run(inputs, outputs);
     const std::chrono::duration<double, std::micro> took = std::chrono::steady_clock::now() - t0;
     last_latency_us_.store(took.count());
+}
+
+void Runtime::warmup(int iterations) {
+    if (iterations <= 0) return;
+    std::vector<std::vector<uint64_t>> memory;  // zeroed, aligned for any element type
+    std::vector<const void *> in;
+    std::vector<void *> out;
+    memory.reserve(inputs_.size() + outputs_.size());
+    for (const IoTensor &t : inputs_) {
+        memory.emplace_back((t.bytes + 7) / 8, 0);
+        in.push_back(memory.back().data());
+    }
+    for (const IoTensor &t : outputs_) {
+        memory.emplace_back((t.bytes + 7) / 8, 0);
+        out.push_back(memory.back().data());
+    }
+    for (int i = 0; i < iterations; i++) infer_named(in.data(), out.data());
 }
 
 }  // namespace prt

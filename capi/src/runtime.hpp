@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "executor.hpp"
 #include "manifest.hpp"
@@ -11,14 +12,33 @@
 
 namespace prt {
 
+// A graph input or output as the compiled model has it (equal to the manifest's).
+struct IoTensor {
+    std::string name;
+    std::string dtype;  // float32 | float16 | int8 | uint8 (int32, int64, bool: not in manifests yet)
+    std::vector<int64_t> shape;
+    size_t element_bytes = 0, bytes = 0;
+};
+
+// The element size of a dtype name (Port::dtype), 0 if this library does not know it.
+size_t element_bytes(const std::string &dtype);
+
 class Runtime {
   public:
     // In steps (runtime.cpp): create the backend (make_backend), read and check the manifest
     // (read_plan), apply the options (choose_settings: concurrency, threads, precision hint, by
     // policy.hpp), compile and wire each graph (build_nodes: compile_node, wire_node), take the
-    // buffer shapes (set_shapes) and build the executor.
+    // graph inputs and outputs (set_io) and build the executor.
     static std::unique_ptr<Runtime> open(const std::string &path, const Options &options);
 
+    // The graph's inputs and outputs, in the manifest's order.
+    const std::vector<IoTensor> &inputs() const { return inputs_; }
+    const std::vector<IoTensor> &outputs() const { return outputs_; }
+    // Whether the image classifier's calls (prt_infer, dims, preprocess) apply: one float32
+    // N x 3 x H x W input and one float32 N x classes output; else why not (for messages).
+    bool image_api() const { return image_api_.empty(); }
+    const std::string &why_not_image_api() const { return image_api_; }
+    // Valid only where image_api():
     const std::vector<int64_t> &input_shape() const { return input_shape_; }
     const std::vector<int64_t> &output_shape() const { return output_shape_; }
     size_t input_len() const { return input_len_; }
@@ -27,11 +47,19 @@ class Runtime {
     bool check_finite() const { return check_finite_; }
 
     void infer(const float *input, float *output);
+    // inputs[i]: graph input i (inputs()); outputs[j]: graph output j, or nullptr (not wanted).
+    // The caller checked every size and pointer.
+    void infer_named(const void *const *inputs, void *const *outputs);
+    // `iterations` runs on zeros, every output computed.
+    void warmup(int iterations);
     double last_latency_us() const { return last_latency_us_.load(); }
 
   private:
     Runtime() = default;
-    void set_shapes(const std::vector<Node> &nodes, const SubgraphSpec &whole, const std::string &path);
+    void set_io(const std::vector<Node> &nodes, const SubgraphSpec &whole, const std::string &path);
+    void set_image_api();
+    std::vector<IoTensor> inputs_, outputs_;
+    std::string image_api_;  // empty: the image API applies; else why not
     std::vector<int64_t> input_shape_, output_shape_;
     size_t input_len_ = 0, output_len_ = 0;
     Normalization normalization_;

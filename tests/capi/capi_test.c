@@ -13,6 +13,14 @@
  *                                            (and prt_preprocess_u8_len on a buffer of exactly the
  *                                            image's span gives the same floats)
  *   peak MAX_KIB                             this process's peak resident memory (VmHWM) is at most MAX_KIB
+ *   named DIR OPTIONS IN_PREFIX OUT_PREFIX   named tensors: writes OUT_PREFIX"info.txt" (prt_io_info of
+ *                                            every tensor), reads each input from IN_PREFIX<name>.bin,
+ *                                            runs all outputs (to OUT_PREFIX<name>.bin), then each
+ *                                            output alone and in reverse order (bitwise the same), and
+ *                                            checks a buffer of an earlier call is never written again
+ *   named_misuse DIR OPTIONS                 prt_infer_named / prt_io_info misuse on a model of several
+ *                                            float32 inputs and outputs: every refusal leaves all
+ *                                            outputs untouched; the image calls refuse the model
  *
  * Commands run in order in one process (so one valgrind run covers them all). Every error message
  * must be one line of text (no control bytes). Prints one line per failed check, then "ALL OK" or
@@ -349,11 +357,363 @@ static void cmd_peak(long max_kib) {
     CHECK(kib >= 0 && kib <= max_kib, "peak resident memory %ld KiB, limit %ld KiB", kib, max_kib);
 }
 
+/* ---- named tensors ---- */
+
+#define SENTINEL 0xA5
+#define MAX_IO 8 /* graph inputs (outputs) at most: the manifest's limit */
+
+struct io {
+    size_t n_in, n_out;
+    const char *names[2][MAX_IO];
+    size_t bytes[2][MAX_IO];
+    prt_dtype dtype[2][MAX_IO];
+};
+
+static size_t dtype_size(prt_dtype d) {
+    switch (d) {
+    case PRT_FLOAT32: case PRT_INT32: return 4;
+    case PRT_FLOAT16: return 2;
+    case PRT_INT8: case PRT_UINT8: case PRT_BOOL: return 1;
+    case PRT_INT64: return 8;
+    }
+    return 0;
+}
+
+/* Every graph tensor's info; each line of `info` (if not NULL): "input|output INDEX NAME DTYPE d0,d1,..." */
+static int query_io(prt_runtime *rt, struct io *io, FILE *info) {
+    expect_status(prt_io_count(rt, &io->n_in, &io->n_out), PRT_OK, "io_count");
+    CHECK(io->n_in >= 1 && io->n_in <= MAX_IO && io->n_out >= 1 && io->n_out <= MAX_IO, "io counts %zu %zu",
+          io->n_in, io->n_out);
+    if (io->n_in < 1 || io->n_in > MAX_IO || io->n_out < 1 || io->n_out > MAX_IO) return 0;
+    for (int side = 0; side < 2; side++) {
+        for (size_t i = 0; i < (side ? io->n_out : io->n_in); i++) {
+            struct { int64_t dims[PRT_MAX_RANK]; int64_t canary; } d = {{0}, 77};
+            size_t rank = 99;
+            expect_status(prt_io_info(rt, side, i, &io->names[side][i], &io->dtype[side][i], d.dims, PRT_MAX_RANK, &rank),
+                          PRT_OK, "io_info");
+            CHECK(d.canary == 77 && rank >= 1 && rank <= PRT_MAX_RANK, "io_info rank %zu", rank);
+            size_t bytes = dtype_size(io->dtype[side][i]);
+            for (size_t k = 0; k < rank && k < PRT_MAX_RANK; k++) bytes *= (size_t)d.dims[k];
+            io->bytes[side][i] = bytes;
+            if (info) {
+                fprintf(info, "%s %zu %s %d ", side ? "output" : "input", i, io->names[side][i], (int)io->dtype[side][i]);
+                for (size_t k = 0; k < rank && k < PRT_MAX_RANK; k++) fprintf(info, k ? ",%lld" : "%lld", (long long)d.dims[k]);
+                fprintf(info, "\n");
+            }
+        }
+    }
+    return 1;
+}
+
+/* A buffer of `bytes` filled with SENTINEL and 8 more SENTINEL bytes after it (a canary). */
+static void *sentinel_buffer(size_t bytes) {
+    unsigned char *p = malloc(bytes + 8);
+    memset(p, SENTINEL, bytes + 8);
+    return p;
+}
+
+static int all_sentinel(const void *p, size_t bytes) {
+    for (size_t i = 0; i < bytes; i++)
+        if (((const unsigned char *)p)[i] != SENTINEL) return 0;
+    return 1;
+}
+
+static char *joined(const char *a, const char *b) {
+    char *s = malloc(strlen(a) + strlen(b) + 1);
+    strcpy(s, a);
+    strcat(s, b);
+    return s;
+}
+
+static void cmd_named(const char *dir, const char *options, const char *in_prefix, const char *out_prefix) {
+    prt_runtime *rt = NULL;
+    expect_status(prt_open(dir, opt(options), &rt), PRT_OK, dir);
+    if (!rt) return;
+    struct io io;
+    char *info_path = joined(out_prefix, "info.txt");
+    FILE *info = fopen(info_path, "w");
+    CHECK(info != NULL, "cannot write %s", info_path);
+    const int ok = query_io(rt, &io, info);
+    if (info) fclose(info);
+    free(info_path);
+    if (!ok) {
+        prt_close(rt);
+        return;
+    }
+    void *in[MAX_IO], *out[MAX_IO], *again[MAX_IO];
+    for (size_t i = 0; i < io.n_in; i++) {
+        char *path = joined(in_prefix, io.names[0][i]);
+        char *file = joined(path, ".bin");
+        in[i] = read_file(file, io.bytes[0][i]);
+        free(path);
+        free(file);
+    }
+    for (size_t j = 0; j < io.n_out; j++) {
+        out[j] = sentinel_buffer(io.bytes[1][j]);
+        again[j] = sentinel_buffer(io.bytes[1][j]);
+    }
+    /* all outputs, inputs and outputs in the model's order */
+    expect_status(prt_infer_named(rt, io.n_in, io.names[0], (const void *const *)in, io.bytes[0], io.n_out, io.names[1],
+                                  out, io.bytes[1]),
+                  PRT_OK, "infer_named all");
+    double us = 0;
+    expect_status(prt_last_latency_us(rt, &us), PRT_OK, "latency");
+    CHECK(us > 0, "named call left no latency: %f", us);
+    for (size_t j = 0; j < io.n_out; j++) {
+        CHECK(all_sentinel((char *)out[j] + io.bytes[1][j], 8), "output %s: written past its bytes", io.names[1][j]);
+        char *path = joined(out_prefix, io.names[1][j]);
+        char *file = joined(path, ".bin");
+        write_file(file, out[j], io.bytes[1][j]);
+        free(path);
+        free(file);
+    }
+    /* each output alone: the same bytes; the buffers of the first call (refilled) are never written again */
+    for (size_t j = 0; j < io.n_out; j++) memset(out[j], SENTINEL, io.bytes[1][j]);
+    for (size_t j = 0; j < io.n_out; j++) {
+        memset(again[j], SENTINEL, io.bytes[1][j]);
+        expect_status(prt_infer_named(rt, io.n_in, io.names[0], (const void *const *)in, io.bytes[0], 1, &io.names[1][j],
+                                      &again[j], &io.bytes[1][j]),
+                      PRT_OK, "infer_named one output");
+        char path[4096];
+        snprintf(path, sizeof path, "%s%s.bin", out_prefix, io.names[1][j]);
+        void *first = read_file(path, io.bytes[1][j]);
+        CHECK(memcmp(first, again[j], io.bytes[1][j]) == 0, "output %s alone differs from all outputs", io.names[1][j]);
+        free(first);
+    }
+    for (size_t j = 0; j < io.n_out; j++)
+        CHECK(all_sentinel(out[j], io.bytes[1][j] + 8), "output %s: a buffer of an earlier call was written",
+              io.names[1][j]);
+    /* reversed order of inputs and outputs */
+    const char *rin_names[MAX_IO], *rout_names[MAX_IO];
+    const void *rin[MAX_IO];
+    void *rout[MAX_IO];
+    size_t rin_bytes[MAX_IO], rout_bytes[MAX_IO];
+    for (size_t i = 0; i < io.n_in; i++) {
+        rin_names[i] = io.names[0][io.n_in - 1 - i];
+        rin[i] = in[io.n_in - 1 - i];
+        rin_bytes[i] = io.bytes[0][io.n_in - 1 - i];
+    }
+    for (size_t j = 0; j < io.n_out; j++) {
+        rout_names[j] = io.names[1][io.n_out - 1 - j];
+        rout[j] = out[io.n_out - 1 - j];
+        rout_bytes[j] = io.bytes[1][io.n_out - 1 - j];
+    }
+    expect_status(prt_infer_named(rt, io.n_in, rin_names, rin, rin_bytes, io.n_out, rout_names, rout, rout_bytes), PRT_OK,
+                  "infer_named reversed");
+    for (size_t j = 0; j < io.n_out; j++)
+        CHECK(memcmp(out[j], again[j], io.bytes[1][j]) == 0, "output %s: reversed order differs", io.names[1][j]);
+    expect_status(prt_warmup(rt, 2), PRT_OK, "warmup on named tensors");
+    for (size_t i = 0; i < io.n_in; i++) free(in[i]);
+    for (size_t j = 0; j < io.n_out; j++) {
+        free(out[j]);
+        free(again[j]);
+    }
+    prt_close(rt);
+}
+
+/* One refused prt_infer_named call: status and text, and every output buffer still all SENTINEL. */
+static void refused(prt_status got, const char *text, void *const *outs, const size_t *bytes, size_t n, const char *what) {
+    expect_error(got, PRT_E_INVALID_ARG, text, what);
+    for (size_t j = 0; j < n; j++) CHECK(all_sentinel(outs[j], bytes[j] + 8), "%s: output %zu was written", what, j);
+}
+
+static void cmd_named_misuse(const char *dir, const char *options) {
+    prt_runtime *rt = NULL;
+    expect_status(prt_open(dir, opt(options), &rt), PRT_OK, dir);
+    if (!rt) return;
+    struct io io;
+    if (!query_io(rt, &io, NULL) || io.n_in < 2 || io.n_out < 2 || io.n_in >= MAX_IO) {
+        CHECK(0, "named_misuse needs a model of 2+ inputs and 2+ outputs");
+        prt_close(rt);
+        return;
+    }
+    for (size_t side = 0; side < 2; side++)
+        for (size_t i = 0; i < (side ? io.n_out : io.n_in); i++)
+            CHECK(io.dtype[side][i] == PRT_FLOAT32, "named_misuse takes float32 tensors");
+
+    /* the image classifier's calls refuse the model, naming the call to use */
+    int64_t dims4[4] = {7, 7, 7, 7}, dims2[2] = {7, 7};
+    float f[16] = {0};
+    uint8_t pixel[3] = {0};
+    expect_error(prt_input_dims(rt, dims4), PRT_E_INCOMPATIBLE, "prt_infer_named", "input_dims of a named model");
+    CHECK(dims4[0] == 7 && dims4[3] == 7, "input_dims wrote on failure");
+    expect_error(prt_output_dims(rt, dims2), PRT_E_INCOMPATIBLE, "prt_infer_named", "output_dims of a named model");
+    expect_error(prt_infer(rt, f, 4, f + 4, 4), PRT_E_INCOMPATIBLE, "inputs and", "prt_infer of a named model");
+    expect_error(prt_preprocess_u8(rt, pixel, 1, 1, 3, PRT_RGB, f, 3), PRT_E_INCOMPATIBLE, "prt_infer_named",
+                 "preprocess of a named model");
+    expect_error(prt_preprocess_u8_len(rt, pixel, 3, 1, 1, 3, PRT_RGB, f, 3), PRT_E_INCOMPATIBLE, "prt_infer_named",
+                 "preprocess_len of a named model");
+
+    /* prt_io_info: bounds, optional outputs, dims_cap */
+    struct { int64_t dims[1]; int64_t canary[PRT_MAX_RANK]; } small = {{55}, {55, 55, 55, 55, 55, 55, 55, 55}};
+    size_t rank = 0, n_in = 0;
+    const char *name = NULL;
+    expect_status(prt_io_info(rt, 0, io.n_in, &name, NULL, NULL, 0, &rank), PRT_E_INVALID_ARG, "io_info index past end");
+    expect_status(prt_io_info(rt, 1, SIZE_MAX, &name, NULL, NULL, 0, &rank), PRT_E_INVALID_ARG, "io_info SIZE_MAX");
+    expect_status(prt_io_info(rt, 2, 0, &name, NULL, NULL, 0, &rank), PRT_E_INVALID_ARG, "io_info is_output 2");
+    expect_status(prt_io_info(rt, -1, 0, &name, NULL, NULL, 0, &rank), PRT_E_INVALID_ARG, "io_info is_output -1");
+    expect_status(prt_io_info(NULL, 0, 0, &name, NULL, NULL, 0, &rank), PRT_E_INVALID_ARG, "io_info NULL handle");
+    expect_status(prt_io_info(rt, 0, 0, &name, NULL, NULL, 4, &rank), PRT_E_INVALID_ARG, "io_info NULL dims, cap 4");
+    expect_status(prt_io_info(rt, 0, 0, NULL, NULL, NULL, 0, NULL), PRT_OK, "io_info nothing wanted");
+    expect_status(prt_io_info(rt, 0, 0, NULL, NULL, NULL, 0, &rank), PRT_OK, "io_info rank only");
+    if (rank > 1) {
+        rank = 99;
+        expect_error(prt_io_info(rt, 0, 0, &name, NULL, small.dims, 1, &rank), PRT_E_INVALID_ARG, "dims_cap is 1",
+                     "io_info dims_cap short");
+        CHECK(rank == 99 && small.dims[0] == 55, "io_info wrote on failure");
+    }
+    for (int i = 0; i < PRT_MAX_RANK; i++) CHECK(small.canary[i] == 55, "io_info wrote past dims_cap");
+    expect_status(prt_io_count(rt, &n_in, NULL), PRT_OK, "io_count inputs only");
+    CHECK(n_in == io.n_in, "io_count");
+    expect_status(prt_io_count(NULL, &n_in, NULL), PRT_E_INVALID_ARG, "io_count NULL handle");
+
+    float *in[MAX_IO];
+    void *out[MAX_IO];
+    for (size_t i = 0; i < io.n_in; i++) {
+        in[i] = malloc(io.bytes[0][i]);
+        pattern(in[i], io.bytes[0][i] / 4, (unsigned)i);
+    }
+    for (size_t j = 0; j < io.n_out; j++) out[j] = sentinel_buffer(io.bytes[1][j]);
+    const void *const *ins = (const void *const *)in;
+    const size_t n_out = io.n_out;
+    const char **in_names = io.names[0], **out_names = io.names[1];
+    size_t *in_bytes = io.bytes[0], *out_bytes = io.bytes[1];
+
+#define NAMED(ni, inn, inp, inb, no, onn, onp, onb) prt_infer_named(rt, ni, inn, inp, inb, no, onn, onp, onb)
+    refused(NAMED(io.n_in, in_names, ins, in_bytes, 0, out_names, out, out_bytes), "at least one", out, out_bytes, n_out,
+            "no outputs");
+    refused(NAMED(0, in_names, ins, in_bytes, n_out, out_names, out, out_bytes), "no inputs given", out, out_bytes, n_out,
+            "no inputs");
+    refused(NAMED(io.n_in - 1, in_names, ins, in_bytes, n_out, out_names, out, out_bytes), "is missing", out, out_bytes,
+            n_out, "missing input");
+    refused(NAMED(io.n_in, NULL, ins, in_bytes, n_out, out_names, out, out_bytes), "must not be NULL", out, out_bytes,
+            n_out, "NULL input names");
+    refused(NAMED(io.n_in, in_names, NULL, in_bytes, n_out, out_names, out, out_bytes), "must not be NULL", out,
+            out_bytes, n_out, "NULL inputs");
+    refused(NAMED(io.n_in, in_names, ins, NULL, n_out, out_names, out, out_bytes), "must not be NULL", out, out_bytes,
+            n_out, "NULL input bytes");
+    refused(NAMED(io.n_in, in_names, ins, in_bytes, n_out, out_names, NULL, out_bytes), "must not be NULL", out,
+            out_bytes, n_out, "NULL outputs");
+    expect_status(NAMED(io.n_in, in_names, ins, in_bytes, n_out, out_names, out, out_bytes), PRT_OK, "named OK");
+    /* the cases below each change one entry of a copy of the good call */
+    const char *bad_in_names[MAX_IO], *bad_out_names[MAX_IO];
+    const void *bad_ins[MAX_IO];
+    void *bad_outs[MAX_IO];
+    size_t bad_in_bytes[MAX_IO], bad_out_bytes[MAX_IO];
+    char text[512];
+#define RESET()                                                                          \
+    do {                                                                                 \
+        for (size_t k = 0; k < io.n_in; k++) {                                           \
+            bad_in_names[k] = in_names[k];                                               \
+            bad_ins[k] = in[k];                                                          \
+            bad_in_bytes[k] = in_bytes[k];                                               \
+        }                                                                                \
+        for (size_t k = 0; k < n_out; k++) {                                             \
+            bad_out_names[k] = out_names[k];                                             \
+            bad_outs[k] = out[k];                                                        \
+            bad_out_bytes[k] = out_bytes[k];                                             \
+            memset(out[k], SENTINEL, out_bytes[k] + 8);                                  \
+        }                                                                                \
+    } while (0)
+#define BAD(text_, what_) \
+    refused(NAMED(io.n_in, bad_in_names, bad_ins, bad_in_bytes, n_out, bad_out_names, bad_outs, bad_out_bytes), text_, \
+            out, out_bytes, n_out, what_)
+    RESET();
+    bad_in_names[1] = "no_such_tensor";
+    BAD("'no_such_tensor' is not a graph input", "unknown input name");
+    RESET();
+    bad_in_names[1] = out_names[0];
+    BAD("is not a graph input", "an output's name as an input");
+    RESET();
+    bad_out_names[0] = in_names[0];
+    BAD("is not a graph output", "an input's name as an output");
+    RESET();
+    bad_in_names[1] = in_names[0];
+    snprintf(text, sizeof text, "input '%s' is given twice", in_names[0]);
+    BAD(text, "duplicate input");
+    RESET();
+    bad_out_names[1] = out_names[0];
+    snprintf(text, sizeof text, "output '%s' is given twice", out_names[0]);
+    BAD(text, "duplicate output");
+    RESET();
+    bad_in_names[0] = NULL;
+    BAD("input_names[0] is NULL", "NULL input name");
+    RESET();
+    bad_outs[1] = NULL;
+    BAD("is NULL", "NULL output buffer");
+    RESET();
+    bad_ins[0] = NULL;
+    BAD("is NULL", "NULL input buffer");
+    const size_t wrong[] = {0, 1, 4, SIZE_MAX};
+    for (size_t w = 0; w < sizeof wrong / sizeof *wrong; w++) {
+        RESET();
+        bad_in_bytes[1] = in_bytes[1] + wrong[w]; /* wraps for SIZE_MAX: one byte short */
+        snprintf(text, sizeof text, "input '%s' (float32 [", in_names[1]);
+        if (bad_in_bytes[1] != in_bytes[1]) BAD(text, "wrong input bytes");
+        snprintf(text, sizeof text, "is %zu bytes, input_bytes[1] is %zu", in_bytes[1], bad_in_bytes[1]);
+        if (bad_in_bytes[1] != in_bytes[1]) BAD(text, "wrong input bytes (numbers)");
+        RESET();
+        bad_out_bytes[n_out - 1] = out_bytes[n_out - 1] + wrong[w];
+        snprintf(text, sizeof text, "output '%s' (float32 [", out_names[n_out - 1]);
+        if (bad_out_bytes[n_out - 1] != out_bytes[n_out - 1]) BAD(text, "wrong output bytes");
+    }
+    RESET();
+    bad_in_bytes[0] = 0;
+    BAD("input_bytes[0] is 0", "zero input bytes");
+    RESET();
+    bad_outs[0] = (char *)out[0] + 1;
+    BAD("not aligned", "misaligned output");
+    RESET();
+    bad_outs[1] = out[0];
+    BAD("overlaps", "two outputs in one buffer");
+    RESET();
+    bad_outs[0] = (void *)in[0];
+    BAD("overlaps", "an output in an input's buffer");
+    RESET();
+    bad_ins[1] = in[0]; /* two inputs reading one buffer is fine */
+    expect_status(NAMED(io.n_in, bad_in_names, bad_ins, bad_in_bytes, n_out, bad_out_names, bad_outs, bad_out_bytes),
+                  PRT_OK, "two inputs from one buffer");
+    RESET();
+    const float saved = in[1][2];
+    in[1][2] = NAN;
+    snprintf(text, sizeof text, "input '%s'[2] is NaN", in_names[1]);
+    BAD(text, "NaN input");
+    in[1][2] = -INFINITY;
+    snprintf(text, sizeof text, "input '%s'[2] is -inf", in_names[1]);
+    BAD(text, "-inf input");
+    in[1][2] = saved;
+    /* a long caller name is read no further than needed and quoted cut short */
+    char long_name[2048];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    RESET();
+    bad_out_names[0] = long_name;
+    BAD("...' is not a graph output", "long output name");
+    /* more entries than the model has (n_inputs SIZE_MAX): refused at the first repeat, no entry past it read */
+    RESET();
+    bad_in_names[io.n_in] = in_names[0];
+    bad_ins[io.n_in] = in[0];
+    bad_in_bytes[io.n_in] = in_bytes[0];
+    snprintf(text, sizeof text, "input '%s' is given twice (input_names[%zu])", in_names[0], io.n_in);
+    refused(NAMED(SIZE_MAX, bad_in_names, bad_ins, bad_in_bytes, n_out, bad_out_names, bad_outs, bad_out_bytes), text,
+            out, out_bytes, n_out, "n_inputs SIZE_MAX");
+    expect_status(prt_infer_named(NULL, io.n_in, in_names, ins, in_bytes, n_out, out_names, out, out_bytes),
+                  PRT_E_INVALID_ARG, "named NULL handle");
+#undef BAD
+#undef RESET
+#undef NAMED
+    for (size_t i = 0; i < io.n_in; i++) free(in[i]);
+    for (size_t j = 0; j < io.n_out; j++) free(out[j]);
+    prt_close(rt);
+}
+
 int main(int argc, char **argv) {
     int i = 1;
     while (i < argc) {
         const char *c = argv[i];
-        int n = !strcmp(c, "misuse") || !strcmp(c, "peak") ? 1 : !strcmp(c, "preprocess") ? 7 : 4;
+        int n = !strcmp(c, "misuse") || !strcmp(c, "peak") ? 1 : !strcmp(c, "preprocess") ? 7
+                : !strcmp(c, "named_misuse")                    ? 2
+                                                                : 4;
         if (i + n >= argc) {
             fprintf(stderr, "capi_test: %s needs %d arguments\n", c, n);
             return 100;
@@ -364,6 +724,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(c, "status")) cmd_status(a[0], a[1], atoi(a[2]), a[3]);
         else if (!strcmp(c, "threads")) cmd_threads(a[0], a[1], atoi(a[2]), atoi(a[3]));
         else if (!strcmp(c, "peak")) cmd_peak(atol(a[0]));
+        else if (!strcmp(c, "named")) cmd_named(a[0], a[1], a[2], a[3]);
+        else if (!strcmp(c, "named_misuse")) cmd_named_misuse(a[0], a[1]);
         else if (!strcmp(c, "preprocess"))
             cmd_preprocess(a[0], a[1], (size_t)atol(a[2]), (size_t)atol(a[3]), (size_t)atol(a[4]), atoi(a[5]), a[6]);
         else {
