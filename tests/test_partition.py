@@ -290,3 +290,27 @@ def test_cost_model_rejects_nonsense_and_calibrates():
 
     cm = measure_cost_model(threads=1, budget_s=0.4)
     assert cm.launch_ms > 0 and cm.gflops_per_s > 0 and cm.gbytes_per_s > 0 and cm.threads == 1
+    assert cm.op_ms >= 0 and min(cm.copy_gbytes_per_s, cm.reduce_gbytes_per_s, cm.weights_gbytes_per_s) > 0
+
+
+def test_cost_model_per_operator_cost_and_op_classes():
+    def op(op_type, flops, nbytes):
+        return OpNode(name=op_type, op_type=op_type, inputs=("a",), outputs=("b",), flops=flops, bytes=nbytes)
+
+    conv, add = op("Conv", 10**9, 10**6), op("Add", 10**3, 10**7)
+    concat, mean = op("Concat", 10**3, 10**7), op("ReduceMean", 10**3, 10**7)
+    # three numbers: the pure roofline, every memory-bound class at the one memory rate
+    assert COST.node_ms(conv) == pytest.approx(20.0) and COST.node_ms(add) == pytest.approx(1.0)
+    assert COST.node_ms(concat) == COST.node_ms(mean) == COST.node_ms(add)
+    classes = CostModel(launch_ms=0.02, gflops_per_s=50.0, gbytes_per_s=10.0, op_ms=0.005,
+                        copy_gbytes_per_s=5.0, reduce_gbytes_per_s=2.0, weights_gbytes_per_s=0.01)
+    assert classes.node_ms(conv) == pytest.approx(100.005)  # 1 MB of (mostly) weights at 0.01 GB/s beats 20 ms
+    assert CostModel(launch_ms=0.02, gflops_per_s=50.0, gbytes_per_s=10.0,
+                     weights_gbytes_per_s=1.0).node_ms(conv) == pytest.approx(20.0)  # compute-bound stays so
+    assert classes.node_ms(add) == pytest.approx(1.005)
+    assert classes.node_ms(concat) == pytest.approx(2.005) and classes.node_ms(mean) == pytest.approx(5.005)
+    assert classes.transfer_ms(10**7) == pytest.approx(1.0)  # a cut copies at the memory rate
+    with pytest.raises(UserError):
+        CostModel(launch_ms=0, gflops_per_s=1, gbytes_per_s=1, op_ms=-1)
+    with pytest.raises(UserError):
+        CostModel(launch_ms=0, gflops_per_s=1, gbytes_per_s=1, reduce_gbytes_per_s=0)
