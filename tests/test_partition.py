@@ -314,3 +314,16 @@ def test_cost_model_per_operator_cost_and_op_classes():
         CostModel(launch_ms=0, gflops_per_s=1, gbytes_per_s=1, op_ms=-1)
     with pytest.raises(UserError):
         CostModel(launch_ms=0, gflops_per_s=1, gbytes_per_s=1, reduce_gbytes_per_s=0)
+
+
+def test_calibration_builds_sessions_as_the_onnxruntime_backend_does():
+    """partition/ may not import the backends: its copy of the session options must not drift from theirs."""
+    from parnet_deploy.backends.onnxruntime.runner import session_options as backend_options
+    from parnet_deploy.partition.cost import session_options
+
+    ours, theirs = session_options(3), backend_options(3)
+    for attr in ("execution_mode", "graph_optimization_level", "intra_op_num_threads", "inter_op_num_threads",
+                 "log_severity_level"):
+        assert getattr(ours, attr) == getattr(theirs, attr), attr
+    key = "session.intra_op.allow_spinning"
+    assert ours.get_session_config_entry(key) == theirs.get_session_config_entry(key) == "0"

@@ -139,8 +139,6 @@ def measure_cost_model(threads: int = 1, budget_s: float = 3.0) -> CostModel:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..backends.onnxruntime.runner import session_options
-
     opts = session_options(threads)
 
     def session(nodes, inputs, inits=(), outputs=("y",)):
@@ -209,3 +207,19 @@ def measure_cost_model(threads: int = 1, budget_s: float = 3.0) -> CostModel:
                      op_ms=op, copy_gbytes_per_s=copied / (copy_ms * 1e6),
                      reduce_gbytes_per_s=reduced / (reduce_ms * 1e6),
                      weights_gbytes_per_s=4 * (k * n + k + n) / (gemv_ms * 1e6))
+
+
+def session_options(threads: int):
+    """ONNX Runtime's options as the project's ORT backend sets them (``backends/onnxruntime/runner.py``,
+    which this layer may not import; ``tests/test_partition.py`` checks the two agree): one operator at
+    a time, full graph optimization, no spinning threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
