@@ -9,12 +9,11 @@ sees the branches worth a stream.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 from ..errors import ToolchainError
 from .cost import CostModel
-from .graph import OpGraph
+from .graph import OpGraph, kahn_order
 
 
 @dataclass
@@ -194,20 +193,7 @@ def _acyclic(label: list[int], g: OpGraph) -> bool:
 
 def _kahn(items: list[int], succs: dict[int, set[int]]) -> list[int]:
     """A topological order, smallest label first among the ready ones."""
-    indeg = dict.fromkeys(items, 0)
-    for ss in succs.values():
-        for b in ss:
-            indeg[b] += 1
-    ready = [c for c in items if indeg[c] == 0]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        c = heapq.heappop(ready)
-        out.append(c)
-        for b in succs[c]:
-            indeg[b] -= 1
-            if indeg[b] == 0:
-                heapq.heappush(ready, b)
-    if len(out) != len(items):
+    order = kahn_order(items, succs)
+    if order is None:
         raise ToolchainError("contracting fork-join regions made a cycle (a bug)")
-    return out
+    return order

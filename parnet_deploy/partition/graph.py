@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -203,21 +203,36 @@ def _live(nodes: list[OpNode], needed: set[str]) -> list[OpNode]:
 def _toposorted(nodes: list[OpNode]) -> list[OpNode]:
     """Kahn's order, stable (ties keep file order); a cycle is a broken model."""
     producer = {t: i for i, n in enumerate(nodes) for t in n.outputs}
-    indegree = [len({producer[t] for t in n.inputs if t in producer}) for n in nodes]
-    consumers: list[list[int]] = [[] for _ in nodes]
+    consumers: dict[int, set[int]] = {i: set() for i in range(len(nodes))}
     for i, n in enumerate(nodes):
-        for p in {producer[t] for t in n.inputs if t in producer}:
-            consumers[p].append(i)
-    ready = [i for i, d in enumerate(indegree) if d == 0]
+        for t in n.inputs:
+            if t in producer:
+                consumers[producer[t]].add(i)
+    order = kahn_order(range(len(nodes)), consumers)
+    if order is None:
+        raise ExportError("the model's graph has a cycle")
+    return [nodes[i] for i in order]
+
+
+def kahn_order(items: Iterable[int], succs: Mapping[int, Iterable[int]],
+               key: Callable[[int], object] | None = None) -> list[int] | None:
+    """A topological order of ``items`` (edges ``succs``), taking the ready item with the smallest ``key``
+    (default: the item itself) first; None if the edges form a cycle. The one Kahn's algorithm of the
+    package: operators, contracted clusters and subgraph groups all go through it."""
+    items = list(items)
+    rank = key or (lambda i: i)
+    indegree = dict.fromkeys(items, 0)
+    for a in items:
+        for b in succs.get(a, ()):
+            indegree[b] += 1
+    ready = [(rank(i), i) for i in items if indegree[i] == 0]
     heapq.heapify(ready)
     order = []
     while ready:
-        i = heapq.heappop(ready)
-        order.append(nodes[i])
-        for c in consumers[i]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                heapq.heappush(ready, c)
-    if len(order) != len(nodes):
-        raise ExportError("the model's graph has a cycle")
-    return order
+        _, i = heapq.heappop(ready)
+        order.append(i)
+        for b in succs.get(i, ()):
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                heapq.heappush(ready, (rank(b), b))
+    return order if len(order) == len(items) else None

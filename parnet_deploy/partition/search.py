@@ -35,7 +35,6 @@ all ``O(V·(V + E) + K·(K·E + N log N + G²·(G + E)))``: polynomial, no enume
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, replace
 
 import onnx
@@ -43,7 +42,7 @@ import onnx
 from ..errors import ToolchainError, UserError
 from .coarsen import Segments
 from .cost import CostModel
-from .graph import OpGraph, build_graph, prepare_model
+from .graph import OpGraph, build_graph, kahn_order, prepare_model
 from .plan import Partition, Subgraph
 
 
@@ -157,21 +156,7 @@ def _order(groups: list[_Group], edges: dict[tuple[int, int], int]) -> list[int]
     for a, b in zip(sequence, sequence[1:]):
         if groups[a].stream == groups[b].stream:
             succ[a].add(b)
-    indeg = [0] * len(groups)
-    for ss in succ:
-        for b in ss:
-            indeg[b] += 1
-    ready = [(min(groups[i].segs), i) for i in range(len(groups)) if indeg[i] == 0]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        _, i = heapq.heappop(ready)
-        out.append(i)
-        for b in succ[i]:
-            indeg[b] -= 1
-            if indeg[b] == 0:
-                heapq.heappush(ready, (min(groups[b].segs), b))
-    return out if len(out) == len(groups) else None
+    return kahn_order(range(len(groups)), dict(enumerate(succ)), key=lambda i: min(groups[i].segs))
 
 
 def _predict(segs: Segments, cost: CostModel, devices: int, groups: list[_Group]) -> float | None:
