@@ -96,26 +96,18 @@ def test_int8_export_keeps_accuracy_on_every_backend(trained, int8_export, backe
         assert int8.top1 == pytest.approx(manifest.verification["flavor_gates"]["onnxruntime"]["top1_int8"])
 
 
-def test_quantized_cuts_cross_ranks_as_uint8(trained, int8_export):
-    """The OpenVINO flavor's uint8 cuts through the distributed executor (gloo): uint8 on the wire, the same
-    predictions as the whole graph on every held-out image."""
-    out, _ = int8_export
-    heldout = load_source("digits:heldout")
-    with runtime.load(out, backend="openvino") as whole:
-        reference = evaluate(whole, heldout)
-    with runtime.load(out, backend="openvino", mode="distributed", timeout_s=30) as run:
-        assert evaluate(run, heldout).agreement(reference) == 1.0
-
-
-def test_quantized_cuts_chained_inside_openvino(trained, int8_export):
-    """On 2 threads OpenVINO's streams hand the uint8 cuts from request to request (chain.py): the same
-    predictions as the whole graph on every held-out image."""
+def test_quantized_cuts_match_the_whole_graph(trained, int8_export):
+    """The OpenVINO flavor's uint8 cuts, against one whole-graph reference: through the distributed executor
+    (gloo: uint8 on the wire) and, on 2 threads, handed from request to request inside OpenVINO (chain.py);
+    the same predictions as the whole graph on every held-out image."""
     from parnet_deploy.backends.openvino.chain import ChainedStreamsExecutor
 
     out, _ = int8_export
     heldout = load_source("digits:heldout")
     with runtime.load(out, backend="openvino") as whole:
         reference = evaluate(whole, heldout)
+    with runtime.load(out, backend="openvino", mode="distributed", timeout_s=30) as run:
+        assert evaluate(run, heldout).agreement(reference) == 1.0
     with runtime.load(out, backend="openvino", mode="streams", threads=2) as run:
         assert isinstance(run.executor, ChainedStreamsExecutor)
         assert evaluate(run, heldout).agreement(reference) == 1.0
