@@ -40,9 +40,8 @@ class OpenVinoRunner(Runner):
         outputs, output_ports = engine_io(compiled.outputs, spec.outputs)
         super().__init__(spec, inputs, outputs)
         self.properties = applied(compiled, config, spec.name)
-        self._input_ports = [(t.name, i) for t, i in zip(spec.inputs, input_ports)]
+        self.input_ports = {t.name: i for t, i in zip(spec.inputs, input_ports)}  # tensor name → port index
         self._output_ports = [(t.name, i, np.dtype(t.dtype)) for t, i in zip(spec.outputs, output_ports)]
-        self.input_ports = dict(self._input_ports)  # tensor name → port index of the compiled model
         self.output_ports = {name: i for name, i, _ in self._output_ports}
         self._compiled: Any = compiled
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
@@ -60,7 +59,7 @@ class OpenVinoRunner(Runner):
             request = self.create_request()
         try:
             # infer() releases the GIL; the request's output memory is reused by its next call: copy out
-            results = request.infer({i: feeds[name] for name, i in self._input_ports},
+            results = request.infer({i: feeds[name] for name, i in self.input_ports.items()},
                                     share_inputs=True, share_outputs=True)
             return {name: np.array(results[i], dtype=dtype, copy=True) for name, i, dtype in self._output_ports}
         except RuntimeError as e:
