@@ -73,9 +73,13 @@ def test_composed_subgraphs_equal_whole_graph(exports, split, files):
 def test_manifest_records_the_dag_and_config(exports):
     directory, _ = exports["shared", "fp32"]
     raw = json.loads((directory / "manifest.json").read_text())
-    assert raw["schema"] == "parnet-deploy/export" and raw["schema_version"] == 2
-    assert raw["model"]["act"] == "relu" and raw["model"]["planes"] == [16, 32, 64, 96]
-    assert raw["resolution"] == [64, 64] and raw["split"] == "shared" and raw["opset"] == 18
+    assert raw["schema"] == "parnet-deploy/export" and raw["schema_version"] == 3
+    assert raw["model"]["family"] == "parnet" and raw["model"]["act"] == "relu"
+    assert raw["model"]["planes"] == [16, 32, 64, 96] and "resolution" not in raw
+    assert raw["normalization"] == [{"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                     "layout": "NCHW RGB", "input": "image",
+                                     "note": "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"}]
+    assert raw["partition"] is None and raw["split"] == "shared" and raw["opset"] == 18
     dag = {e["tensor"]: (e["producer"], e["consumers"]) for e in raw["dag"]}
     assert dag["image"] == ("input", ["stem"])
     assert dag["x1"] == ("stem", ["stream1"])

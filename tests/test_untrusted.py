@@ -44,6 +44,7 @@ def _spec(name, ins, outs, stream=None):
 def test_manifest_is_typed_and_the_dag_is_one_object(export_dir):
     m = load_manifest(export_dir)
     assert m.model.planes == (8, 16, 32, 32) and m.normalization.std[0] == pytest.approx(0.229)
+    assert m.family == "parnet" and m.normalization.input == "image" and m.resolution == (32, 32)
     assert [s.stream for s in m.subgraphs] == [None, 0, 1, 2, None]
     assert m.dag.producer("x1") == "stem" and m.dag.producer("image") == "input"
     assert m.dag.consumers("y2") == ("fusion",) and m.dag.predecessors("fusion") == ("stream0", "stream1", "stream2")
@@ -63,7 +64,15 @@ def test_manifest_is_typed_and_the_dag_is_one_object(export_dir):
     (lambda r: r["subgraphs"].reverse(), "which no earlier subgraph produces"),
     (lambda r: r.update(precision="int4"), r"\.precision: expected one of"),
     (lambda r: r["model"].update(planes=[10 ** 6] * 4), r"planes must be 4 ints in 1..8192"),
-    (lambda r: r["normalization"].update(std=[1e39, 1, 1]), r"mean and std must be finite float32"),
+    (lambda r: r["normalization"][0].update(std=[1e39, 1, 1]), r"mean and std must be finite float32"),
+    (lambda r: r["normalization"][0].update(std=[1, 1]), r"normalization\[0\]\.std: expected 3 numbers"),
+    (lambda r: r["normalization"][0].update(input="other"), r"normalization\[0\]\.input: 'other' is not an input"),
+    (lambda r: r["normalization"].append(r["normalization"][0]), r"'image' is normalized twice"),
+    (lambda r: r["normalization"][0].update(mean=[0.5], std=[1.0]), r"1 channels of mean and std, but the input"),
+    (lambda r: r["model"].update(family="keras"), r"model\.family: expected one of \('parnet', 'onnx'\)"),
+    (lambda r: r["model"].pop("family"), r"model\.family: missing"),
+    (lambda r: r["whole"]["inputs"][0].update(dtype="complex64"), r"whole\.inputs\[0\]\.dtype: expected one of"),
+    (lambda r: r.update(partition={"devices": 0, "subgraphs": []}), r"partition\.devices: expected an integer in \[1, 64\]"),
     (lambda r: r["subgraphs"][-1]["inputs"].append(r["subgraphs"][-1]["inputs"][0]), r"a tensor is listed twice"),
 ])
 def test_bad_manifests_are_refused_with_the_field(export_dir, tmp_path, edit, message):
@@ -287,3 +296,10 @@ def test_bad_data_and_ignored_flags_are_refused(export_dir, tmp_path):
     r = _cli("bench", "--engine", export_dir, "--precision", "bf16", "--backend", "onnxruntime", cwd=tmp_path)
     assert r.returncode == 2 and "onnxruntime runs" in r.stderr
     assert not (tmp_path / "e").exists() and not (tmp_path / "q" / "m-int8").exists()
+
+
+@pytest.mark.parametrize("version", [1, 2, 4])
+def test_other_schema_versions_are_refused_with_re_export(export_dir, tmp_path, version):
+    d = _edited(export_dir, tmp_path, lambda r: r.update(schema_version=version))
+    with pytest.raises(ExportError, match=rf"schema version {version} is not supported.*re-export it with parnet-export"):
+        load_manifest(d)

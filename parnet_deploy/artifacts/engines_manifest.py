@@ -1,6 +1,7 @@
 """``engines.json`` of an engine directory: what was built, for which device, from what.
 
-Schema (version 2): ``schema``, ``schema_version``, ``name``, ``backend`` ``{name, version}``,
+Schema (version 3, embedding a version-3 export): ``schema``, ``schema_version``, ``name``,
+``backend`` ``{name, version}``,
 ``precision`` (what runs: fp32 | fp16 | bf16 | int8), ``options`` (:class:`BuildOptions`),
 ``devices`` (tag → :class:`DeviceRecord`), ``engines`` (tag → subgraph → file in ``<tag>/``),
 ``placement`` (subgraph or ``model`` → device tag), ``predicted`` (the placement's predicted
@@ -27,7 +28,7 @@ from .files import FileSpec, read_manifest_json, verify_files, write_json
 from .schema import Fields, check_name, to_json_dict
 
 SCHEMA = "parnet-deploy/engines"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST = "engines.json"
 WHOLE = "model"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")

@@ -1,21 +1,28 @@
 """``manifest.json`` of an export directory: typed, versioned, validated and hash-verified on load.
 
-Schema (version 2), one JSON object:
+Schema (version 3), one JSON object:
 
-- ``schema``: ``"parnet-deploy/export"``; ``schema_version``: 2
-- ``name``: export name; ``model``: the :class:`ParNetConfig` fields
-- ``resolution``: ``[H, W]``; ``normalization``: ``{mean, std, layout, note}`` (applied by the caller)
+- ``schema``: ``"parnet-deploy/export"``; ``schema_version``: 3
+- ``name``: export name; ``model``: ``{family, ...}`` (``model_record.py``: ``parnet`` with the
+  :class:`ParNetConfig` fields, or ``onnx`` with the source file's sha256, opset, inputs and outputs)
+- ``normalization``: ``[{input, mean, std, layout, note}]``, one per image input that declares one
+  (applied by the caller; any channel count; empty for a model without image inputs)
 - ``precision``: ``fp32`` | ``fp16`` | ``int8`` (Q/DQ); ``split``: ``replicated`` | ``shared``; ``opset``
 - ``whole``: the whole graph as a subgraph entry; ``subgraphs``: ``[{name, file, stream, inputs,
   outputs}]`` with tensors as ``{name, shape, dtype}``; ``stream`` is k for ``stream{k}``, else null
 - ``dag``: ``[{tensor, producer, consumers}]``; producer ``"input"`` is the image (derived, for readers)
 - ``files``: ``{file: {sha256, bytes}}`` for every file in the directory but the manifest
-- ``reference``: npz with ``image`` and ``logits`` (fp32 deploy form in PyTorch)
+- ``reference``: npz of the whole graph's inputs and outputs by tensor name (ParNet: ``image`` and
+  ``logits`` of the fp32 deploy form in PyTorch)
+- ``partition``: how ``parnet-export MODEL.onnx`` split the model (devices, per-subgraph cost share and
+  stream, predicted speed-up, the launch cost it used), or null
 - ``torch_weights``: ``deploy.safetensors`` (the deploy-form weights, for the torch backend) or null
 - ``quantization``: int8 exports only (``parnet-quantize``): calibration, accuracy gate, what stayed float
 - ``versions``: toolkit, torch, onnx, onnxruntime; ``verification``: what the export checked
 
-Version 2 added ``stream`` and ``quantization``; version 1 exports must be re-exported.
+Version 3 made ``model`` a family record, normalization optional and per input, dropped
+``resolution`` (the image input's shape says it), added ``partition`` and the int32, int64 and bool
+dtypes. Version 2 added ``stream`` and ``quantization``. Older exports must be re-exported.
 """
 
 from __future__ import annotations
@@ -27,18 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactNotFoundError, ConfigError, ExportError
-from ..models.config import ParNetConfig
+from ..errors import ArtifactNotFoundError, ConfigError, ExportError, UserError
 from ..models.cuts import SPLITS
 from .dag import Dag
+from .model_record import MAX_IO, ModelRecord, PartitionRecord, model_family, model_to_dict, parse_model
 from .files import FileSpec, read_manifest_json, verify_files, write_json
 from .schema import Fields, check_name, to_json_dict
 
 SCHEMA = "parnet-deploy/export"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
-DTYPES = ("float32", "float16", "int8", "uint8")  # 8-bit: the quantized cuts of an int8 export
+# 8-bit: also the quantized cuts of an int8 export; the integer and bool types: real models' indices and masks
+DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
+SPLITS_V3 = (*SPLITS, "auto", "none")  # ParNet's named splits; a partitioned (auto) or unsplit ONNX model
 MAX_FILE_BYTES = 16 << 30
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -79,7 +88,7 @@ class SubgraphSpec:
     @classmethod
     def parse(cls, f: Fields) -> SubgraphSpec:
         def tensors(key: str) -> tuple[TensorSpec, ...]:
-            items = f.list(key, max_len=8)
+            items = f.list(key, max_len=MAX_IO)
             if not items:
                 raise f.error(key, "expected at least one tensor")
             specs = tuple(TensorSpec.parse(Fields(t, f"{f.where}.{key}[{i}]")) for i, t in enumerate(items))
@@ -94,18 +103,25 @@ class SubgraphSpec:
                    tensors("inputs"), tensors("outputs"), stream)
 
 
+MAX_CHANNELS = 64
+
+
 @dataclass(frozen=True)
 class Normalization:
-    """How the caller turns an 8-bit image into the graph's input: ``(rgb / 255 - mean) / std``."""
+    """How the caller turns an 8-bit image into the image input ``input``: ``(x / 255 - mean) / std``
+    per channel (any channel count; the image calls of the C library take 3, RGB)."""
 
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     layout: str = "NCHW RGB"
     note: str = "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"
+    input: str = "image"
 
     @classmethod
     def parse(cls, f: Fields) -> Normalization:
-        std, mean = f.floats("std", 3), f.floats("mean", 3)
+        mean = f.raw("mean")
+        channels = len(mean) if isinstance(mean, list) and 0 < len(mean) <= MAX_CHANNELS else 3
+        std, mean = f.floats("std", channels), f.floats("mean", channels)
         if not np.isfinite(np.asarray(mean + std, np.float64)).all() or max(map(abs, mean + std)) > FLOAT32_MAX:
             raise f.error("normalization", "mean and std must be finite float32 numbers")
         # bounds that keep (x / 255 - mean) / std finite for every 8-bit x (the C library checks the same)
@@ -113,7 +129,7 @@ class Normalization:
             raise f.error("std", "expected numbers in [1e-6, 1000]")
         if not all(-1e3 <= m <= 1e3 for m in mean):
             raise f.error("mean", "expected numbers in [-1000, 1000]")
-        return cls(mean, std, f.str("layout", default="NCHW RGB"), f.str("note", default=""))
+        return cls(mean, std, f.str("layout", default="NCHW RGB"), f.str("note", default=""), f.str("input"))
 
 
 def normalize_u8(image: np.ndarray, mean, std, bgr: bool = False) -> np.ndarray:
@@ -127,7 +143,7 @@ def normalize_u8(image: np.ndarray, mean, std, bgr: bool = False) -> np.ndarray:
     return (np.asarray(rgb, np.float32).transpose(2, 0, 1) / np.float32(255) - m) / s
 
 
-IMAGENET_NORMALIZATION = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+IMAGENET_NORMALIZATION = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # of ParNet's "image"
 
 
 @dataclass(frozen=True)
@@ -182,17 +198,17 @@ class Quantization:
 @dataclass(frozen=True)
 class ExportManifest:
     name: str
-    model: ParNetConfig
-    resolution: tuple[int, int]
+    model: ModelRecord
     precision: str
     split: str
     opset: int
     whole: SubgraphSpec
     subgraphs: tuple[SubgraphSpec, ...]
     files: dict[str, FileSpec]
-    normalization: Normalization
+    normalizations: tuple[Normalization, ...]  # written as "normalization"
     reference: str = "reference.npz"
     quantization: Quantization | None = None
+    partition: PartitionRecord | None = None
     torch_weights: str | None = None  # deploy-form safetensors for the torch backend (optional)
     versions: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)
@@ -204,12 +220,35 @@ class ExportManifest:
         return Dag(self.subgraphs, tuple(t.name for t in self.whole.inputs), tuple(t.name for t in self.whole.outputs))
 
     @property
+    def family(self) -> str:
+        return model_family(self.model)
+
+    @property
     def input(self) -> TensorSpec:
+        """The one input of an image model (ParNet's ``image``); see :attr:`whole` for several."""
         return self.whole.inputs[0]
 
     @property
     def output(self) -> TensorSpec:
         return self.whole.outputs[0]
+
+    @property
+    def normalization(self) -> Normalization:
+        """The image input's normalization: what the image data sources (calibration, accuracy
+        gates) apply. Refused for a model with other inputs or none declared."""
+        if len(self.whole.inputs) != 1 or len(self.normalizations) != 1:
+            raise UserError(f"export {self.name!r} is not an image model with one normalized input "
+                            f"({len(self.whole.inputs)} inputs, {len(self.normalizations)} normalizations); "
+                            "image data sources need one")
+        return self.normalizations[0]
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """``(H, W)`` of the image input (N, C, H, W)."""
+        shape = self.whole.inputs[0].shape if len(self.whole.inputs) == 1 else ()
+        if len(shape) != 4:
+            raise UserError(f"export {self.name!r}: the input {self.input.name!r} is not the one N, C, H, W input")
+        return tuple(shape[2:])
 
     def subgraph(self, name: str) -> SubgraphSpec:
         return self.dag.spec(name)
@@ -228,34 +267,33 @@ class ExportManifest:
     # -- io ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["model"] = self.model.to_dict()
+        d["model"] = model_to_dict(self.model)
+        d["normalization"] = d.pop("normalizations")
         d["dag"] = self.dag.to_list()
         return to_json_dict(d)
 
     @classmethod
     def parse(cls, raw: Any, where: str = "manifest") -> ExportManifest:
         f = Fields(raw, where)
-        try:
-            model = ParNetConfig.from_dict(f.obj("model").d)
-        except (TypeError, ValueError) as e:
-            raise f.error("model", f"expected a ParNet config ({e})") from e
+        model = parse_model(f.obj("model"), TensorSpec.parse)
         files = parse_files(f.obj("files"), depth=1)
         subgraphs = tuple(SubgraphSpec.parse(Fields(s, f"{where}.subgraphs[{i}]"))
                           for i, s in enumerate(f.list("subgraphs", max_len=16)))
-        quant = f.raw("quantization")
+        quant, partition = f.raw("quantization"), f.raw("partition")
+        norms = tuple(Normalization.parse(Fields(x, f"{where}.normalization[{i}]"))
+                      for i, x in enumerate(f.list("normalization", max_len=MAX_IO)))
         manifest = cls(
             name=check_name(f.str("name"), f"{where}.name"), model=model,
-            resolution=tuple(f.shape("resolution")), precision=f.str("precision", choices=PRECISIONS),
-            split=f.str("split", choices=SPLITS), opset=f.int("opset", 7, 30),
-            whole=SubgraphSpec.parse(f.obj("whole")), subgraphs=subgraphs, files=files,
-            normalization=Normalization.parse(f.obj("normalization")),
+            precision=f.str("precision", choices=PRECISIONS),
+            split=f.str("split", choices=SPLITS_V3), opset=f.int("opset", 7, 30),
+            whole=SubgraphSpec.parse(f.obj("whole")), subgraphs=subgraphs, files=files, normalizations=norms,
+            partition=None if partition is None else PartitionRecord.parse(f.obj("partition")),
             reference=check_name(f.str("reference", default="reference.npz"), f"{where}.reference"),
             quantization=None if quant is None else Quantization.parse(f.obj("quantization")),
             torch_weights=None if f.raw("torch_weights") is None
             else check_name(f.str("torch_weights"), f"{where}.torch_weights"),
             versions=dict(f.obj("versions", default={}).d), verification=dict(f.obj("verification", default={}).d))
-        if len(manifest.resolution) != 2:
-            raise f.error("resolution", "expected [H, W]")
+        _check_normalizations(manifest, f"{where}.normalization")
         manifest.dag  # noqa: B018  (validates: acyclic, connected, every input produced)
         flavors = manifest.quantization.flavors if manifest.quantization is not None else ()
         for k, flavor in enumerate(flavors):
@@ -269,6 +307,22 @@ class ExportManifest:
 
     def write(self, directory: Path) -> None:
         write_json(directory / MANIFEST, self.to_dict())
+
+
+def _check_normalizations(manifest: ExportManifest, where: str) -> None:
+    """Each names a distinct graph input of N, C, ... with C values of mean and std."""
+    shapes = {t.name: t.shape for t in manifest.whole.inputs}
+    seen = set()
+    for k, norm in enumerate(manifest.normalizations):
+        if norm.input not in shapes:
+            raise ExportError(f"{where}[{k}].input: {norm.input!r:.80} is not an input of the graph")
+        if norm.input in seen:
+            raise ExportError(f"{where}[{k}].input: {norm.input!r:.80} is normalized twice")
+        seen.add(norm.input)
+        shape = shapes[norm.input]
+        if len(shape) < 2 or shape[1] != len(norm.mean):
+            raise ExportError(f"{where}[{k}]: {len(norm.mean)} channels of mean and std, but the input "
+                              f"{norm.input!r:.80} has shape {list(shape)}")
 
 
 def _check_same_subgraphs(manifest: ExportManifest, flavor: Int8Flavor, where: str) -> None:

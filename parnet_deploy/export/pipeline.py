@@ -142,10 +142,10 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
                 save_file({k: v.contiguous() for k, v in deploy.state_dict().items()}, str(tmp / TORCH_WEIGHTS))
                 as_new_file(tmp / TORCH_WEIGHTS)
         manifest = ExportManifest(
-            name=name, model=cfg, resolution=tuple(resolution), precision=config.precision,
+            name=name, model=cfg, precision=config.precision,
             split=config.split, opset=config.opset, whole=spec_of(whole, "model", "model.onnx"),
             subgraphs=tuple(spec_of(parts[sub], sub, f"{sub}.onnx", k) for sub, _, _, k in plan),
-            files=hash_files(tmp), normalization=IMAGENET_NORMALIZATION,
+            files=hash_files(tmp), normalizations=(IMAGENET_NORMALIZATION,),
             versions=_versions(), verification={"performed": False},
             torch_weights=TORCH_WEIGHTS if config.torch_weights else None,
         )

@@ -74,6 +74,9 @@ class TorchBackend(Backend, info=INFO):
                 from .weights import deploy_model
 
                 manifest = load_manifest(directory, verify=False)  # runtime.load verified every file already
+                if manifest.family != "parnet":
+                    raise UserError(f"{directory} holds a {manifest.family} model; the torch backend runs ParNet "
+                                    f"exports only (use onnxruntime or openvino)")
                 if manifest.torch_weights is None:
                     raise UserError(f"{directory} has no deploy weights for the torch backend; re-export it "
                                     f"(parnet-export writes deploy.safetensors unless --no-torch-weights)")
