@@ -283,6 +283,25 @@ def test_search_is_bounded_on_a_wide_graph(devices):
         assert len(p.subgraphs) == devices + 2 and [s.stream for s in p.subgraphs].count(None) == 2
 
 
+@pytest.mark.parametrize("limit", [1, 3, 5])
+def test_subgraph_limit_merges_the_cheapest_pairs_first(limit):
+    """Above the limit (16 in a manifest), the merge that predicts least goes first, until it fits."""
+    g = wide_graph()
+    free = partition_graph(g, COST, devices=4)
+    p = partition_graph(g, COST, devices=4, max_subgraphs=limit)
+    assert len(free.subgraphs) == 6 and len(p.subgraphs) <= limit
+    assert sorted(n for s in p.subgraphs for n in s.nodes) == sorted(n.name for n in g.nodes)
+    available = {"x"}
+    for s in p.subgraphs:
+        assert set(s.inputs) <= available
+        available |= set(s.outputs)
+    assert p.critical_path_ms >= free.critical_path_ms - 1e-12
+    if limit == 5:  # one merge away from the free split: still a split that pays
+        assert p.is_split and p.critical_path_ms < p.whole_ms
+    with pytest.raises(UserError, match="max_subgraphs must be >= 1"):
+        partition_graph(g, COST, devices=4, max_subgraphs=0)
+
+
 def test_cost_model_rejects_nonsense_and_calibrates():
     with pytest.raises(UserError):
         CostModel(launch_ms=-1, gflops_per_s=1, gbytes_per_s=1)

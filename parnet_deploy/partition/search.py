@@ -29,7 +29,8 @@ Steps, for ``K = max(2, devices)`` candidate stream counts ``S = 1..K`` (1 = not
 
 Bound, with ``V`` operators, ``E`` edges, ``N <= V`` segments, ``G <= N`` subgraphs: the
 coarsening tries at most ``2V`` regions at ``O(V + E)`` each; per candidate, HEFT is
-``O(K·E + N log N)`` and the merging at most ``G`` passes of ``G`` tries at ``O(G + E)`` each. In
+``O(K·E + N log N)`` and the merging at most ``G`` passes of ``G`` tries at ``O(G + E)`` each (the
+merging down to 16 subgraphs, a manifest's limit, at most ``G`` merges of as many tries). In
 all ``O(V·(V + E) + K·(K·E + N log N + G²·(G + E)))``: polynomial, no enumeration of partitions.
 """
 
@@ -46,17 +47,25 @@ from .graph import OpGraph, build_graph, kahn_order, prepare_model
 from .plan import Partition, Subgraph
 
 
-def find_partition(model: onnx.ModelProto, cost: CostModel, devices: int = 1) -> Partition:
+MAX_SUBGRAPHS = 16  # what an export manifest holds
+
+
+def find_partition(model: onnx.ModelProto, cost: CostModel, devices: int = 1,
+                   max_subgraphs: int = MAX_SUBGRAPHS) -> Partition:
     """Partition ``model`` (all shapes static) for ``devices`` devices; see the module docstring."""
     if devices < 1:
         raise UserError(f"devices must be >= 1, got {devices}")
-    return partition_graph(build_graph(prepare_model(model)), cost, devices)
+    return partition_graph(build_graph(prepare_model(model)), cost, devices, max_subgraphs)
 
 
-def partition_graph(graph: OpGraph, cost: CostModel, devices: int = 1) -> Partition:
-    """:func:`find_partition` on an already-built operator DAG (the search itself)."""
+def partition_graph(graph: OpGraph, cost: CostModel, devices: int = 1,
+                    max_subgraphs: int = MAX_SUBGRAPHS) -> Partition:
+    """:func:`find_partition` on an already-built operator DAG (the search itself). A candidate
+    with more than ``max_subgraphs`` subgraphs is merged down to that many, cheapest merge first."""
     if devices < 1:
         raise UserError(f"devices must be >= 1, got {devices}")
+    if max_subgraphs < 1:
+        raise UserError(f"max_subgraphs must be >= 1, got {max_subgraphs}")
     if not graph.nodes:
         raise UserError("the model has no operators to partition")
     segs = Segments(graph, cost)
@@ -70,7 +79,10 @@ def partition_graph(graph: OpGraph, cost: CostModel, devices: int = 1) -> Partit
     for s in range(2, max(2, devices) + 1):
         scheduled = _schedule(segs, cost, s)
         groups, ms = _merge(segs, cost, devices, scheduled)
-        if len(groups) == 1:  # merged back into the whole: report what the split itself predicted
+        if len(groups) > max_subgraphs:
+            groups, ms = _merge(segs, cost, devices, groups, limit=max_subgraphs)
+        if len(groups) == 1 and len(scheduled) <= max_subgraphs:
+            # merged back into the whole: report what the split itself predicted
             groups, ms = scheduled, _predict(segs, cost, devices, scheduled)
         tried.append((ms, s, len(groups)))
         if ms < best_ms - 1e-12:
@@ -182,30 +194,35 @@ def _predict(segs: Segments, cost: CostModel, devices: int, groups: list[_Group]
     return max(finish)
 
 
-def _merge(segs: Segments, cost: CostModel, devices: int, groups: list[_Group]) -> tuple[list[_Group], float]:
+def _merge(segs: Segments, cost: CostModel, devices: int, groups: list[_Group],
+           limit: int | None = None) -> tuple[list[_Group], float]:
     """Merge pairs of groups while the DAG stays acyclic and the prediction does not get worse.
 
-    Candidates: neighbours on a stream, and a producer with its only consumer (or a consumer
-    with its only producer) on either one's stream. Each pass tries every candidate once
+    Candidates (:func:`_merge_candidates`): neighbours on a stream, and a producer with its only
+    consumer (or a consumer with its only producer). Each pass tries every candidate once
     (skipping groups already merged in it); a pass without a merge ends it, so at most G passes.
+
+    With ``limit``, instead: while there are more than ``limit`` groups, the one merge that
+    predicts the least (acyclic, whether or not it gets worse); at most G merges of G tries.
     """
     ms = _predict(segs, cost, devices, groups)
     if ms is None:
         raise ToolchainError("partition search built a cyclic subgraph DAG (a bug)")
-    merged = True
+    while limit is not None and len(groups) > limit:
+        best = None
+        for a, b, stream in _merge_candidates(segs, groups):
+            trial = [g for i, g in enumerate(groups) if i not in (a, b)]
+            trial.append(_Group(groups[a].segs + groups[b].segs, stream, min(groups[a].key, groups[b].key)))
+            trial_ms = _predict(segs, cost, devices, trial)
+            if trial_ms is not None and (best is None or trial_ms < best[0]):
+                best = (trial_ms, trial)
+        if best is None:
+            raise ToolchainError("no acyclic merge left above the subgraph limit (a bug)")
+        ms, groups = best
+    merged = limit is None
     while merged:
         merged = False
-        edges = _group_edges(segs, groups)
-        consumers: dict[int, set[int]] = {}
-        producers: dict[int, set[int]] = {}
-        for a, b in edges:
-            consumers.setdefault(a, set()).add(b)
-            producers.setdefault(b, set()).add(a)
-        sequence = sorted(range(len(groups)), key=lambda i: (groups[i].stream, groups[i].key, min(groups[i].segs)))
-        candidates = [(a, b, groups[a].stream) for a, b in zip(sequence, sequence[1:])
-                      if groups[a].stream == groups[b].stream]
-        candidates += [(a, b, groups[s].stream) for a, b in edges
-                       if consumers[a] == {b} or producers[b] == {a} for s in dict.fromkeys((a, b))]
+        candidates = _merge_candidates(segs, groups)
         current = dict(enumerate(groups))
         for a, b, stream in candidates:
             if a not in current or b not in current or current[a] is not groups[a] or current[b] is not groups[b]:
@@ -218,6 +235,22 @@ def _merge(segs: Segments, cost: CostModel, devices: int, groups: list[_Group]) 
                 current, ms, merged = trial, trial_ms, True
         groups = list(current.values())
     return groups, ms
+
+
+def _merge_candidates(segs: Segments, groups: list[_Group]) -> list[tuple[int, int, int]]:
+    """``(a, b, stream)`` pairs of group indices worth merging, and the stream the merge runs on."""
+    edges = _group_edges(segs, groups)
+    consumers: dict[int, set[int]] = {}
+    producers: dict[int, set[int]] = {}
+    for a, b in edges:
+        consumers.setdefault(a, set()).add(b)
+        producers.setdefault(b, set()).add(a)
+    sequence = sorted(range(len(groups)), key=lambda i: (groups[i].stream, groups[i].key, min(groups[i].segs)))
+    candidates = [(a, b, groups[a].stream) for a, b in zip(sequence, sequence[1:])
+                  if groups[a].stream == groups[b].stream]
+    candidates += [(a, b, groups[s].stream) for a, b in edges
+                   if consumers[a] == {b} or producers[b] == {a} for s in dict.fromkeys((a, b))]
+    return candidates
 
 
 # -- the result ----------------------------------------------------------------------------
