@@ -11,6 +11,7 @@ import numpy as np
 from ..artifacts.export_manifest import ExportManifest
 from ..backends import StageTime
 from ..backends.cuda_streams import GRAPH_STAGE
+from ..data.random_feeds import random_feeds
 from ..runtime import load
 from .environment import environment
 from .stats import LatencyStats
@@ -161,7 +162,9 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = No
     timing.validate()
     with load(path, backend=backend, mode=mode, threads=threads, precision=precision, device=device,
               cuda_graph=cuda_graph) as runner:
-        x = np.random.default_rng(0).standard_normal(runner.input_spec.shape).astype(np.float32)
+        feeds = random_feeds(runner.manifest.whole.inputs)
+        # an image model is called as users call it (an array); any other with its feeds by name
+        x = next(iter(feeds.values())) if len(feeds) == 1 else feeds
         calls: list[list[StageTime]] = []
 
         def call() -> None:

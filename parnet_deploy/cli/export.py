@@ -1,4 +1,5 @@
-"""``parnet-export CKPT``: checkpoint → verified ONNX export directory."""
+"""``parnet-export CKPT`` / ``parnet-export MODEL.onnx``: a ParNet checkpoint or any ONNX model →
+a verified export directory."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UserError
 from . import args, common
 
 DESCRIPTION = """\
@@ -15,33 +17,74 @@ per stream plus the fusion/head subgraph (stream0..2.onnx, fusion.onnx; the shar
 stem.onnx), manifest.json (config, sha256 of every file, subgraph inputs/outputs, DAG) and
 reference.npz. Verification (onnx.checker, TensorRT op gate, ONNX Runtime vs PyTorch) runs
 by default; a failed check writes nothing and exits 1. Bad input exits 2.
+
+Any other model: parnet-export MODEL.onnx [--input-shape NAME=1,3,H,W ...] [--split auto|none]
+[--devices N]. The file is checked as untrusted input (size, external data refused,
+onnx.checker, every shape inferred and static); a cost model measured on this machine decides
+whether running the parallel branches as separate subgraphs pays on N devices, and a "why"
+table says so. The split is verified against the whole graph (rtol 1e-5) before anything is
+written; the manifest records the decision under "partition".
 """
 
 
+MAX_DEVICES = 16  # a manifest's subgraph limit; OnnxExportConfig.validate checks it again
+
 OUTPUT = args.OutputDirArgs("export", holds="exports", replaces="an existing export",
-                            name_help="export name (default: the arch, e.g. parnet_s)")
+                            name_help="export name (default: the arch, e.g. parnet_s; for MODEL.onnx its stem)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parnet-export", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", type=Path, help="official timm checkpoint, state_dict, or our .pt/.safetensors")
+    p.add_argument("checkpoint", type=Path, metavar="MODEL",
+                   help="a ParNet checkpoint (official timm checkpoint, state_dict, or our .pt/.safetensors), "
+                        "or any model as .onnx")
     common.add_checkpoint_args(p)
     g = p.add_argument_group("export")
     g.add_argument("--resolution", type=common.resolution,
                    help="input size, 224 or HxW (default: 224, or 32 for the small-input variants)")
     g.add_argument("--opset", type=int, default=18, help="ONNX opset, 18-20 (default 18)")
-    g.add_argument("--split", choices=["replicated", "shared"], default="replicated",
-                   help="replicated: each stream recomputes its stem prefix (official multi-GPU split); "
-                        "shared: a stem subgraph computes it once (default: replicated)")
+    g.add_argument("--split", choices=["replicated", "shared", "auto", "none"],
+                   help="ParNet: replicated (each stream recomputes its stem prefix, the official multi-GPU "
+                        "split; the default) or shared (a stem subgraph computes it once). ONNX: auto (the "
+                        "cost model decides; the default) or none")
     g.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp16: fp16 inside, fp32 input and logits (default fp32)")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the ONNX Runtime checks")
     g.add_argument("--no-torch-weights", dest="torch_weights", action="store_false",
                    help="do not write deploy.safetensors (the deploy-form weights the torch backend runs from; "
                         "about the size of model.onnx)")
+    o = p.add_argument_group("ONNX models (MODEL.onnx)")
+    o.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix an input's dynamic dimensions, e.g. images=1,3,224,224 (repeat per input)")
+    o.add_argument("--devices", type=int, default=1,
+                   help=f"devices the split is planned for, 1..{MAX_DEVICES} (default 1: one CPU, where "
+                        "splitting only pays if launches cost less than the overlap gives back)")
+    o.add_argument("--threads", type=int, default=1, help="intra-op threads the cost model is measured with")
     OUTPUT.add_to_parser(p)
     return p
+
+
+PARNET_ONLY = {"arch": None, "act": None, "ema": False, "resolution": None, "precision": "fp32",
+               "torch_weights": True}
+ONNX_ONLY = {"input_shape": [], "devices": 1, "threads": 1}
+
+
+def _given(ns: argparse.Namespace, defaults: dict) -> list[str]:
+    return ["--" + k.replace("_", "-").replace("torch-weights", "no-torch-weights") for k, v in defaults.items()
+            if getattr(ns, k) != v]
+
+
+def export_onnx_main(ns: argparse.Namespace, output) -> int:
+    from ..export.onnx_export import OnnxExportConfig, export_onnx
+    from ..export.onnx_source import parse_input_shapes
+
+    config = OnnxExportConfig(output=output.parent, name=output.name, input_shapes=parse_input_shapes(ns.input_shape),
+                              split=ns.split or "auto", devices=ns.devices, force=output.force, verify=ns.verify,
+                              threads=ns.threads)
+    config.validate()
+    export_onnx(ns.checkpoint, config)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     from ..export.pipeline import ExportConfig, export_model
 
     output = OUTPUT.parse(ns)
+    if ns.checkpoint.suffix.lower() == ".onnx":
+        wrong = _given(ns, PARNET_ONLY) + (["--split " + ns.split] if ns.split in ("replicated", "shared") else [])
+        if wrong:
+            raise UserError(f"{', '.join(wrong)}: ParNet checkpoints only; an ONNX model takes --input-shape, "
+                            "--split auto|none, --devices")
+        return export_onnx_main(ns, output)
+    wrong = _given(ns, ONNX_ONLY) + (["--split " + ns.split] if ns.split in ("auto", "none") else [])
+    if wrong:
+        raise UserError(f"{', '.join(wrong)}: ONNX models only (MODEL.onnx); a checkpoint takes --split "
+                        "replicated|shared")
     config = ExportConfig(output=output.parent, name=output.name, resolution=ns.resolution, opset=ns.opset,
-                          split=ns.split, precision=ns.precision, force=output.force, verify=ns.verify,
+                          split=ns.split or "replicated", precision=ns.precision, force=output.force, verify=ns.verify,
                           torch_weights=ns.torch_weights)
     config.validate()
     if output.name is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
 from ..backends import Runner, StageTime, get_backend
 from ..backends.base import Executor
 from ..errors import RunnerClosedError, UserError
@@ -16,7 +16,9 @@ MODES = (*EXECUTORS, "distributed")
 
 
 class ParnetRunner:
-    """``runner(x)``: float32 ``(1, 3, H, W)`` image → logits ``(1, classes)``.
+    """``runner(x)``: float32 ``(1, 3, H, W)`` image → logits ``(1, classes)``; for a model of
+    several inputs or outputs, ``runner.infer({name: array})`` → ``{name: array}`` (every input,
+    each of the dtype and shape the manifest lists).
 
     Thread safety: one runner may be called from several threads at once (ONNX Runtime
     sessions are thread-safe, OpenVINO keeps a pool of infer requests, TensorRT runners and
@@ -56,8 +58,8 @@ class ParnetRunner:
             special = self.backend.executor(mode, manifest, self._load_runner, cuda_graph=cuda_graph)
             parallelism = sum(b.parallelism for b in self.backends.values())
             self.executor = special or EXECUTORS[mode](manifest, self._load_runner, parallelism)
-        self.input_spec = manifest.input
-        self.output_spec = manifest.output
+        self.input_specs = {t.name: t for t in manifest.whole.inputs}
+        self.output_specs = {t.name: t for t in manifest.whole.outputs}
         self.check_finite = check_finite
         self.closed = False
 
@@ -66,21 +68,45 @@ class ParnetRunner:
         return backend.load(self.directory / spec.file, spec, concurrency=concurrency)
 
     # -- validation ----------------------------------------------------------------------
-    def check_input(self, x: np.ndarray) -> None:
-        spec = self.input_spec
+    @property
+    def input_spec(self) -> TensorSpec:
+        """The one input of an image model."""
+        if len(self.input_specs) != 1:
+            raise UserError(f"the model has {len(self.input_specs)} inputs ({', '.join(map(repr, self.input_specs))}); "
+                            "call runner.infer({name: array, ...})")
+        return next(iter(self.input_specs.values()))
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        if len(self.output_specs) != 1:
+            raise UserError(f"the model has {len(self.output_specs)} outputs "
+                            f"({', '.join(map(repr, self.output_specs))}); call runner.infer({{name: array, ...}})")
+        return next(iter(self.output_specs.values()))
+
+    def check_input(self, x: np.ndarray, spec: TensorSpec | None = None) -> None:
+        spec = spec or self.input_spec
+        what = "input" if len(self.input_specs) == 1 else f"input {spec.name!r}"
         if not isinstance(x, np.ndarray):
-            raise UserError(f"input must be a numpy array, got {type(x).__name__}")
-        if x.dtype != np.float32:
-            raise UserError(f"input dtype must be float32, got {x.dtype}")
+            raise UserError(f"{what} must be a numpy array, got {type(x).__name__}")
+        if x.dtype != np.dtype(spec.dtype):
+            raise UserError(f"{what} dtype must be {spec.dtype}, got {x.dtype}")
         if tuple(x.shape) != tuple(spec.shape):
-            raise UserError(f"input shape must be {tuple(spec.shape)} (N, C, H, W), got {tuple(x.shape)}")
+            layout = " (N, C, H, W)" if len(self.input_specs) == 1 and len(spec.shape) == 4 else ""
+            raise UserError(f"{what} shape must be {tuple(spec.shape)}{layout}, got {tuple(x.shape)}")
         if not x.flags.c_contiguous:
-            raise UserError("input must be C-contiguous (use np.ascontiguousarray)")
+            raise UserError(f"{what} must be C-contiguous (use np.ascontiguousarray)")
         # OpenVINO turns NaN/inf into ordinary-looking logits; refuse them on every backend alike
-        if self.check_finite and not np.isfinite(x).all():
+        if self.check_finite and x.dtype.kind == "f" and not np.isfinite(x).all():
             index = int(np.flatnonzero(~np.isfinite(x))[0])
-            raise UserError(f"input[{index}] is {x.flat[index]}: not a finite number (load with check_finite=False "
+            raise UserError(f"{what}[{index}] is {x.flat[index]}: not a finite number (load with check_finite=False "
                             f"to skip this check)")
+
+    def check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
+        if not isinstance(feeds, dict) or set(feeds) != set(self.input_specs):
+            got = sorted(feeds) if isinstance(feeds, dict) else type(feeds).__name__
+            raise UserError(f"expected the inputs {sorted(self.input_specs)}, got {got}")
+        for name, x in feeds.items():
+            self.check_input(x, self.input_specs[name])
 
     # -- running ---------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -89,13 +115,15 @@ class ParnetRunner:
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_open()
-        if set(feeds) != {self.input_spec.name}:
-            raise UserError(f"expected exactly one input named {self.input_spec.name!r}, got {sorted(feeds)}")
-        self.check_input(feeds[self.input_spec.name])
+        self.check_feeds(feeds)
         return self.executor.infer(feeds)
 
-    def infer_timed(self, x: np.ndarray) -> tuple[np.ndarray, list[StageTime]]:
+    def infer_timed(self, x: np.ndarray | dict[str, np.ndarray]) -> tuple[np.ndarray | dict, list[StageTime]]:
+        """One call with its per-subgraph times: an image → logits, or feeds → outputs by name."""
         self._check_open()
+        if isinstance(x, dict):
+            self.check_feeds(x)
+            return self.executor.infer_timed(x)
         self.check_input(x)
         out, times = self.executor.infer_timed({self.input_spec.name: x})
         return out[self.output_spec.name], times

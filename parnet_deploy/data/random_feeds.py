@@ -1,0 +1,17 @@
+"""Inputs for checks and benchmarks when no data is given: one array per input spec."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..artifacts.export_manifest import TensorSpec
+
+
+def random_feeds(specs: Iterable[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard normal floats; zeros for integer and bool inputs (always a valid index or mask,
+    where random integers could index out of range)."""
+    rng = np.random.default_rng(seed)
+    return {t.name: rng.standard_normal(t.shape).astype(t.dtype) if t.dtype.startswith("float")
+            else np.zeros(t.shape, t.dtype) for t in specs}

@@ -1,0 +1,184 @@
+"""``export_onnx``: a user's ``MODEL.onnx`` → a verified export directory, split where a cost model says it pays.
+
+The same directory layout as a ParNet export (``model.onnx``, one ONNX per subgraph,
+``manifest.json`` with every file hashed, ``reference.npz``), so every engine, executor and the
+C library run it unchanged. What differs is where the cuts come from: the partitioner
+(``parnet_deploy.partition``) finds the branches and predicts whether running them apart pays on
+``devices`` devices; the manifest records that decision under ``partition``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..artifacts.export_manifest import ExportManifest, Normalization, SubgraphSpec, TensorSpec
+from ..artifacts.files import atomic_directory, hash_files
+from ..artifacts.model_record import OnnxModelRecord, PartitionedSubgraph, PartitionRecord
+from ..artifacts.schema import NAME
+from ..compare import compare
+from ..data.random_feeds import random_feeds
+from ..errors import ConfigError, VerificationError
+from ..partition import CostModel, Partition, compose, cut_model, find_partition, why_table
+from ..partition.search import MAX_SUBGRAPHS
+from .onnx_source import OnnxSource, load_onnx_source
+from .pipeline import _Steps, _versions
+
+SPLITS = ("auto", "none")
+MAX_DEVICES = MAX_SUBGRAPHS
+RTOL = 1e-5  # split vs whole, both fp32 on ONNX Runtime: only the summation order may differ
+
+
+@dataclass(frozen=True)
+class OnnxExportConfig:
+    """What ``parnet-export MODEL.onnx`` writes and how.
+
+    input_shapes: name → dims fixing dynamic inputs; split: ``auto`` (the partitioner decides)
+    or ``none``; devices: what the prediction plans for (streams of one CPU count as one device);
+    cost: the cost model (None: measured on this machine, a few seconds); normalizations: how
+    the caller prepares image inputs, if any declare one.
+    """
+
+    output: Path = Path("export")
+    name: str | None = None
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    split: str = "auto"
+    devices: int = 1
+    force: bool = False
+    verify: bool = True
+    seed: int = 0
+    threads: int = 1
+    cost: CostModel | None = None
+    normalizations: tuple[Normalization, ...] = ()
+
+    def validate(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r} for an ONNX model; choose one of {', '.join(SPLITS)}")
+        if not 1 <= self.devices <= MAX_DEVICES:
+            raise ConfigError(f"--devices must be in 1..{MAX_DEVICES}, got {self.devices}")
+        if self.name is not None and not (NAME.fullmatch(self.name) and ".." not in self.name):
+            raise ConfigError(f"bad export name {self.name!r}: use letters, digits, '.', '_', '-' (at most 64, "
+                              f"starting with a letter or digit)")
+
+
+def default_name(path: Path) -> str:
+    """The file's stem made a valid export name (``my model.onnx`` → ``my_model``)."""
+    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(path).stem)[:64].strip("._-")
+    return stem if stem and NAME.fullmatch(stem) and ".." not in stem else "model"
+
+
+def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
+                log: Callable[[str], None] = print) -> tuple[Path, ExportManifest]:
+    """Check, partition, cut, verify and write; returns the directory and its manifest.
+
+    Raises :class:`VerificationError` (nothing is written) when the split does not reproduce the whole."""
+    config.validate()
+    path = Path(path)
+    target = config.output / (config.name or default_name(path))
+    step = _Steps(5 if config.verify else 4, log)
+    with step(f"load and check {path.name} (size, external data, onnx.checker, shapes)"):
+        source = load_onnx_source(path, config.input_shapes)
+    _check_normalizations(source, config.normalizations)
+    partition = None
+    if config.split == "auto":
+        with step("partition (cost model" + (" measured on this machine)" if config.cost is None else ")")):
+            cost = config.cost
+            if cost is None:
+                from ..partition import measure_cost_model
+
+                cost = measure_cost_model(threads=config.threads)
+            partition = find_partition(source.model, cost, config.devices)
+        log(why_table(partition))
+    else:
+        step.n += 1
+        log(f"[{step.n}/{step.total}] partition ... skipped (--split none)")
+    split = partition is not None and partition.is_split
+    with atomic_directory(target, force=config.force, marker="manifest.json", source=path) as tmp:
+        with step(f"cut {len(partition.subgraphs) if split else 1} subgraph(s) (onnx-graphsurgeon, onnx.checker)"):
+            whole = _whole(source)
+            pieces = cut_model(source.model, partition) if split else {}
+        with step("write files and reference inputs/outputs"):
+            onnx.save(whole, tmp / "model.onnx")
+            for name, piece in pieces.items():
+                onnx.save(piece, tmp / f"{name}.onnx")
+            feeds = random_feeds(source.inputs, config.seed)
+            reference = _run_whole(whole, feeds)
+            np.savez(tmp / "reference.npz", **{f"input{i}": feeds[t.name] for i, t in enumerate(source.inputs)},
+                     **{f"output{i}": reference[t.name] for i, t in enumerate(source.outputs)})
+        subgraphs = (tuple(_spec(pieces[s.name], s.name, f"{s.name}.onnx", s.stream) for s in partition.subgraphs)
+                     if split else (SubgraphSpec("whole", "model.onnx", source.inputs, source.outputs),))
+        manifest = ExportManifest(
+            name=target.name, model=OnnxModelRecord(source.sha256, source.opset, source.inputs, source.outputs),
+            precision="fp32", split="auto" if split else "none", opset=source.opset,
+            whole=SubgraphSpec("model", "model.onnx", source.inputs, source.outputs), subgraphs=subgraphs,
+            files=hash_files(tmp), normalizations=config.normalizations,
+            partition=None if partition is None else _record(partition), versions=_versions(), verification={"performed": False})
+        if config.verify:
+            with step("verify: subgraphs composed vs the whole graph (ONNX Runtime)"):
+                worst = _verify(pieces, feeds, reference, source) if split else 0.0
+            log(f"verification passed: worst relative error {worst:.2e} (limit {RTOL:g}, "
+                f"{'split' if split else 'unsplit'} vs whole)")
+            manifest = replace(manifest, verification={"performed": True, "passed": True, "comparisons": 1,
+                                                       "worst_max_rel": worst})
+        ExportManifest.parse(manifest.to_dict(), "manifest")  # what readers will parse, checked before it lands
+        manifest.write(tmp)
+    log(f"export written to {target}/ ({', '.join(sorted(manifest.files))}, manifest.json)")
+    return target, manifest
+
+
+def _check_normalizations(source: OnnxSource, norms: tuple[Normalization, ...]) -> None:
+    shapes = {t.name: t.shape for t in source.inputs}
+    for n in norms:
+        if n.input not in shapes:
+            raise ConfigError(f"normalization names {n.input!r}, which is not an input of the model "
+                              f"({', '.join(shapes)})")
+        if len(shapes[n.input]) < 2 or shapes[n.input][1] != len(n.mean):
+            raise ConfigError(f"normalization of {n.input!r} has {len(n.mean)} channels; the input is "
+                              f"{list(shapes[n.input])}")
+
+
+def _whole(source: OnnxSource) -> onnx.ModelProto:
+    """The source with its fixed input shapes and inferred ones (engines need no inference of their own)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(source.model)
+    return model
+
+
+def _spec(piece: onnx.ModelProto, name: str, file: str, stream: int | None) -> SubgraphSpec:
+    from .pipeline import spec_of
+
+    return spec_of(piece, name, file, stream)
+
+
+def _run_whole(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return dict(zip((o.name for o in sess.get_outputs()), sess.run(None, feeds)))
+
+
+def _verify(pieces: dict[str, onnx.ModelProto], feeds: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+            source: OnnxSource) -> float:
+    """The pieces run one after another (ONNX Runtime) against the whole graph's outputs: floats
+    within :data:`RTOL` of the largest magnitude, everything else equal. Returns the worst error."""
+    got = compose(pieces, feeds, [t.name for t in source.outputs])
+    floats = [t.name for t in source.outputs if t.dtype.startswith("float")]
+    for t in source.outputs:
+        if t.name not in floats and not np.array_equal(got[t.name], reference[t.name]):
+            raise VerificationError(f"output {t.name!r} ({t.dtype}): split and whole differ; nothing was written")
+    result = compare("split vs whole", {n: got[n] for n in floats}, {n: reference[n] for n in floats}, RTOL)
+    if not result.passed:
+        raise VerificationError(f"split vs whole fails:\n{result.report()}\nnothing was written")
+    return max((o.max_rel for o in result.outputs), default=0.0)
+
+
+def _record(p: Partition) -> PartitionRecord:
+    return PartitionRecord(p.devices, p.streams, p.launch_ms, p.whole_ms, p.critical_path_ms, p.predicted_speedup,
+                           p.verdict, tuple(PartitionedSubgraph(s.name, s.stream, s.share, s.cost_ms)
+                                            for s in p.subgraphs))
