@@ -67,7 +67,7 @@ class DistributedExecutor:
                                                           timeout_s)
             # a first call on zeros, under the start-up deadline: connections between ranks are made here
             self.store.set(_call_key(0), RUN)
-            self.program.run(np.zeros(manifest.input.shape, np.float32), STARTUP)
+            self.program.run({t.name: np.zeros(t.shape, t.dtype) for t in manifest.whole.inputs}, STARTUP)
             self.store.delete_key(_call_key(0))
             self.calls = 1
         except BaseException as e:  # Ctrl-C included: no worker outlives a failed start-up
@@ -125,7 +125,7 @@ class DistributedExecutor:
                 raise DistributedError(f"distributed runner is broken: {self.broken}")
             try:
                 self.store.set(_call_key(self.calls), RUN)
-                values, times = self.program.run(feeds[self.program.export.input.name])
+                values, times = self.program.run(feeds)
                 out = {n: values[n].cpu().numpy() for n in self.outputs}
             except BaseException as e:  # the ranks are out of step now, whatever interrupted the call
                 if not isinstance(e, Exception):

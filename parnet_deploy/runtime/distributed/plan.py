@@ -59,10 +59,12 @@ class RankPlan:
     def nccl(self) -> bool:
         return all(d.startswith("cuda") for d in self.device_of.values())
 
-    @property
-    def broadcasts_image(self) -> bool:
-        """Rank 0 holds the image; it is broadcast when a subgraph on another rank reads it."""
-        return any(self.rank_of[c] != 0 for c in self.export.dag.consumers(self.export.input.name))
+    @cached_property
+    def broadcast_inputs(self) -> tuple[str, ...]:
+        """Rank 0 holds the graph's inputs; each one a subgraph on another rank reads is broadcast."""
+        dag = self.export.dag
+        return tuple(t.name for t in self.export.whole.inputs
+                     if any(self.rank_of[c] != 0 for c in dag.consumers(t.name)))
 
     def tags(self) -> dict[str, int]:
         """A message tag per tensor that crosses ranks."""

@@ -61,14 +61,16 @@ class _RankProgram:
             self._infer(name, {t.name: self.torch.zeros(t.shape, dtype=self._dtype(t.name), device=self.device)
                                for t in self.subgraphs[name].inputs})
 
-    def run(self, image: np.ndarray | None, timeout: datetime.timedelta | None = None) -> tuple[dict, list[StageTime]]:
+    def run(self, feeds: dict[str, np.ndarray] | None,
+            timeout: datetime.timedelta | None = None) -> tuple[dict, list[StageTime]]:
+        """One call: ``feeds`` (the graph's inputs by name) on rank 0, None on the others."""
         timeout = timeout or self.timeout
         t0 = time.perf_counter()
-        name = self.export.input.name
         values: dict = {}
         if self.rank == 0:
-            values[name] = self.torch.from_numpy(np.ascontiguousarray(image)).to(self.device, self._dtype(name))
-        if self.plan.broadcasts_image:
+            values = {name: self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self._dtype(name))
+                      for name, x in feeds.items()}
+        for name in self.plan.broadcast_inputs:
             buf = values[name] if self.rank == 0 else self._empty(name)
             self.group.broadcast([buf]).wait(timeout)
             values[name] = buf

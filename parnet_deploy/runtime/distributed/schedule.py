@@ -20,13 +20,14 @@ def schedule(plan: RankPlan) -> tuple[tuple[tuple[Transfer, ...], tuple[str, ...
     (in one global order), then the level's subgraphs. Every rank issues its sends and receives in
     that same order, so the k-th transfer between two ranks matches on both sides and none waits
     on a peer that waits on it (NCCL point-to-point blocks until the peer posts its half). The
-    logits, if made elsewhere, travel to rank 0 in a last step."""
+    graph's outputs made elsewhere travel to rank 0 in a last step. The graph's inputs start on
+    rank 0 and are broadcast first where other ranks read them (:attr:`RankPlan.broadcast_inputs`)."""
     export = plan.export
     dag = export.dag
-    image = export.input.name
     specs = {s.name: s for s in export.subgraphs}
     producer = {t.name: plan.rank_of[s.name] for s in export.subgraphs for t in s.outputs}
-    have = {r: ({image} if r == 0 or plan.broadcasts_image else set()) for r in range(plan.world)}
+    inputs = {t.name for t in export.whole.inputs}
+    have = {r: (set(inputs) if r == 0 else set(plan.broadcast_inputs)) for r in range(plan.world)}
     steps = []
     for level in dag.levels():
         transfers = []
@@ -39,7 +40,7 @@ def schedule(plan: RankPlan) -> tuple[tuple[tuple[Transfer, ...], tuple[str, ...
         steps.append((tuple(transfers), tuple(level)))
         for name in level:
             have[plan.rank_of[name]].update(t.name for t in specs[name].outputs)
-    logits = export.output.name
-    if logits not in have[0]:
-        steps.append(((Transfer(logits, producer[logits], 0),), ()))
+    last = tuple(Transfer(t.name, producer[t.name], 0) for t in export.whole.outputs if t.name not in have[0])
+    if last:
+        steps.append((last, ()))
     return tuple(steps)
