@@ -128,9 +128,13 @@ def test_outputs_equal_the_python_runtime(client, artifacts, tmp_path, kind, mod
     assert rel_err(got, expected) <= 1e-5, (kind, mode, rel_err(got, expected))
 
 
-def _synthetic_export(d: Path) -> Path:
+IDENTITY = [{"input": "image", "mean": [0, 0, 0], "std": [1, 1, 1]}]  # v3: one entry per image input
+
+
+def _synthetic_export(d: Path, normalization: list | None = None) -> Path:
     """stem → s1 (reads a) and s2 (reads a and b) → fusion (reads y1, and y2 and z2 from s2): consumers
-    reading two tensors of one producer, two subgraphs able to run at once. Exact small-integer math."""
+    reading two tensors of one producer, two subgraphs able to run at once. Exact small-integer math.
+    `normalization`: the manifest's (default IDENTITY, for the graph input "image")."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -160,10 +164,11 @@ def _synthetic_export(d: Path) -> Path:
                 "outputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in outs], "stream": None}
     files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in sorted(d.iterdir())}
     (d / "manifest.json").write_text(json.dumps({
-        "schema": "parnet-deploy/export", "schema_version": 2, "name": "synthetic", "precision": "fp32",
+        "schema": "parnet-deploy/export", "schema_version": 3, "name": "synthetic", "precision": "fp32",
+        "model": {"family": "onnx"}, "partition": None,
         "whole": spec("model", "model.onnx", [img], [("logits", [1, 12])]),
         "subgraphs": [spec(k, f"{k}.onnx", *io[k]) for k in nodes], "files": files,
-        "normalization": {"mean": [0, 0, 0], "std": [1, 1, 1]}}))
+        "normalization": IDENTITY if normalization is None else normalization}))
     return d
 
 
@@ -180,13 +185,14 @@ def test_a_consumer_reading_several_tensors_of_one_producer(client, tmp_path):
 
 
 # Named tensors (prt_io_info, prt_infer_named): a model of several inputs and outputs of any manifest dtype.
-ONNX_TYPES = {"float32": 1, "uint8": 2, "int8": 3, "float16": 10}  # onnx.TensorProto's codes
-PRT_DTYPES = {"float32": 0, "float16": 1, "int8": 2, "uint8": 3}  # prt_dtype
+ONNX_TYPES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "bool": 9, "float16": 10}  # TensorProto's
+PRT_DTYPES = {"float32": 0, "float16": 1, "int8": 2, "uint8": 3, "int32": 4, "int64": 5, "bool": 6}  # prt_dtype
 
 
-def _named_export(d: Path, inputs: list, outputs: list, subgraphs: dict) -> Path:
+def _named_export(d: Path, inputs: list, outputs: list, subgraphs: dict, normalization: list | None = None) -> Path:
     """An export of graph `inputs` and `outputs` ([(name, shape, dtype)]) computed by `subgraphs`
-    ({name: (onnx nodes, inputs, outputs)}, in an execution order); model.onnx holds every node."""
+    ({name: (onnx nodes, inputs, outputs)}, in an execution order); model.onnx holds every node.
+    No image input: `normalization` is empty unless given."""
     from onnx import helper
 
     def value(t):
@@ -207,10 +213,11 @@ def _named_export(d: Path, inputs: list, outputs: list, subgraphs: dict) -> Path
                 "outputs": [{"name": n, "shape": s, "dtype": t} for n, s, t in outs], "stream": None}
     files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in sorted(d.iterdir())}
     (d / "manifest.json").write_text(json.dumps({
-        "schema": "parnet-deploy/export", "schema_version": 2, "name": d.name, "precision": "fp32",
+        "schema": "parnet-deploy/export", "schema_version": 3, "name": d.name, "precision": "fp32",
+        "model": {"family": "onnx"}, "partition": None,
         "whole": spec("model", "model.onnx", inputs, outputs),
         "subgraphs": [spec(k, f"{k}.onnx", ins, outs) for k, (_, ins, outs) in subgraphs.items()], "files": files,
-        "normalization": {"mean": [0, 0, 0], "std": [1, 1, 1]}}))
+        "normalization": normalization or []}))
     return d
 
 
@@ -240,6 +247,22 @@ def _dtypes(d: Path) -> Path:
                          {"floats": (floats, [h, i, u], [s, h2]), "ints": (ints, [i, u], [i2, u2])})
 
 
+def _int_dtypes(d: Path) -> Path:
+    """int64, bool and int32 inputs and outputs: twice = q + q, flip = not mask, pick = where(mask, q,
+    twice), neg = -k (twice is both a graph output and read by a later subgraph)."""
+    from onnx import helper
+
+    t = lambda name, dtype: (name, [2, 3], dtype)  # noqa: E731
+    q, mask, k = t("q", "int64"), t("mask", "bool"), t("k", "int32")
+    twice, flip, pick, neg = t("twice", "int64"), t("flip", "bool"), t("pick", "int64"), t("neg", "int32")
+    node = helper.make_node
+    return _named_export(d, [q, mask, k], [twice, flip, pick, neg], {
+        "longs": ([node("Add", ["q", "q"], ["twice"])], [q], [twice]),
+        "masks": ([node("Not", ["mask"], ["flip"]), node("Where", ["mask", "q", "twice"], ["pick"])], [mask, q, twice],
+                  [flip, pick]),
+        "ints": ([node("Neg", ["k"], ["neg"])], [k], [neg])})
+
+
 def _named_run(client, d: Path, options: str, tmp: Path, inputs: dict) -> tuple[list[str], dict]:
     """The client's `named` command on `inputs` ({name: array}): its info lines and the outputs read back."""
     for name, x in inputs.items():
@@ -250,7 +273,7 @@ def _named_run(client, d: Path, options: str, tmp: Path, inputs: dict) -> tuple[
     for line in info:
         side, _, name, dtype, dims = line.split()
         if side == "output":
-            np_type = {v: k for k, v in PRT_DTYPES.items()}[int(dtype)]
+            np_type = np.dtype({v: k for k, v in PRT_DTYPES.items()}[int(dtype)])
             outs[name] = np.fromfile(tmp / f"out_{name}.bin", np_type).reshape([int(x) for x in dims.split(",")])
     return info, outs
 
@@ -273,6 +296,113 @@ def test_named_tensors_equal_numpy(client, tmp_path, options):
                     "output 2 i2 2 2,3", "output 3 u2 3 2,3"]
     assert np.array_equal(outs["s"], h.astype(np.float32) + i + u.astype(np.float32))
     assert np.array_equal(outs["h2"], h + h) and np.array_equal(outs["i2"], -i) and np.array_equal(outs["u2"], u)
+
+
+@pytest.mark.parametrize("options", ["mode=whole", "mode=streams;threads=1", "mode=streams;threads=4"])
+def test_named_int64_bool_and_int32_tensors_equal_numpy(client, tmp_path, options):
+    """Schema 3's integer and bool dtypes: 8-, 1- and 4-byte elements, passed and read back exactly."""
+    d = _int_dtypes(tmp_path / "int_dtypes")
+    q = np.array([[-(1 << 29), -1, 0], [1, 123456, 1 << 29]], np.int64)  # q + q fits 32 bits, should a plugin narrow
+    mask = np.array([[True, False, True], [False, False, True]])
+    k = np.array([[-7, 0, 5], [1 << 30, -(1 << 30) + 1, 2_000_000_000]], np.int32)
+    info, outs = _named_run(client, d, options, tmp_path, {"q": q, "mask": mask, "k": k})
+    assert info == ["input 0 q 5 2,3", "input 1 mask 6 2,3", "input 2 k 4 2,3", "output 0 twice 5 2,3",
+                    "output 1 flip 6 2,3", "output 2 pick 5 2,3", "output 3 neg 4 2,3"]
+    assert outs["twice"].dtype == np.int64 and np.array_equal(outs["twice"], q + q), outs["twice"]
+    assert outs["flip"].dtype == np.bool_ and np.array_equal(outs["flip"], ~mask), outs["flip"]
+    assert np.array_equal(outs["pick"], np.where(mask, q, q + q)), outs["pick"]
+    assert outs["neg"].dtype == np.int32 and np.array_equal(outs["neg"], -k), outs["neg"]
+
+
+def _refused(exe: Path, *args: str) -> str:
+    """The client's stdout where some expected-OK call of `args` failed (its FAIL lines quote prt_last_error)."""
+    r = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode not in (0, 100) and "FAILED" in r.stdout, r.stdout + r.stderr[-3000:]
+    return r.stdout
+
+
+def test_schema_versions_other_than_3_are_refused(client, tmp_path):
+    d = _synthetic_export(tmp_path / "synthetic")
+    v2 = _edit(d, tmp_path / "v2", lambda m, _: m.update(schema_version=2, normalization={"mean": [0, 0, 0],
+                                                                                          "std": [1, 1, 1]}))
+    v2_bare = _edit(d, tmp_path / "v2_bare", lambda m, _: m.update(schema_version=2))
+    v4 = _edit(d, tmp_path / "v4", lambda m, _: m.update(schema_version=4))
+    as_text = _edit(d, tmp_path / "as_text", lambda m, _: m.update(schema_version="3"))
+    text = "schema version is not supported (this library reads 3); re-export it with parnet-export"
+    engines_v2 = tmp_path / "engines_v2"  # refused before anything else of it is read
+    engines_v2.mkdir()
+    (engines_v2 / "engines.json").write_text(json.dumps({"schema": "parnet-deploy/engines", "schema_version": 2}))
+    args = [a for bad in (v2, v2_bare, v4, as_text) for a in ("status", bad, "-", str(INCOMPATIBLE), text, "--")]
+    _run(client, *args, "status", str(engines_v2), "-", str(INCOMPATIBLE),
+         "schema version is not supported (this library reads 3); rebuild with parnet-build",
+         "--", "status", str(d), "-", str(OK), "-")
+
+
+def test_no_normalization_refuses_the_image_calls_not_the_named_call(client, tmp_path):
+    """normalization [] (or an entry of other than 3 values for the image input): the export opens and
+    the named call runs it, but the image classifier's calls are refused, naming normalization."""
+    x = np.arange(-6, 6, dtype=np.float32).reshape(1, 3, 2, 2)
+    a, b = np.maximum(x, 0), -x
+    expected = ((a + a) + a * b + (a - b)).reshape(1, 12)
+    np.zeros((2, 2, 3), np.uint8).tofile(tmp_path / "img.u8")
+    x.tofile(tmp_path / "x.f32")
+    gray = [{"input": "image", "mean": [0.5], "std": [0.25], "layout": "NCHW gray", "note": ""}]
+    for name, normalization, reason in (
+            ("none", [], "the export declares no normalization for the input 'image'"),
+            ("gray", gray, "the export's normalization for the input 'image' has 1 channel(s), "
+                           "not the image classifier's 3 (RGB)")):
+        d = _synthetic_export(tmp_path / name, normalization)
+        out = _refused(client, "preprocess", str(d), str(tmp_path / "img.u8"), "2", "2", "6", "0",
+                       str(tmp_path / "p.f32"))
+        for function in ("prt_preprocess_u8", "prt_preprocess_u8_len"):
+            assert f"{function}: {reason}; use prt_io_info and prt_infer_named" in out, out
+        out = _refused(client, "run", str(d), "-", str(tmp_path / "x.f32"), str(tmp_path / "y.f32"))
+        assert f"prt_infer: {reason}" in out, out
+        for options in ("mode=whole", "mode=streams;threads=4"):
+            info, outs = _named_run(client, d, options, tmp_path, {"image": x})
+            assert info == ["input 0 image 0 1,3,2,2", "output 0 logits 0 1,12"]
+            assert np.array_equal(outs["logits"], expected), (name, options)
+
+
+def test_normalization_entries_are_checked_at_open(client, tmp_path):
+    d = _synthetic_export(tmp_path / "synthetic")
+    entry = IDENTITY[0]
+
+    def with_normalization(name, normalization):
+        return _edit(d, tmp_path / name, lambda m, _: m.update(normalization=normalization))
+    cases = [("unknown_input", [{**entry, "input": "logits"}], "normalization[0].input: 'logits' is not an input"),
+             ("twice", [entry, entry], "normalization[1].input: 'image' is listed twice"),
+             ("no_input", [{"mean": [0, 0, 0], "std": [1, 1, 1]}], "normalization[0].input: missing"),
+             ("v2_object", {"mean": [0, 0, 0], "std": [1, 1, 1]}, "normalization: expected a list"),
+             ("nine", [entry] * 9, "normalization: expected a list of at most 8"),
+             ("lengths_differ", [{**entry, "std": [1, 1]}], "normalization[0].std: 2 numbers, mean has 3"),
+             ("no_channels", [{**entry, "mean": [], "std": []}], "normalization[0].mean: expected a list of 1..64"),
+             ("65_channels", [{**entry, "mean": [0] * 65, "std": [1] * 65}], "normalization[0].mean: expected a list"),
+             ("zero_std", [{**entry, "std": [0, 1, 1]}], "normalization[0].std: expected numbers in [1e-6, 1000]"),
+             ("huge_mean", [{**entry, "mean": [1001, 0, 0]}], "normalization[0].mean: expected numbers in [-1000"),
+             ("overflow", [{**entry, "std": [1e39, 1, 1]}], "finite float32")]
+    args = []
+    for name, normalization, text in cases:
+        args += ["status", with_normalization(name, normalization), "-", str(INCOMPATIBLE), text, "--"]
+    many = [{"input": "image", "mean": [0] * 64, "std": [1] * 64, "layout": "any", "note": "not read"}]
+    _run(client, *args, "status", with_normalization("64_channels", many), "-", str(OK), "-")
+
+
+@pytest.mark.parametrize("name", ["dla34", "fractalnet", "inceptionv3"])
+def test_named_call_runs_split_foreign_models(client, tmp_path, name):
+    """Architectures nobody here wrote, split by parnet-export MODEL.onnx: the named call in streams mode
+    equals the unsplit graph's reference (rtol 1e-5), dims and dtype read from the library."""
+    from test_onnx_foreign import foreign_export
+
+    target, manifest = foreign_export(name, tmp_path)
+    assert len(manifest.subgraphs) >= 2
+    ref = np.load(target / "reference.npz")
+    for options in ("mode=whole", "mode=streams;threads=2"):
+        info, outs = _named_run(client, target, options, tmp_path, {"x": ref["input0"]})
+        shape = ",".join(map(str, ref["input0"].shape))
+        assert info == [f"input 0 x 0 {shape}", f"output 0 y 0 {','.join(map(str, ref['output0'].shape))}"]
+        np.testing.assert_allclose(outs["y"], ref["output0"], rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(ref["output0"]).max()), err_msg=options)
 
 
 def test_named_misuse_leaves_outputs_untouched(client, tmp_path):
@@ -391,15 +521,15 @@ def _lies(artifacts, root: Path) -> list[tuple[str, str, int, str]]:
     add("tampered_same_size", lambda m, d: m["files"]["model.onnx"].update(sha256="0" * 64), INCOMPATIBLE,
         "does not match its sha256")
     add("old_schema", lambda m, d: m.update(schema_version=1), INCOMPATIBLE, "schema version")
-    add("no_std", lambda m, d: m["normalization"].update(std=[0, 1, 1]), INCOMPATIBLE, "[1e-6, 1000]")
+    add("no_std", lambda m, d: m["normalization"][0].update(std=[0, 1, 1]), INCOMPATIBLE, "[1e-6, 1000]")
     add("cycle", lambda m, d: m["subgraphs"].reverse(), INCOMPATIBLE, "no earlier subgraph produces",
         options="mode=streams")
     add("external_absolute", _external_data(str(root / "weights.bin")), INCOMPATIBLE, "external data")
     add("external_relative", _external_data("weights.bin"), INCOMPATIBLE, "external data")  # cwd-relative
     add("alias", _alias, INCOMPATIBLE, "listed twice", options="mode=streams")
-    add("huge_std", lambda m, d: m["normalization"].update(std=[1e39, 1, 1]), INCOMPATIBLE, "finite float32")
-    add("tiny_std", lambda m, d: m["normalization"].update(std=[1e-45, 1, 1]), INCOMPATIBLE, "[1e-6, 1000]")
-    add("huge_mean", lambda m, d: m["normalization"].update(mean=[3.4e38, 0, 0]), INCOMPATIBLE, "[-1000, 1000]")
+    add("huge_std", lambda m, d: m["normalization"][0].update(std=[1e39, 1, 1]), INCOMPATIBLE, "finite float32")
+    add("tiny_std", lambda m, d: m["normalization"][0].update(std=[1e-45, 1, 1]), INCOMPATIBLE, "[1e-6, 1000]")
+    add("huge_mean", lambda m, d: m["normalization"][0].update(mean=[3.4e38, 0, 0]), INCOMPATIBLE, "[-1000, 1000]")
     add("not_onnx", lambda m, d: _as_model_file(m, d, b'<?xml version="1.0"?><net name="x" version="11"></net>'),
         INCOMPATIBLE, "not an ONNX model")
     add("other_cpu", lambda m, d: [v.update(name="Some Other CPU") for v in m["devices"].values()], INCOMPATIBLE,
@@ -505,14 +635,17 @@ def _preprocess_args(d: Path, tmp: Path) -> list[str]:
 
 
 def _named_args(tmp: Path, everything: bool = True) -> list[str]:
-    """prt_infer_named and prt_io_info in whole and streams mode, dtypes, misuse (for ASan); valgrind
-    (everything=False: each open costs it ~15 s) takes the streams ones: DAG wiring, scratch, misuse."""
-    d, dt = _two_by_two(tmp / "two_by_two"), _dtypes(tmp / "dtypes")
+    """prt_infer_named and prt_io_info in whole and streams mode, dtypes (int64, bool and int32 too),
+    misuse (for ASan); valgrind (everything=False: each open costs it ~15 s) takes the streams ones:
+    DAG wiring, scratch, the integer and bool dtypes, misuse."""
+    d, dt, it = _two_by_two(tmp / "two_by_two"), _dtypes(tmp / "dtypes"), _int_dtypes(tmp / "int_dtypes")
     for name, x in {"a": np.ones((1, 4), np.float32), "b": np.full((1, 4), 2, np.float32),
                     "h": np.ones((2, 3), np.float16), "i": np.ones((2, 3), np.int8),
-                    "u": np.ones((2, 3), np.uint8)}.items():
+                    "u": np.ones((2, 3), np.uint8), "q": np.full((2, 3), -3, np.int64),
+                    "mask": np.eye(2, 3, dtype=bool), "k": np.arange(6, dtype=np.int32).reshape(2, 3)}.items():
         x.tofile(tmp / f"in_{name}.bin")
     streams = ["--", "named", str(d), "mode=streams;threads=4", str(tmp / "in_"), str(tmp / "out_"),
+               "--", "named", str(it), "mode=streams;threads=4", str(tmp / "in_"), str(tmp / "out_"),
                "--", "named_misuse", str(d), "mode=streams;threads=4"]
     whole = ["--", "named", str(dt), "mode=whole", str(tmp / "in_"), str(tmp / "out_"),
              "--", "named_misuse", str(d), "mode=whole"]

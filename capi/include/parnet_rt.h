@@ -61,8 +61,8 @@ typedef enum {
     PRT_E_NO_MEMORY = 5
 } prt_status;
 
-/* Element type of a named tensor (prt_io_info). Exports hold float32, float16, int8 and uint8
-   tensors today; the others are declared for later exports. Since 0.4.0. */
+/* Element type of a named tensor (prt_io_info). Since 0.4.0; exports (manifest schema version 3)
+   hold any of them. */
 typedef enum {
     PRT_FLOAT32 = 0,
     PRT_FLOAT16 = 1, /* IEEE 754 binary16 */
@@ -107,7 +107,8 @@ prt_status prt_open(const char *path, const char *options, prt_runtime **out);
 /* Input dims N, C, H, W and output dims N, classes, as the compiled model reports them. Writes
    exactly 4 (resp. 2) values. These two, prt_infer and prt_preprocess_u8(_len) are the image
    classifier's calls: a model whose graph is not one float32 N x 3 x H x W input and one float32
-   N x classes output opens (use prt_io_info and prt_infer_named), but they give PRT_E_INCOMPATIBLE. */
+   N x classes output, or whose export declares no normalization of 3 values for that input, opens
+   (use prt_io_info and prt_infer_named), but they give PRT_E_INCOMPATIBLE. */
 prt_status prt_input_dims(const prt_runtime *rt, int64_t dims[4]);
 prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]);
 

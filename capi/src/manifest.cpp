@@ -17,6 +17,9 @@ using json = nlohmann::json;
 constexpr int64_t kMaxDim = 1 << 16;
 constexpr size_t kMaxRank = 8;
 constexpr size_t kMaxDepth = 64;  // of nested objects and lists; the manifests written reach 6
+constexpr size_t kMaxIo = 8;       // tensors of a subgraph's inputs (outputs); normalization entries
+constexpr size_t kMaxChannels = 64;  // of a normalization entry
+constexpr int kSchemaVersion = 3;
 const char *kWhole = "model";
 
 // Typed access to one JSON object; `where` names it in errors (manifest.whole.inputs[0]).
@@ -72,13 +75,15 @@ class Fields {
         }
         return out;
     }
-    std::array<float, 3> floats3(const std::string &key) const {
+    // 1..max_len numbers, each a finite float32 (as numpy's float32 cast of the JSON double).
+    std::vector<float> floats(const std::string &key, size_t max_len) const {
         const json &v = at(key);
-        if (!v.is_array() || v.size() != 3) error(key, "expected 3 numbers");
-        std::array<float, 3> out{};
-        for (size_t i = 0; i < 3; i++) {
-            if (!v[i].is_number() || !(std::fabs(v[i].get<double>()) <= FLT_MAX)) error(key, "expected 3 finite float32 numbers");
-            out[i] = static_cast<float>(v[i].get<double>());  // as numpy's float32 cast of the JSON double
+        const std::string expected = "expected a list of 1.." + std::to_string(max_len) + " finite float32 numbers";
+        if (!v.is_array() || v.empty() || v.size() > max_len) error(key, expected);
+        std::vector<float> out;
+        for (const json &x : v) {
+            if (!x.is_number() || !(std::fabs(x.get<double>()) <= FLT_MAX)) error(key, expected);
+            out.push_back(static_cast<float>(x.get<double>()));
         }
         return out;
     }
@@ -126,17 +131,18 @@ json parse_json(const std::string &text, const std::string &where) {
 void check_header(const Fields &f, const char *schema, const std::string &redo) {
     if (!f.raw().contains("schema") || f.raw().at("schema") != schema)
         fail(PRT_E_INCOMPATIBLE, f.where() + ": not a " + std::string(schema) + " manifest");
-    if (!f.raw().contains("schema_version") || f.raw().at("schema_version") != 2)
-        fail(PRT_E_INCOMPATIBLE, f.where() + ": schema version is not supported (this library reads 2); " + redo);
+    if (!f.raw().contains("schema_version") || f.raw().at("schema_version") != kSchemaVersion)
+        fail(PRT_E_INCOMPATIBLE, f.where() + ": schema version is not supported (this library reads " +
+                                     std::to_string(kSchemaVersion) + "); " + redo);
 }
 
 std::vector<TensorSpec> tensors(const Fields &f, const std::string &key) {
-    const json &items = f.list(key, 8);
+    const json &items = f.list(key, kMaxIo);
     if (items.empty()) f.error(key, "expected at least one tensor");
     std::vector<TensorSpec> out;
     for (size_t i = 0; i < items.size(); i++) {
         Fields t(items[i], f.where() + "." + key + "[" + std::to_string(i) + "]");
-        out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16", "int8", "uint8"})});
+        out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16", "int8", "uint8", "int32", "int64", "bool"})});
         if (out.back().name.empty() || out.back().name.size() > 256) t.error("name", "expected 1..256 characters");
         for (size_t j = 0; j + 1 < out.size(); j++)
             if (out[j].name == out.back().name) t.error("name", "'" + printable(out.back().name) + "' is listed twice");
@@ -198,6 +204,34 @@ void check_dag(const ExportManifest &m, const std::string &where) {
     }
 }
 
+// normalization: [{input, mean, std, layout, note}], at most one entry per graph input (layout
+// and note are for people: not read). The bounds keep (x / 255 - mean) / std finite for every
+// 8-bit x, as the Python side checks.
+std::vector<Normalization> normalizations(const Fields &f, const SubgraphSpec &whole) {
+    const json &items = f.list("normalization", kMaxIo);
+    std::vector<Normalization> out;
+    for (size_t i = 0; i < items.size(); i++) {
+        Fields e(items[i], f.where() + ".normalization[" + std::to_string(i) + "]");
+        Normalization n;
+        n.input = e.str("input");
+        const bool known = std::any_of(whole.inputs.begin(), whole.inputs.end(),
+                                       [&](const TensorSpec &t) { return t.name == n.input; });
+        if (!known) e.error("input", "'" + printable(n.input) + "' is not an input of the graph");
+        for (const Normalization &earlier : out)
+            if (earlier.input == n.input) e.error("input", "'" + printable(n.input) + "' is listed twice");
+        n.mean = e.floats("mean", kMaxChannels);
+        n.std = e.floats("std", kMaxChannels);
+        if (n.std.size() != n.mean.size())
+            e.error("std", std::to_string(n.std.size()) + " numbers, mean has " + std::to_string(n.mean.size()));
+        for (float s : n.std)
+            if (!(s >= 1e-6f && s <= 1e3f)) e.error("std", "expected numbers in [1e-6, 1000]");
+        for (float v : n.mean)
+            if (!(v >= -1e3f && v <= 1e3f)) e.error("mean", "expected numbers in [-1000, 1000]");
+        out.push_back(std::move(n));
+    }
+    return out;
+}
+
 ExportManifest export_fields(const Fields &f) {
     ExportManifest m;
     m.name = f.name("name");
@@ -206,13 +240,7 @@ ExportManifest export_fields(const Fields &f) {
     const json &subs = f.list("subgraphs", 16);
     for (size_t i = 0; i < subs.size(); i++)
         m.subgraphs.push_back(subgraph(Fields(subs[i], f.where() + ".subgraphs[" + std::to_string(i) + "]")));
-    Fields norm = f.obj("normalization");
-    m.normalization = {norm.floats3("mean"), norm.floats3("std")};
-    // bounds that keep (x / 255 - mean) / std finite for every 8-bit x, as the Python side checks
-    for (float s : m.normalization.std)
-        if (!(s >= 1e-6f && s <= 1e3f)) norm.error("std", "expected numbers in [1e-6, 1000]");
-    for (float v : m.normalization.mean)
-        if (!(v >= -1e3f && v <= 1e3f)) norm.error("mean", "expected numbers in [-1000, 1000]");
+    m.normalization = normalizations(f, m.whole);
     m.files = files(f.obj("files"), 1);
     check_dag(m, f.where());
     return m;

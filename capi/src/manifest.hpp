@@ -1,9 +1,9 @@
 // manifest.json (exports) and engines.json (engines), parsed from untrusted JSON into typed values.
-// Mirrors parnet_deploy/artifacts/{export_manifest,engines_manifest}.py (schema version 2): every
-// error is PRT_E_INCOMPATIBLE with a message naming the field.
+// Mirrors parnet_deploy/artifacts/{export_manifest,engines_manifest}.py (schema version 3): every
+// error is PRT_E_INCOMPATIBLE with a message naming the field. Not read: `model` (the family
+// record), `partition`, and anything else the runtime does not need.
 #pragma once
 
-#include <array>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,7 +16,7 @@ namespace prt {
 struct TensorSpec {
     std::string name;
     std::vector<int64_t> shape;
-    std::string dtype;  // float32 | float16
+    std::string dtype;  // float32 | float16 | int8 | uint8 | int32 | int64 | bool
 };
 
 struct SubgraphSpec {
@@ -25,15 +25,18 @@ struct SubgraphSpec {
     std::vector<TensorSpec> inputs, outputs;
 };
 
+// How the caller turns an 8-bit image into the graph input `input`: (x / 255 - mean) / std per
+// channel (1..64 channels; the image classifier's calls take 3, RGB).
 struct Normalization {
-    std::array<float, 3> mean{}, std{};
+    std::string input;  // a graph input (whole.inputs), each named at most once
+    std::vector<float> mean, std;  // as many of each (the input's channels)
 };
 
 struct ExportManifest {
     std::string name, precision;  // fp32 | fp16 | int8
     SubgraphSpec whole;
     std::vector<SubgraphSpec> subgraphs;  // in an execution order (checked)
-    Normalization normalization;
+    std::vector<Normalization> normalization;  // 0..8 entries: the image inputs that declare one
     std::map<std::string, FileSpec> files;
 };
 

@@ -15,7 +15,8 @@ namespace prt {
 bool image_span(size_t height, size_t width, size_t row_stride, size_t *bytes);
 
 // `image`: height rows of `row_stride` bytes, 3 bytes per pixel (RGB, or BGR if `bgr`), spanning
-// image_span() bytes; `out`: 3 * height * width floats, channel-major in RGB order.
+// image_span() bytes; `norm`: 3 values each of mean and std (Runtime::image_api() checked that);
+// `out`: 3 * height * width floats, channel-major in RGB order.
 void normalize_u8(const uint8_t *image, size_t height, size_t width, size_t row_stride, bool bgr,
                   const Normalization &norm, float *out);
 

@@ -292,11 +292,11 @@ void Runtime::set_io(const std::vector<Node> &nodes, const SubgraphSpec &whole, 
     };
     check(inputs_, whole.inputs, read, "input", "read by no subgraph");
     check(outputs_, whole.outputs, written, "output", "produced by no subgraph");
-    set_image_api();
 }
 
-// The image classifier's calls apply to one float32 N x 3 x H x W input and one float32 N x classes output.
-void Runtime::set_image_api() {
+// The image classifier's calls apply to one float32 N x 3 x H x W input, whose normalization (3
+// values each of mean and std) the export declares, and one float32 N x classes output.
+void Runtime::set_image_api(const std::vector<Normalization> &normalization) {
     const std::string named = "; use prt_io_info and prt_infer_named";
     if (inputs_.size() != 1 || outputs_.size() != 1) {
         image_api_ = "the model has " + std::to_string(inputs_.size()) + " inputs and " + std::to_string(outputs_.size()) +
@@ -314,7 +314,19 @@ void Runtime::set_image_api() {
                      ", not the image classifier's float32 N x classes" + named;
         return;
     }
+    const auto norm = std::find_if(normalization.begin(), normalization.end(),
+                                   [&](const Normalization &n) { return n.input == in.name; });
+    if (norm == normalization.end()) {
+        image_api_ = "the export declares no normalization for the input '" + printable(in.name) + "'" + named;
+        return;
+    }
+    if (norm->mean.size() != 3 || norm->std.size() != 3) {
+        image_api_ = "the export's normalization for the input '" + printable(in.name) + "' has " +
+                     std::to_string(norm->mean.size()) + " channel(s), not the image classifier's 3 (RGB)" + named;
+        return;
+    }
     image_api_.clear();
+    normalization_ = *norm;
     input_shape_ = in.shape;
     output_shape_ = out.shape;
     input_len_ = in.bytes / sizeof(float);
@@ -330,7 +342,7 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
     std::vector<Node> nodes = build_nodes(dir, plan, settings, backend);
     auto rt = std::unique_ptr<Runtime>(new Runtime());
     rt->set_io(nodes, plan.graph.whole, path);
-    rt->normalization_ = plan.graph.normalization;
+    rt->set_image_api(plan.graph.normalization);
     rt->check_finite_ = options.check_finite;
     std::vector<size_t> output_bytes;
     for (const IoTensor &t : rt->outputs_) output_bytes.push_back(t.bytes);

@@ -15,7 +15,7 @@ namespace prt {
 // A graph input or output as the compiled model has it (equal to the manifest's).
 struct IoTensor {
     std::string name;
-    std::string dtype;  // float32 | float16 | int8 | uint8 (int32, int64, bool: not in manifests yet)
+    std::string dtype;  // float32 | float16 | int8 | uint8 | int32 | int64 | bool
     std::vector<int64_t> shape;
     size_t element_bytes = 0, bytes = 0;
 };
@@ -35,7 +35,8 @@ class Runtime {
     const std::vector<IoTensor> &inputs() const { return inputs_; }
     const std::vector<IoTensor> &outputs() const { return outputs_; }
     // Whether the image classifier's calls (prt_infer, dims, preprocess) apply: one float32
-    // N x 3 x H x W input and one float32 N x classes output; else why not (for messages).
+    // N x 3 x H x W input, declared a normalization of 3 values, and one float32 N x classes
+    // output; else why not (for messages).
     bool image_api() const { return image_api_.empty(); }
     const std::string &why_not_image_api() const { return image_api_; }
     // Valid only where image_api():
@@ -43,7 +44,7 @@ class Runtime {
     const std::vector<int64_t> &output_shape() const { return output_shape_; }
     size_t input_len() const { return input_len_; }
     size_t output_len() const { return output_len_; }
-    const Normalization &normalization() const { return normalization_; }
+    const Normalization &normalization() const { return normalization_; }  // of the input: 3 values
     bool check_finite() const { return check_finite_; }
 
     void infer(const float *input, float *output);
@@ -57,7 +58,7 @@ class Runtime {
   private:
     Runtime() = default;
     void set_io(const std::vector<Node> &nodes, const SubgraphSpec &whole, const std::string &path);
-    void set_image_api();
+    void set_image_api(const std::vector<Normalization> &normalization);
     std::vector<IoTensor> inputs_, outputs_;
     std::string image_api_;  // empty: the image API applies; else why not
     std::vector<int64_t> input_shape_, output_shape_;
