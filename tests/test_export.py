@@ -76,9 +76,9 @@ def test_manifest_records_the_dag_and_config(exports):
     assert raw["schema"] == "parnet-deploy/export" and raw["schema_version"] == 3
     assert raw["model"]["family"] == "parnet" and raw["model"]["act"] == "relu"
     assert raw["model"]["planes"] == [16, 32, 64, 96] and "resolution" not in raw
+    note = "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"
     assert raw["normalization"] == [{"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                                     "layout": "NCHW RGB", "input": "image",
-                                     "note": "x = (rgb / 255 - mean) / std, applied by the caller; not part of the graph"}]
+                                     "layout": "NCHW RGB", "input": "image", "note": note}]
     assert raw["partition"] is None and raw["split"] == "shared" and raw["opset"] == 18
     dag = {e["tensor"]: (e["producer"], e["consumers"]) for e in raw["dag"]}
     assert dag["image"] == ("input", ["stem"])

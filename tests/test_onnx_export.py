@@ -232,3 +232,48 @@ def test_cli_exports_with_the_measured_cost_model_and_prints_why(two, tmp_path):
     assert "predicted: whole" in r.stdout and "verdict: " in r.stdout and "verification passed" in r.stdout
     m = load_manifest(tmp_path / "two_sensors")
     assert m.partition.launch_ms > 0 and m.partition.devices == 2
+
+
+def test_any_torch_module_through_the_python_api(tmp_path):
+    from parnet_deploy.export import export_module
+
+    torch.manual_seed(0)
+    module = TwoSensors()
+    rgb, depth = torch.randn(*SHAPES["rgb"]), torch.randn(*SHAPES["depth"])
+    target, m = export_module(module, (rgb, depth), OnnxExportConfig(output=tmp_path, devices=2, cost=CHEAP),
+                              input_names=["rgb", "depth"], output_names=["logits", "fused"], **QUIET)
+    assert target.name == "TwoSensors" and m.split == "auto" and m.partition.streams == 2
+    with torch.no_grad():
+        logits, fused = module(rgb, depth)
+    with runtime.load(target, mode="streams") as run:
+        out = run.infer({"rgb": rgb.numpy(), "depth": depth.numpy()})
+    assert_outputs(out, {"logits": logits.numpy(), "fused": fused.numpy()})
+    with pytest.raises(UserError, match="expected a torch.nn.Module, got str"):
+        export_module("resnet", (rgb,), OnnxExportConfig(output=tmp_path, cost=CHEAP), **QUIET)
+
+
+def test_parnet_quantize_takes_a_multi_input_export(two, tmp_path):
+    from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
+
+    _, target, manifest = two
+    rng = np.random.default_rng(1)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, rgb=rng.standard_normal((8, 3, 24, 24)).astype(np.float32),
+             depth=rng.standard_normal((8, 1, 24, 24)))  # float64: converted to the input's float32
+    int8, m = quantize_export(target, QuantizeConfig(calib=str(calib), max_drop=20, output=tmp_path), **QUIET)
+    q = m.quantization
+    assert m.precision == "int8" and m.family == "onnx" and q.top1_fp32 is None and q.drop_points <= 20
+    assert q.agreement == pytest.approx(1 - q.drop_points / 100)
+    assert [s.name for s in m.subgraphs] == [s.name for s in manifest.subgraphs]
+    feeds, expected = reference(target, manifest)
+    for backend in ("onnxruntime", "openvino"):
+        with runtime.load(int8, backend=backend, mode="streams") as run:
+            out = run.infer(feeds)
+        for name, ref in expected.items():  # int8: close to fp32, not equal
+            err = np.linalg.norm(out[name] - ref) / np.linalg.norm(ref)
+            assert err < 0.2, (backend, name, err)
+    np.savez(tmp_path / "bad.npz", rgb=np.zeros((8, 3, 24, 24), np.float32))
+    with pytest.raises(UserError, match=r"no array for the inputs \['depth'\]"):
+        quantize_export(target, QuantizeConfig(calib=str(tmp_path / "bad.npz"), output=tmp_path, name="bad"), **QUIET)
+    with pytest.raises(UserError, match="takes an .npz with one array per input"):
+        quantize_export(target, QuantizeConfig(calib="digits", output=tmp_path, name="bad"), **QUIET)

@@ -72,7 +72,8 @@ def test_manifest_is_typed_and_the_dag_is_one_object(export_dir):
     (lambda r: r["model"].update(family="keras"), r"model\.family: expected one of \('parnet', 'onnx'\)"),
     (lambda r: r["model"].pop("family"), r"model\.family: missing"),
     (lambda r: r["whole"]["inputs"][0].update(dtype="complex64"), r"whole\.inputs\[0\]\.dtype: expected one of"),
-    (lambda r: r.update(partition={"devices": 0, "subgraphs": []}), r"partition\.devices: expected an integer in \[1, 64\]"),
+    (lambda r: r.update(partition={"devices": 0, "subgraphs": []}),
+     r"partition\.devices: expected an integer in \[1, 64\]"),
     (lambda r: r["subgraphs"][-1]["inputs"].append(r["subgraphs"][-1]["inputs"][0]), r"a tensor is listed twice"),
 ])
 def test_bad_manifests_are_refused_with_the_field(export_dir, tmp_path, edit, message):
@@ -301,5 +302,6 @@ def test_bad_data_and_ignored_flags_are_refused(export_dir, tmp_path):
 @pytest.mark.parametrize("version", [1, 2, 4])
 def test_other_schema_versions_are_refused_with_re_export(export_dir, tmp_path, version):
     d = _edited(export_dir, tmp_path, lambda r: r.update(schema_version=version))
-    with pytest.raises(ExportError, match=rf"schema version {version} is not supported.*re-export it with parnet-export"):
+    message = rf"schema version {version} is not supported.*re-export it with parnet-export"
+    with pytest.raises(ExportError, match=message):
         load_manifest(d)

@@ -37,8 +37,8 @@ import numpy as np
 from ..errors import ArtifactNotFoundError, ConfigError, ExportError, UserError
 from ..models.cuts import SPLITS
 from .dag import Dag
-from .model_record import MAX_IO, ModelRecord, PartitionRecord, model_family, model_to_dict, parse_model
 from .files import FileSpec, read_manifest_json, verify_files, write_json
+from .model_record import MAX_IO, ModelRecord, PartitionRecord, model_family, model_to_dict, parse_model
 from .schema import Fields, check_name, to_json_dict
 
 SCHEMA = "parnet-deploy/export"

@@ -11,7 +11,7 @@ Readers that only run graphs never look at the family: the subgraphs carry every
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ..errors import ConfigError
 from ..models.config import ParNetConfig
@@ -39,7 +39,7 @@ class OnnxModelRecord:
                 "inputs": tensors(self.inputs), "outputs": tensors(self.outputs)}
 
 
-ModelRecord = Union[ParNetConfig, OnnxModelRecord]
+ModelRecord = ParNetConfig | OnnxModelRecord
 
 
 def model_family(model: ModelRecord) -> str:

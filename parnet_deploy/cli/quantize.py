@@ -22,6 +22,12 @@ Accuracy-gated, every flavor: top-1 on a labeled set may drop at most --max-drop
 else more is kept in float, step by step; if no level passes, nothing is written (exit 1).
 Writes export/<name>-int8/ with its own manifest.
 
+A model that is not an image classifier (parnet-export MODEL.onnx: several inputs, or outputs
+other than one row of logits) calibrates on an .npz with one array per input, named as the
+input, of shape (N, *input_shape[1:]); its gate is the outputs' relative L2 error vs fp32,
+in percent, at most --max-drop. The first conv of every input and the last Gemm/MatMul stay
+float at the levels that keep them (as for ParNet's stem conv and classifier).
+
   parnet-quantize export/digits --calib digits
   parnet-build export/digits-int8            # then build it for any backend
 """

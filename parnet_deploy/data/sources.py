@@ -36,6 +36,14 @@ class Dataset:
         for i in range(0, len(self), size):
             yield self.images[i:i + size]
 
+    def samples(self, input_names: tuple[str, ...], limit: int | None = None):
+        """Batch-1 feeds ``{input: image}`` for a model of one input."""
+        if len(input_names) != 1:
+            raise UserError(f"{self.name}: images feed a model of one input; this one has {len(input_names)} "
+                            f"({', '.join(input_names)}): give an .npz with one array per input")
+        for i in range(min(len(self), len(self) if limit is None else limit)):
+            yield {input_names[0]: self.images[i:i + 1]}
+
 
 def _digits(part: str) -> Dataset:
     try:

@@ -182,3 +182,30 @@ def _record(p: Partition) -> PartitionRecord:
     return PartitionRecord(p.devices, p.streams, p.launch_ms, p.whole_ms, p.critical_path_ms, p.predicted_speedup,
                            p.verdict, tuple(PartitionedSubgraph(s.name, s.stream, s.share, s.cost_ms)
                                             for s in p.subgraphs))
+
+
+def export_module(module, example_inputs: tuple, config: OnnxExportConfig = OnnxExportConfig(),
+                  input_names: list[str] | None = None, output_names: list[str] | None = None, opset: int = 18,
+                  log: Callable[[str], None] = print) -> tuple[Path, ExportManifest]:
+    """Any ``torch.nn.Module`` with example inputs (their shapes are the export's) → the same path as a
+    user's ONNX file: ``torch.onnx.export`` to a temporary file, then :func:`export_onnx` (which checks,
+    partitions, verifies and writes it). Names default to ``input0..`` and ``output0..``."""
+    import tempfile
+    import warnings
+
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    if not example_inputs or not all(isinstance(x, torch.Tensor) for x in example_inputs):
+        raise ConfigError("example_inputs must be one or more torch tensors (one per forward() argument)")
+    input_names = input_names or [f"input{i}" for i in range(len(example_inputs))]
+    name = config.name or default_name(Path(type(module).__name__))
+    with tempfile.TemporaryDirectory(prefix="parnet-module-") as tmp:
+        path = Path(tmp) / f"{name}.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(module.eval(), example_inputs, str(path), opset_version=opset, dynamo=False,
+                              input_names=input_names, output_names=output_names, external_data=False)
+        return export_onnx(path, replace(config, name=name), log=log)

@@ -46,7 +46,6 @@ from .cost import CostModel
 from .graph import OpGraph, build_graph, kahn_order, prepare_model
 from .plan import Partition, Subgraph
 
-
 MAX_SUBGRAPHS = 16  # what an export manifest holds
 
 

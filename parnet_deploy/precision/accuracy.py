@@ -40,3 +40,24 @@ def evaluate(run: Callable[[np.ndarray], np.ndarray], data: Dataset) -> Accuracy
     top5 = np.argsort(-logits, axis=1)[:, :5]
     return Accuracy(float(np.mean(preds == data.labels)), float(np.mean((top5 == data.labels[:, None]).any(1))),
                     preds)
+
+
+def outputs_of(run: Callable[[dict], dict], samples) -> list[dict[str, np.ndarray]]:
+    """``run`` (feeds → outputs by name) on every batch-1 sample, in order."""
+    return [run(feeds) for feeds in samples]
+
+
+def relative_error(reduced: list[dict[str, np.ndarray]], reference: list[dict[str, np.ndarray]]) -> float:
+    """The gate's measure for models that are not classifiers: the worst output's ``‖q − f‖₂ / ‖f‖₂``
+    over all samples together (integer and bool outputs: the fraction of elements that differ)."""
+    worst = 0.0
+    for name in reference[0]:
+        f = np.concatenate([r[name].ravel() for r in reference])
+        q = np.concatenate([r[name].ravel() for r in reduced])
+        if f.dtype.kind == "f":
+            f64, q64 = f.astype(np.float64), q.astype(np.float64)
+            err = float(np.linalg.norm(q64 - f64) / max(np.linalg.norm(f64), 1e-30))
+        else:
+            err = float(np.mean(q != f))
+        worst = max(worst, err)
+    return worst

@@ -31,7 +31,7 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from ..data import Dataset
+from ..data import Dataset, FeedSet
 from ..errors import UserError, VerificationError
 from ..quiet import quiet
 from . import rewrite
@@ -52,10 +52,10 @@ class Int8Config:
 
 
 class _Reader:
-    """ORT CalibrationDataReader over a Dataset (batch 1)."""
+    """ORT CalibrationDataReader over a Dataset or FeedSet (batch 1)."""
 
-    def __init__(self, data: Dataset, input_name: str, limit: int):
-        self._it = iter([{input_name: data.images[i:i + 1]} for i in range(min(limit, len(data)))])
+    def __init__(self, data: Dataset | FeedSet, input_names: tuple[str, ...], limit: int):
+        self._it = iter(list(data.samples(input_names, limit)))
 
     def get_next(self):
         return next(self._it, None)
@@ -64,8 +64,8 @@ class _Reader:
         pass
 
 
-def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config, level: Level,
-             input_name: str = "image", flavors: dict[str, Path] | None = None) -> list[str]:
+def quantize(fp32_path: Path, out_path: Path, calib: Dataset | FeedSet, config: Int8Config, level: Level,
+             flavors: dict[str, Path] | None = None) -> list[str]:
     """Write the symmetric int8 Q/DQ ONNX; returns the nodes kept in float on purpose.
 
     ``out_path`` gets the first of `placement.FLAVORS` (OpenVINO's), ``flavors`` maps the names of others
@@ -88,9 +88,14 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     config.validate()
-    dims = onnx.load(fp32_path).graph.input[0].type.tensor_type.shape.dim
-    if tuple(calib.images.shape[1:]) != tuple(d.dim_value for d in dims[1:]):
-        raise UserError(f"calibration images {calib.images.shape[1:]} do not fit the model's input")
+    graph_inputs = onnx.load(fp32_path).graph.input
+    input_names = tuple(i.name for i in graph_inputs)
+    first = next(iter(calib.samples(input_names, 1)))
+    for i in graph_inputs:
+        dims = tuple(d.dim_value for d in i.type.tensor_type.shape.dim)
+        if tuple(first[i.name].shape[1:]) != dims[1:]:
+            raise UserError(f"calibration data {first[i.name].shape[1:]} does not fit the model's input {i.name!r} "
+                            f"{dims}")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[config.method]
     with tempfile.TemporaryDirectory() as tmp, quiet():
@@ -113,7 +118,7 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
                                            if f.name in wanted}):
             raw = Path(tmp) / "raw.onnx"
             quantize_static(
-                str(pre), str(raw), _Reader(calib, input_name, config.calib_samples),
+                str(pre), str(raw), _Reader(calib, input_names, config.calib_samples),
                 quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=method, reduce_range=seven_bit,
                 activation_type=QuantType.QUInt8 if unsigned else QuantType.QInt8, weight_type=QuantType.QInt8,
                 op_types_to_quantize=sorted({n.op for n in graph.nodes if n.name in nodes}),
@@ -139,7 +144,7 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config
     return excluded
 
 
-def quantize_until_accurate(fp32_path: Path, out_path: Path, calib: Dataset, config: Int8Config,
+def quantize_until_accurate(fp32_path: Path, out_path: Path, calib: Dataset | FeedSet, config: Int8Config,
                             accept: Callable[[Path], tuple[bool, str]], log: Callable[[str], None],
                             flavors: dict[str, Path] | None = None) -> tuple[Level, list[str], str]:
     """Try `LEVELS` in order; the first whose graphs (every flavor) ``accept`` passes wins. Raises if none does."""

@@ -58,11 +58,12 @@ LEVELS = (
 
 
 def first_conv_and_classifier(graph: gs.Graph) -> list[str]:
-    """The conv that reads the image (else the first conv) and the last Gemm/MatMul (the classifier)."""
+    """Every conv that reads a graph input (one per sensor of a multi-input model; else the first conv)
+    and the last Gemm/MatMul (a classifier's head, if there is one)."""
     convs = [n for n in graph.nodes if n.op == "Conv"]
-    first = [n for n in convs if n.inputs[0] in graph.inputs] or convs
+    first = [n for n in convs if n.inputs[0] in graph.inputs] or convs[:1]
     gemms = [n.name for n in graph.nodes if n.op in ("Gemm", "MatMul")]
-    return [n.name for n in first[:1]] + gemms[-1:]
+    return [n.name for n in first] + gemms[-1:]
 
 
 def _source(tensor: gs.Tensor) -> gs.Node | None:

@@ -20,7 +20,7 @@ from ..artifacts.files import atomic_directory, check_target, hash_files
 from ..artifacts.schema import NAME
 from ..backends import get_backend
 from ..errors import UserError
-from .accuracy import Accuracy, drop_against_fp32, evaluate
+from .accuracy import Accuracy, drop_against_fp32, evaluate, outputs_of, relative_error
 from .int8 import METHODS, Int8Config, quantize_until_accurate
 from .placement import FLAVORS
 from .rewrite import quantize_boundaries
@@ -30,7 +30,9 @@ from .rewrite import quantize_boundaries
 class QuantizeConfig:
     calib: str  # digits | file.npz | folder
     method: str = "minmax"
-    max_drop: float = 1.0  # top-1 points (or % disagreement with fp32 on unlabeled data)
+    # top-1 points (or % disagreement with fp32 on unlabeled images; for a model that is not an image
+    # classifier, the outputs' relative L2 error vs fp32 in %)
+    max_drop: float = 1.0
     eval_source: str | None = None  # default: digits -> digits:heldout, otherwise the calib source
     output: Path = Path("export")
     name: str | None = None  # default: <export name>-int8
@@ -44,6 +46,12 @@ class QuantizeConfig:
         if self.name is not None and not (NAME.fullmatch(self.name) and ".." not in self.name):
             raise UserError(f"bad name {self.name!r}: use letters, digits, '.', '_', '-' (at most 64, starting with "
                             f"a letter or digit)")
+
+
+def _is_image_classifier(export: ExportManifest) -> bool:
+    """One normalized image input and one (1, classes) output: judged by top-1 on image sources."""
+    return (len(export.whole.inputs) == 1 and len(export.normalizations) == 1 and len(export.whole.outputs) == 1
+            and len(export.output.shape) == 2)
 
 
 def flavor_file(file: str, flavor: str) -> str:
@@ -67,7 +75,7 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
                     log: Callable[[str], None] = print) -> tuple[Path, ExportManifest]:
     import onnx
 
-    from ..data import calibration_source, evaluation_source, load_source
+    from ..data import calibration_source, evaluation_source, load_feeds, load_source
     from ..export.graph import cut
 
     config.validate()
@@ -77,16 +85,23 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
         raise UserError(f"{export_dir} holds {export.precision}; quantize an fp32 export")
     target = config.output / (config.name or f"{export.name}-int8")
     check_target(target, config.force, "manifest.json", export_dir)  # before minutes of calibration
-    norm = export.normalization
-    calib = load_source(calibration_source(config.calib), tuple(export.resolution), norm.mean, norm.std)
-    heldout = load_source(evaluation_source(config.calib, config.eval_source), tuple(export.resolution), norm.mean,
-                          norm.std)
+    classifier = _is_image_classifier(export)
+    if classifier:
+        norm = export.normalization
+        calib = load_source(calibration_source(config.calib), tuple(export.resolution), norm.mean, norm.std)
+        heldout = load_source(evaluation_source(config.calib, config.eval_source), tuple(export.resolution),
+                              norm.mean, norm.std)
+    else:  # any other model: its own inputs from an .npz, judged by how far its outputs move
+        calib = load_feeds(config.calib, export.whole.inputs)
+        heldout = load_feeds(config.eval_source or config.calib, export.whole.inputs)
     backend = get_backend("onnxruntime")
+    names = tuple(t.name for t in export.whole.inputs)
 
-    def accuracy_of(path: Path) -> Accuracy:
+    def accuracy_of(path: Path) -> Accuracy | list[dict]:
         runner = backend.load(path, export.whole)
         try:
-            return evaluate(runner.infer_array, heldout)
+            return evaluate(runner.infer_array, heldout) if classifier else outputs_of(runner.infer,
+                                                                                       heldout.samples(names))
         finally:
             runner.close()
 
@@ -95,6 +110,11 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
 
     def accept(path: Path) -> tuple[bool, str]:
         q = accuracy_of(path)
+        if not classifier:
+            err = relative_error(q, fp32)
+            measured[path.name] = dict(top1_fp32=None, top1_int8=None, agreement=max(0.0, 1 - err),
+                                       drop_points=100 * err)
+            return 100 * err <= config.max_drop, f"outputs' relative error vs fp32 {err:.2%} (not a classifier)"
         agree = q.agreement(fp32)
         drop, summary = drop_against_fp32(fp32.top1, q, agree, heldout.labels is not None)
         measured[path.name] = dict(top1_fp32=fp32.top1 if heldout.labels is not None else None,
