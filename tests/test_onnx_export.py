@@ -127,13 +127,26 @@ def test_several_inputs_and_outputs_run_on_every_cpu_backend(two, backend, mode)
 def test_built_engines_and_the_benchmark_run_it(two, tmp_path):
     _, target, manifest = two
     feeds, expected = reference(target, manifest)
-    for backend in ("onnxruntime", "openvino"):
-        engines, _ = build_engines(target, BuildConfig(backend=backend, output=tmp_path / backend), log=lambda _: None)
+    for backend in ("onnxruntime", "openvino", "auto"):  # auto: both measured, the faster kept
+        engines, em = build_engines(target, BuildConfig(backend=backend, output=tmp_path / backend,
+                                                        measure_iterations=3), log=lambda _: None)
+        assert (backend == "auto") == bool(em.selection)
         with runtime.load(engines, mode="streams") as run:
             assert_outputs(run.infer(feeds), expected)
     result = bench_engine(tmp_path / "onnxruntime" / target.name, mode="streams",
                           timing=TimingConfig(warmup_s=0.0, min_iterations=5, min_duration_s=0.0), log=lambda _: None)
     assert [s.name for s in result.stages] == [s.name for s in manifest.subgraphs]
+
+
+def test_distributed_gloo_with_several_inputs_and_outputs(two):
+    """Each rank runs its stream; an input another rank reads is broadcast, outputs come back to rank 0."""
+    _, target, manifest = two
+    feeds, expected = reference(target, manifest)
+    with runtime.load(target, mode="distributed", timeout_s=60) as run:
+        plan = run.executor.plan
+        assert plan.world == 2 and plan.broadcast_inputs  # the other rank reads one of the sensors
+        for _ in range(2):
+            assert_outputs(run.infer(feeds), expected)
 
 
 def test_a_chain_is_not_split_and_says_why(tmp_path):
