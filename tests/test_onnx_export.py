@@ -290,3 +290,32 @@ def test_parnet_quantize_takes_a_multi_input_export(two, tmp_path):
         quantize_export(target, QuantizeConfig(calib=str(tmp_path / "bad.npz"), output=tmp_path, name="bad"), **QUIET)
     with pytest.raises(UserError, match="takes an .npz with one array per input"):
         quantize_export(target, QuantizeConfig(calib="digits", output=tmp_path, name="bad"), **QUIET)
+
+
+def test_int64_and_bool_tensors_end_to_end(tmp_path):
+    """An index input (int64) and a mask output (bool) beside floats: exported, built and run as they are."""
+    node = helper.make_node
+    w = onnx.numpy_helper.from_array(np.linspace(-1, 1, 40, dtype=np.float32).reshape(10, 4), "table")
+    graph = helper.make_graph(
+        [node("Gather", ["table", "idx"], ["rows"], axis=0), node("Relu", ["x"], ["rx"]),
+         node("Add", ["rows", "rx"], ["y"]), node("Greater", ["y", "zero"], ["positive"])], "mixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4]),
+         helper.make_tensor_value_info("idx", TensorProto.INT64, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4]),
+         helper.make_tensor_value_info("positive", TensorProto.BOOL, [1, 3, 4])],
+        [w, onnx.numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    src = tmp_path / "mixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), src)
+    target, m = export_onnx(src, OnnxExportConfig(output=tmp_path / "export", cost=CHEAP), **QUIET)
+    assert [(t.name, t.dtype) for t in m.whole.inputs] == [("x", "float32"), ("idx", "int64")]
+    assert [(t.name, t.dtype) for t in m.whole.outputs] == [("y", "float32"), ("positive", "bool")]
+    x = np.random.default_rng(0).standard_normal((1, 3, 4)).astype(np.float32)
+    idx = np.array([[9, 0, 4]], np.int64)
+    y = np.linspace(-1, 1, 40, dtype=np.float32).reshape(10, 4)[idx] + np.maximum(x, 0)
+    for backend in ("onnxruntime", "openvino"):
+        with runtime.load(target, backend=backend, mode="streams") as run:
+            out = run.infer({"x": x, "idx": idx})
+            with pytest.raises(UserError, match="input 'idx' dtype must be int64, got int32"):
+                run.infer({"x": x, "idx": idx.astype(np.int32)})
+        np.testing.assert_allclose(out["y"], y, rtol=1e-6, err_msg=backend)
+        assert out["positive"].dtype == np.bool_ and np.array_equal(out["positive"], y > 0), backend

@@ -26,7 +26,7 @@ from ..errors import ConfigError, VerificationError
 from ..partition import CostModel, Partition, compose, cut_model, find_partition, why_table
 from ..partition.search import MAX_SUBGRAPHS
 from .onnx_source import OnnxSource, load_onnx_source
-from .pipeline import _Steps, _versions
+from .pipeline import Steps, spec_of, tool_versions
 
 SPLITS = ("auto", "none")
 MAX_DEVICES = MAX_SUBGRAPHS
@@ -79,7 +79,7 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
     config.validate()
     path = Path(path)
     target = config.output / (config.name or default_name(path))
-    step = _Steps(5 if config.verify else 4, log)
+    step = Steps(5 if config.verify else 4, log)
     with step(f"load and check {path.name} (size, external data, onnx.checker, shapes)"):
         source = load_onnx_source(path, config.input_shapes)
     _check_normalizations(source, config.normalizations)
@@ -109,14 +109,14 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
             reference = _run_whole(whole, feeds)
             np.savez(tmp / "reference.npz", **{f"input{i}": feeds[t.name] for i, t in enumerate(source.inputs)},
                      **{f"output{i}": reference[t.name] for i, t in enumerate(source.outputs)})
-        subgraphs = (tuple(_spec(pieces[s.name], s.name, f"{s.name}.onnx", s.stream) for s in partition.subgraphs)
+        subgraphs = (tuple(spec_of(pieces[s.name], s.name, f"{s.name}.onnx", s.stream) for s in partition.subgraphs)
                      if split else (SubgraphSpec("whole", "model.onnx", source.inputs, source.outputs),))
         manifest = ExportManifest(
             name=target.name, model=OnnxModelRecord(source.sha256, source.opset, source.inputs, source.outputs),
             precision="fp32", split="auto" if split else "none", opset=source.opset,
             whole=SubgraphSpec("model", "model.onnx", source.inputs, source.outputs), subgraphs=subgraphs,
-            files=hash_files(tmp), normalizations=config.normalizations,
-            partition=None if partition is None else _record(partition), versions=_versions(), verification={"performed": False})
+            files=hash_files(tmp), normalizations=config.normalizations, versions=tool_versions(),
+            partition=None if partition is None else _record(partition), verification={"performed": False})
         if config.verify:
             with step("verify: subgraphs composed vs the whole graph (ONNX Runtime)"):
                 worst = _verify(pieces, feeds, reference, source) if split else 0.0
@@ -146,12 +146,6 @@ def _whole(source: OnnxSource) -> onnx.ModelProto:
     model = onnx.ModelProto()
     model.CopyFrom(source.model)
     return model
-
-
-def _spec(piece: onnx.ModelProto, name: str, file: str, stream: int | None) -> SubgraphSpec:
-    from .pipeline import spec_of
-
-    return spec_of(piece, name, file, stream)
 
 
 def _run_whole(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

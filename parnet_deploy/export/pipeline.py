@@ -78,7 +78,7 @@ def spec_of(model: onnx.ModelProto, name: str, file: str, stream: int | None = N
     return SubgraphSpec(name, file, _tensor_specs(model.graph.input), _tensor_specs(model.graph.output), stream)
 
 
-class _Steps:
+class Steps:
     """Progress lines with timings: ``[2/7] reparameterize ... 0.41 s``."""
 
     def __init__(self, total: int, log: Callable[[str], None]):
@@ -109,7 +109,7 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
         raise ConfigError(f"bad resolution {resolution[0]}x{resolution[1]}: {e}") from e
     name = config.name or cfg.arch
     target = config.output / name
-    step = _Steps(7 if config.verify else 6, log)
+    step = Steps(7 if config.verify else 6, log)
 
     with atomic_directory(target, force=config.force, marker="manifest.json") as tmp:
         with step("reparameterize (exact, deploy form)"):
@@ -146,7 +146,7 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
             split=config.split, opset=config.opset, whole=spec_of(whole, "model", "model.onnx"),
             subgraphs=tuple(spec_of(parts[sub], sub, f"{sub}.onnx", k) for sub, _, _, k in plan),
             files=hash_files(tmp), normalizations=(IMAGENET_NORMALIZATION,),
-            versions=_versions(), verification={"performed": False},
+            versions=tool_versions(), verification={"performed": False},
             torch_weights=TORCH_WEIGHTS if config.torch_weights else None,
         )
         if config.verify:
@@ -167,7 +167,7 @@ def _summary(result: VerificationResult) -> dict:
     return {"passed": result.passed, "comparisons": len(result.comparisons), "worst_max_rel": worst}
 
 
-def _versions() -> dict[str, str]:
+def tool_versions() -> dict[str, str]:
     import onnxruntime
 
     return {"parnet_deploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,

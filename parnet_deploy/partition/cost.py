@@ -89,6 +89,7 @@ CONCATS = ((2, 64, 56), (4, 96, 28))
 REDUCES = (((1, 128, 28, 28), (2, 3)), ((2, 1, 64, 28, 28), (0,)))
 GEMV = (4096, 4096)  # a MatMul of one row by a 64 MiB weight: more than a last-level cache holds
 CHAIN = 16
+CUT_CHAIN = (8, 64, 28)  # 1x1 convs, channels, side: a chain run as one session and as one session per conv
 SMALL, LARGE = 4 * 1024, 256 * 1024
 
 
@@ -102,7 +103,15 @@ def measure_cost_model(threads: int = 1, budget_s: float = 3.0) -> CostModel:
     so one hiccup does not skew a number. Each kernel's time is taken less the launch (and,
     but for the chain, less the per-operator cost) before a rate is read off it.
 
-    - **Launch**: one call of a one-element ``Identity`` session.
+    - **Launch**: what one more subgraph costs, measured on a chain of ``CUT_CHAIN`` 1×1 convs
+      run as one session and as one session per conv, each fed the previous one's output:
+      ``(split − whole) / (convs − 1)``, less the modelled copy of the cut tensor (charged
+      apart, per cut). Beyond a session call it pays for allocating the output and ONNX
+      Runtime's layout reorders at a graph's edges (its CPU convs run in a blocked layout):
+      about 10× a bare call of a one-element ``Identity`` session, which is what the first
+      calibration charged (and which still serves as the call overhead taken off the
+      kernels below). With the bare call, three-device splits of ParNet-S ran one CPU's
+      streams 1.4 ms slower than the whole graph, not 0.1 ms.
     - **Per-operator cost and memory rate**: a chain of ``CHAIN`` ``Add`` operators (each reads
       the previous sum and the input, writes one tensor: three tensors of traffic), run at two
       sizes. Per operator, ``t(n) = op_ms + 12 n / rate``; the two sizes give both unknowns. The
@@ -203,8 +212,40 @@ def measure_cost_model(threads: int = 1, budget_s: float = 3.0) -> CostModel:
     k, n = GEMV
     w = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")
     gemv_ms = kernel_ms([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", [1, k])], [w], budget_s / 10)
-    return CostModel(launch_ms=launch, gflops_per_s=flops / (ms * 1e6), gbytes_per_s=gbytes, threads=threads,
-                     op_ms=op, copy_gbytes_per_s=copied / (copy_ms * 1e6),
+    count, channels, side = CUT_CHAIN
+    cut_nodes, cut_inits = [], []
+    for j in range(count):
+        w = (rng.standard_normal((channels, channels, 1, 1)) / channels).astype(np.float32)
+        cut_inits.append(numpy_helper.from_array(w, f"c{j}"))
+        cut_nodes.append(helper.make_node("Conv", [f"t{j}", f"c{j}"], [f"t{j + 1}"]))
+    shape = [1, channels, side, side]
+    x = rng.standard_normal(shape).astype(np.float32)
+    whole_chain = session([helper.make_node("Identity", ["x"], ["t0"]), *cut_nodes[:-1],
+                           helper.make_node("Conv", [f"t{count - 1}", f"c{count - 1}"], ["y"])],
+                          [("x", shape)], cut_inits)
+    pieces = [session([helper.make_node("Conv", ["x", f"c{j}"], ["y"])], [("x", shape)], [cut_inits[j]])
+              for j in range(count)]
+
+    def run_pieces(t):
+        for piece in pieces:
+            t = piece.run(None, {"x": t})[0]
+        return t
+
+    def timed_ms(fn):
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+    whole_run, split_run = (lambda: whole_chain.run(None, {"x": x})), (lambda: run_pieces(x))
+    whole_run(), split_run()
+    # the difference of two close times: paired in rounds, one call each, so that a burst of load hits
+    # both sides, and the median of the per-round differences
+    differences, end = [], time.perf_counter() + budget_s / 5
+    while time.perf_counter() < end or len(differences) < 11:
+        differences.append(timed_ms(split_run) - timed_ms(whole_run))
+    cut_ms = statistics.median(differences) / (count - 1) - 4 * x.size / (gbytes * 1e6)
+    return CostModel(launch_ms=max(launch, cut_ms), gflops_per_s=flops / (ms * 1e6), gbytes_per_s=gbytes,
+                     threads=threads, op_ms=op, copy_gbytes_per_s=copied / (copy_ms * 1e6),
                      reduce_gbytes_per_s=reduced / (reduce_ms * 1e6),
                      weights_gbytes_per_s=4 * (k * n + k + n) / (gemv_ms * 1e6))
 

@@ -90,7 +90,8 @@ def partition_graph(graph: OpGraph, cost: CostModel, devices: int = 1,
         ms, s, n = min(tried)
         why = ("on 1 device concurrent branches share the threads, so a split only adds launches and copies"
                if devices == 1 else "launches and cut copies outweigh the overlap")
-        verdict = (f"not split: the best split ({s} streams, {n} subgraphs) predicts {ms:.3f} ms "
+        shape = f"{n} subgraphs" if n > 1 else f"merged within {max_subgraphs} subgraphs back into one"
+        verdict = (f"not split: the best split ({s} streams, {shape}) predicts {ms:.3f} ms "
                    f">= {whole:.3f} ms whole; {why}")
         return _result(graph, segs, cost, devices, alone, whole, whole, verdict)
     result = _result(graph, segs, cost, devices, best, whole, best_ms, "")

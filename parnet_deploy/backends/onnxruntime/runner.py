@@ -77,7 +77,7 @@ def create_session(path: Path, threads: int, providers: list, optimized_path: Pa
 
 
 NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-               "tensor(uint8)": "uint8"}
+               "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool"}
 
 
 def engine_io(session, spec: SubgraphSpec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], set[str]]:

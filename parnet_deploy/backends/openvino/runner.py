@@ -13,7 +13,8 @@ from ...errors import RunnerClosedError, RuntimeFailure
 from ..base import Runner
 from .config import applied, reason
 
-NUMPY_TYPES = {"f32": "float32", "f16": "float16", "i8": "int8", "u8": "uint8"}
+NUMPY_TYPES = {"f32": "float32", "f16": "float16", "i8": "int8", "u8": "uint8", "i32": "int32", "i64": "int64",
+               "boolean": "bool"}
 
 
 def engine_io(ports: Sequence[Any], tensors: tuple[TensorSpec, ...]) -> tuple[tuple[TensorSpec, ...], list[int]]:
