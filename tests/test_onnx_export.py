@@ -319,3 +319,20 @@ def test_int64_and_bool_tensors_end_to_end(tmp_path):
                 run.infer({"x": x, "idx": idx.astype(np.int32)})
         np.testing.assert_allclose(out["y"], y, rtol=1e-6, err_msg=backend)
         assert out["positive"].dtype == np.bool_ and np.array_equal(out["positive"], y > 0), backend
+
+
+def test_an_op_tensorrt_cannot_parse_is_noted_not_refused(tmp_path):
+    graph = helper.make_graph([helper.make_node("Hardmax", ["x"], ["y"], axis=1)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    src = tmp_path / "hardmax.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), src)
+    lines = []
+    target, m = export_onnx(src, OnnxExportConfig(output=tmp_path, cost=CHEAP), log=lines.append)
+    assert m.verification["tensorrt_op_gate"].startswith("ops Hardmax are not in onnx/onnx-tensorrt")
+    assert any(line.startswith("note: ops Hardmax") and "--backend tensorrt would refuse it" in line for line in lines)
+    with runtime.load(target) as run:
+        assert np.array_equal(run(np.array([[0.1, 3.0, -1.0, 2.0]], np.float32)), [[0, 1, 0, 0]])
+    _, two_manifest = export_onnx(tmp_path / "hardmax.onnx", OnnxExportConfig(output=tmp_path, name="again",
+                                                                              split="none"), **QUIET)
+    assert two_manifest.verification["tensorrt_op_gate"].startswith("ops Hardmax")

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..artifacts.export_manifest import normalize_u8
 from ..errors import UserError
+from .feeds import MAX_FEEDS_BYTES
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_HELDOUT = 0.2
@@ -65,8 +66,10 @@ def _digits(part: str) -> Dataset:
 
 
 def _npz(path: Path) -> Dataset:
+    if path.stat().st_size > MAX_FEEDS_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size} bytes is over the {MAX_FEEDS_BYTES >> 30} GiB limit")
     try:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             images = f["images"].astype(np.float32)
             labels = f["labels"].astype(np.int64) if "labels" in f else None
     except (OSError, ValueError, KeyError) as e:

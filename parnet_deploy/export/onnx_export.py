@@ -26,6 +26,7 @@ from ..errors import ConfigError, VerificationError
 from ..partition import CostModel, Partition, compose, cut_model, find_partition, why_table
 from ..partition.search import MAX_SUBGRAPHS
 from .onnx_source import OnnxSource, load_onnx_source
+from .opgate import TENSORRT_MAX_OPSET, TENSORRT_SOURCE, unsupported_ops
 from .pipeline import Steps, spec_of, tool_versions
 
 SPLITS = ("auto", "none")
@@ -83,6 +84,9 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
     with step(f"load and check {path.name} (size, external data, onnx.checker, shapes)"):
         source = load_onnx_source(path, config.input_shapes)
     _check_normalizations(source, config.normalizations)
+    tensorrt = _tensorrt_gate(source)
+    if tensorrt != "passed":
+        log(f"note: {tensorrt}; ONNX Runtime and OpenVINO run it, parnet-build --backend tensorrt would refuse it")
     partition = None
     if config.split == "auto":
         with step("partition (cost model" + (" measured on this machine)" if config.cost is None else ")")):
@@ -123,11 +127,20 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
             log(f"verification passed: worst relative error {worst:.2e} (limit {RTOL:g}, "
                 f"{'split' if split else 'unsplit'} vs whole)")
             manifest = replace(manifest, verification={"performed": True, "passed": True, "comparisons": 1,
-                                                       "worst_max_rel": worst})
+                                                       "worst_max_rel": worst, "tensorrt_op_gate": tensorrt})
         ExportManifest.parse(manifest.to_dict(), "manifest")  # what readers will parse, checked before it lands
         manifest.write(tmp)
     log(f"export written to {target}/ ({', '.join(sorted(manifest.files))}, manifest.json)")
     return target, manifest
+
+
+def _tensorrt_gate(source: OnnxSource) -> str:
+    """``passed``, or what TensorRT 10's ONNX parser would refuse (a user's model may hold any op; the
+    export is not refused for it, as ParNet's is, since the CPU engines run every op)."""
+    bad = unsupported_ops(source.model)
+    problems = ([f"ops {', '.join(bad)} are not in {TENSORRT_SOURCE}"] if bad else []) + (
+        [f"opset {source.opset} is above TensorRT's {TENSORRT_MAX_OPSET}"] if source.opset > TENSORRT_MAX_OPSET else [])
+    return "; ".join(problems) or "passed"
 
 
 def _check_normalizations(source: OnnxSource, norms: tuple[Normalization, ...]) -> None:
