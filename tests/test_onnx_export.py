@@ -58,6 +58,7 @@ class TwoSensors(nn.Module):
 
 
 SHAPES = {"rgb": (1, 3, 24, 24), "depth": (1, 1, 24, 24)}
+INPUT_SHAPES = ["--input-shape", "rgb=1,3,24,24", "--input-shape", "depth=1,1,24,24"]
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +227,11 @@ def _checker_rejects(d: Path) -> Path:
     (lambda d: d / "two.onnx", ["--split", "shared"], "--split shared: ParNet checkpoints only"),
     (lambda d: d / "two.onnx", ["--devices", "0"], "--devices must be in 1..16"),
     (lambda d: d / "missing.onnx", [], "missing.onnx"),
+    (lambda d: d / "two.onnx", ["--normalization", "depth=0.5,0.5,0.5/0.2,0.2,0.2"] + INPUT_SHAPES,
+     "normalization of 'depth' has 3 channels; the input is [1, 1, 24, 24]"),
+    (lambda d: d / "two.onnx", ["--normalization", "rgb=0.5,0.5,0.5"] + INPUT_SHAPES, "expected NAME=MEAN,.../STD,..."),
+    (lambda d: d / "two.onnx", ["--normalization", "rgb=0,0,0/0,1,1"] + INPUT_SHAPES,
+     "expected numbers in [1e-6, 1000]"),
 ])
 def test_untrusted_or_wrong_input_is_one_line_exit_2_nothing_written(two, tmp_path, make, extra, message):
     src, _, _ = two
@@ -239,12 +245,14 @@ def test_untrusted_or_wrong_input_is_one_line_exit_2_nothing_written(two, tmp_pa
 
 def test_cli_exports_with_the_measured_cost_model_and_prints_why(two, tmp_path):
     src, _, _ = two
-    r = cli(src, "--input-shape", "rgb=1,3,24,24", "--input-shape", "depth=1,1,24,24", "--devices", "2",
+    r = cli(src, *INPUT_SHAPES, "--devices", "2", "--normalization", "rgb=0.485,0.456,0.406/0.229,0.224,0.225",
             "--output", tmp_path, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "predicted: whole" in r.stdout and "verdict: " in r.stdout and "verification passed" in r.stdout
     m = load_manifest(tmp_path / "two_sensors")
     assert m.partition.launch_ms > 0 and m.partition.devices == 2
+    [norm] = m.normalizations
+    assert norm.input == "rgb" and norm.mean == (0.485, 0.456, 0.406) and norm.std == (0.229, 0.224, 0.225)
 
 
 def test_any_torch_module_through_the_python_api(tmp_path):

@@ -61,18 +61,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"devices the split is planned for, 1..{MAX_DEVICES} (default 1: one CPU, where "
                         "splitting only pays if launches cost less than the overlap gives back)")
     o.add_argument("--threads", type=int, default=1, help="intra-op threads the cost model is measured with")
+    o.add_argument("--normalization", action="append", default=[], metavar="NAME=MEAN,../STD,..",
+                   help="declare how callers prepare an image input, (x / 255 - mean) / std per channel, e.g. "
+                        "rgb=0.485,0.456,0.406/0.229,0.224,0.225 (repeat per input; the C image calls need one "
+                        "with 3 channels)")
     OUTPUT.add_to_parser(p)
     return p
 
 
 PARNET_ONLY = {"arch": None, "act": None, "ema": False, "resolution": None, "precision": "fp32",
                "torch_weights": True}
-ONNX_ONLY = {"input_shape": [], "devices": 1, "threads": 1}
+ONNX_ONLY = {"input_shape": [], "devices": 1, "threads": 1, "normalization": []}
 
 
 def _given(ns: argparse.Namespace, defaults: dict) -> list[str]:
     return ["--" + k.replace("_", "-").replace("torch-weights", "no-torch-weights") for k, v in defaults.items()
             if getattr(ns, k) != v]
+
+
+def parse_normalization(text: str):
+    """``NAME=m0,m1,m2/s0,s1,s2`` → a :class:`Normalization` of input NAME (its bounds checked as a manifest's)."""
+    from ..artifacts.export_manifest import Normalization
+    from ..artifacts.schema import Fields
+    from ..errors import ExportError
+
+    name, sep, values = text.rpartition("=")
+    mean, slash, std = values.partition("/")
+    try:
+        if not (sep and name and slash):
+            raise ValueError
+        fields = {"input": name, "mean": [float(v) for v in mean.split(",")],
+                  "std": [float(v) for v in std.split(",")], "layout": "NCHW",
+                  "note": "x = (x / 255 - mean) / std per channel, applied by the caller; not part of the graph"}
+        return Normalization.parse(Fields(fields, "--normalization"))
+    except (ValueError, ExportError) as e:
+        detail = f": {e}" if isinstance(e, ExportError) else ""
+        raise UserError(f"--normalization {text[:100]!r}: expected NAME=MEAN,.../STD,... with one mean and one std per "
+                        f"channel{detail}") from None
 
 
 def export_onnx_main(ns: argparse.Namespace, output) -> int:
@@ -81,7 +106,7 @@ def export_onnx_main(ns: argparse.Namespace, output) -> int:
 
     config = OnnxExportConfig(output=output.parent, name=output.name, input_shapes=parse_input_shapes(ns.input_shape),
                               split=ns.split or "auto", devices=ns.devices, force=output.force, verify=ns.verify,
-                              threads=ns.threads)
+                              threads=ns.threads, normalizations=tuple(map(parse_normalization, ns.normalization)))
     config.validate()
     export_onnx(ns.checkpoint, config)
     return 0
@@ -98,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         wrong = _given(ns, PARNET_ONLY) + (["--split " + ns.split] if ns.split in ("replicated", "shared") else [])
         if wrong:
             raise UserError(f"{', '.join(wrong)}: ParNet checkpoints only; an ONNX model takes --input-shape, "
-                            "--split auto|none, --devices")
+                            "--split auto|none, --devices, --normalization")
         return export_onnx_main(ns, output)
     wrong = _given(ns, ONNX_ONLY) + (["--split " + ns.split] if ns.split in ("auto", "none") else [])
     if wrong:
