@@ -28,7 +28,7 @@ CHILD = textwrap.dedent("""
     def describe(plan):
         back = RankPlan.from_json(plan.to_json())
         return {"world": plan.world, "rank_of": plan.rank_of, "device_of": plan.device_of,
-                "broadcasts_image": plan.broadcasts_image, "nccl": plan.nccl,
+                "broadcast_inputs": list(plan.broadcast_inputs), "nccl": plan.nccl,
                 "json_fields": sorted(json.loads(plan.to_json())),
                 "round_trip": back == plan, "same_export": back.export == plan.export,
                 "round_trip_device_of": sorted(back.device_of.items()),
@@ -88,7 +88,7 @@ def test_everything_on_one_rank(plans):
     p = plans["one_rank"]
     assert p["world"] == 1 and p["device_of"] == {"0": "cpu"} and p["nccl"] is False
     assert p["rank_of"] == {"stem": 0, "stream0": 0, "stream1": 0, "stream2": 0, "fusion": 0}
-    assert p["broadcasts_image"] is False
+    assert p["broadcast_inputs"] == []
     assert p["steps"] == [[[], ["stem"]], [[], SHARED_STREAMS], [[], ["fusion"]]]
 
 
@@ -96,7 +96,7 @@ def test_streams_on_different_ranks(plans):
     p = plans["streams_apart"]
     assert p["world"] == 3 and p["device_of"] == {"0": "cpu", "1": "cpu", "2": "cpu"}
     assert p["rank_of"] == {"stem": 0, "stream0": 0, "stream1": 1, "stream2": 2, "fusion": 0}
-    assert p["broadcasts_image"] is False  # only the stem, on rank 0, reads the image
+    assert p["broadcast_inputs"] == []  # only the stem, on rank 0, reads the image
     assert p["steps"] == [
         [[], ["stem"]],
         [[["x1", 0, 1], ["x2", 0, 2]], SHARED_STREAMS],
@@ -107,7 +107,7 @@ def test_streams_on_different_ranks(plans):
 def test_a_stem_on_another_rank_gets_the_image_and_sends_its_outputs(plans):
     p = plans["stem_away"]
     assert p["world"] == 2 and p["rank_of"] == {"stem": 1, "stream0": 0, "stream1": 0, "stream2": 0, "fusion": 0}
-    assert p["broadcasts_image"] is True
+    assert p["broadcast_inputs"] == ["image"]
     assert p["steps"] == [
         [[], ["stem"]],
         [[["x0", 1, 0], ["x1", 1, 0], ["x2", 1, 0]], SHARED_STREAMS],
@@ -119,7 +119,7 @@ def test_the_official_split_on_this_cpu(plans):
     p = plans["official"]
     assert p["world"] == 3 and p["device_of"] == {"0": "cpu", "1": "cpu", "2": "cpu"}
     assert p["rank_of"] == {"stream0": 0, "stream1": 1, "stream2": 2, "fusion": 0}
-    assert p["broadcasts_image"] is True
+    assert p["broadcast_inputs"] == ["image"]
     assert p["steps"] == [[[], SHARED_STREAMS], [[["y1", 1, 0], ["y2", 2, 0]], ["fusion"]]]
 
 
