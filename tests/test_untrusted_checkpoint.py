@@ -119,7 +119,7 @@ def test_a_recorded_config_is_validated_in_a_manifest_too():
 
     config = pd.create_model("parnet_cifar_s", **TINY_SMALL_INPUT).config.to_dict() | {"dropout": math.nan}
     with pytest.raises(ConfigError, match=r"^dropout must be a finite number in \[0, 1\), got nan$"):
-        ExportManifest.parse({"model": config})
+        ExportManifest.parse({"model": {"family": "parnet", **config}})
 
 
 def test_the_export_cli_refuses_a_bad_dropout_in_one_line(tmp_path):

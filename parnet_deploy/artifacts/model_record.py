@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
 from ..models.config import ParNetConfig
 from .schema import Fields, check_name
 
@@ -61,7 +60,7 @@ def parse_model(f: Fields, tensor_spec) -> ModelRecord:
         fields = {k: v for k, v in f.d.items() if k != "family"}
         try:
             return ParNetConfig.from_dict(fields)
-        except (ConfigError, TypeError, ValueError) as e:
+        except (TypeError, ValueError) as e:  # a ConfigError names the field itself, as everywhere
             raise f.error("family", f"expected a ParNet config ({e})") from e
     unknown = set(f.d) - {"family", "source_sha256", "opset", "inputs", "outputs"}
     if unknown:
