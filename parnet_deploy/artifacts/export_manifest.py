@@ -293,7 +293,7 @@ class ExportManifest:
             torch_weights=None if f.raw("torch_weights") is None
             else check_name(f.str("torch_weights"), f"{where}.torch_weights"),
             versions=dict(f.obj("versions", default={}).d), verification=dict(f.obj("verification", default={}).d))
-        _check_normalizations(manifest, f"{where}.normalization")
+        check_normalizations(manifest.normalizations, manifest.whole.inputs, f"{where}.normalization")
         manifest.dag  # noqa: B018  (validates: acyclic, connected, every input produced)
         flavors = manifest.quantization.flavors if manifest.quantization is not None else ()
         for k, flavor in enumerate(flavors):
@@ -309,20 +309,21 @@ class ExportManifest:
         write_json(directory / MANIFEST, self.to_dict())
 
 
-def _check_normalizations(manifest: ExportManifest, where: str) -> None:
+def check_normalizations(norms: tuple[Normalization, ...], inputs: tuple[TensorSpec, ...], where: str) -> None:
     """Each names a distinct graph input of N, C, ... with C values of mean and std."""
-    shapes = {t.name: t.shape for t in manifest.whole.inputs}
+    shapes = {t.name: t.shape for t in inputs}
     seen = set()
-    for k, norm in enumerate(manifest.normalizations):
+    for k, norm in enumerate(norms):
         if norm.input not in shapes:
-            raise ExportError(f"{where}[{k}].input: {norm.input!r:.80} is not an input of the graph")
+            raise ExportError(f"{where}[{k}].input: {norm.input!r:.80} is not an input of the graph "
+                              f"({', '.join(map(repr, shapes))})"[:400])
         if norm.input in seen:
             raise ExportError(f"{where}[{k}].input: {norm.input!r:.80} is normalized twice")
         seen.add(norm.input)
         shape = shapes[norm.input]
         if len(shape) < 2 or shape[1] != len(norm.mean):
-            raise ExportError(f"{where}[{k}]: {len(norm.mean)} channels of mean and std, but the input "
-                              f"{norm.input!r:.80} has shape {list(shape)}")
+            raise ExportError(f"{where}[{k}]: normalization of {norm.input!r:.80} has {len(norm.mean)} channels; "
+                              f"the input is {list(shape)}")
 
 
 def _check_same_subgraphs(manifest: ExportManifest, flavor: Int8Flavor, where: str) -> None:

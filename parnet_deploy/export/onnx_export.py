@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..artifacts.export_manifest import ExportManifest, Normalization, SubgraphSpec, TensorSpec
+from ..artifacts.export_manifest import ExportManifest, Normalization, SubgraphSpec, check_normalizations, TensorSpec
 from ..artifacts.files import atomic_directory, hash_files
 from ..artifacts.model_record import OnnxModelRecord, PartitionedSubgraph, PartitionRecord
 from ..artifacts.schema import NAME
@@ -83,7 +83,7 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
     step = Steps(5 if config.verify else 4, log)
     with step(f"load and check {path.name} (size, external data, onnx.checker, shapes)"):
         source = load_onnx_source(path, config.input_shapes)
-    _check_normalizations(source, config.normalizations)
+    check_normalizations(config.normalizations, source.inputs, "normalization")
     tensorrt = _tensorrt_gate(source)
     if tensorrt != "passed":
         log(f"note: {tensorrt}; ONNX Runtime and OpenVINO run it, parnet-build --backend tensorrt would refuse it")
@@ -141,17 +141,6 @@ def _tensorrt_gate(source: OnnxSource) -> str:
     problems = ([f"ops {', '.join(bad)} are not in {TENSORRT_SOURCE}"] if bad else []) + (
         [f"opset {source.opset} is above TensorRT's {TENSORRT_MAX_OPSET}"] if source.opset > TENSORRT_MAX_OPSET else [])
     return "; ".join(problems) or "passed"
-
-
-def _check_normalizations(source: OnnxSource, norms: tuple[Normalization, ...]) -> None:
-    shapes = {t.name: t.shape for t in source.inputs}
-    for n in norms:
-        if n.input not in shapes:
-            raise ConfigError(f"normalization names {n.input!r}, which is not an input of the model "
-                              f"({', '.join(shapes)})")
-        if len(shapes[n.input]) < 2 or shapes[n.input][1] != len(n.mean):
-            raise ConfigError(f"normalization of {n.input!r} has {len(n.mean)} channels; the input is "
-                              f"{list(shapes[n.input])}")
 
 
 def _whole(source: OnnxSource) -> onnx.ModelProto:
