@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..artifacts.export_manifest import ExportManifest, Normalization, SubgraphSpec, check_normalizations, TensorSpec
+from ..artifacts.export_manifest import ExportManifest, Normalization, SubgraphSpec, check_normalizations
 from ..artifacts.files import atomic_directory, hash_files
 from ..artifacts.model_record import OnnxModelRecord, PartitionedSubgraph, PartitionRecord
 from ..artifacts.schema import NAME

@@ -13,7 +13,6 @@ import numpy as np
 import onnx
 import torch
 
-from ..version import __version__
 from ..artifacts.export_manifest import IMAGENET_NORMALIZATION, ExportManifest, SubgraphSpec, TensorSpec
 from ..artifacts.files import as_new_file, atomic_directory, hash_files
 from ..artifacts.schema import NAME
@@ -22,6 +21,7 @@ from ..models import ParNet
 from ..models.config import MAX_SIDE
 from ..models.cuts import SPLITS
 from ..reparam import reparameterize
+from ..version import __version__
 from . import graph as G
 from .opgate import check_tensorrt_ops
 from .verify import VerificationResult, verify_export
