@@ -36,14 +36,20 @@ class FeedSet:
             yield {n: self.arrays[n][i:i + 1] for n in input_names}
 
 
+def check_size(path: Path) -> None:
+    """An .npz is size-checked before numpy reads it."""
+    size = path.stat().st_size
+    if size > MAX_FEEDS_BYTES:
+        raise UserError(f"{path}: {size} bytes is over the {MAX_FEEDS_BYTES >> 30} GiB limit")
+
+
 def load_feeds(source: str, inputs: tuple[TensorSpec, ...]) -> FeedSet:
     """Read ``source`` (an .npz) for a model whose inputs are ``inputs``; every refusal is one line."""
     path = Path(source)
     if path.suffix != ".npz" or not path.is_file():
         raise UserError(f"{source}: a model of inputs {', '.join(t.name for t in inputs)} takes an .npz with one "
                         f"array per input, named as the input, of shape (N, *input_shape[1:])")
-    if path.stat().st_size > MAX_FEEDS_BYTES:
-        raise UserError(f"{path}: {path.stat().st_size} bytes is over the {MAX_FEEDS_BYTES >> 30} GiB limit")
+    check_size(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             names = set(f.files)

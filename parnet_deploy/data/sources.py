@@ -17,7 +17,7 @@ import numpy as np
 
 from ..artifacts.export_manifest import normalize_u8
 from ..errors import UserError
-from .feeds import MAX_FEEDS_BYTES
+from .feeds import check_size
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_HELDOUT = 0.2
@@ -66,8 +66,7 @@ def _digits(part: str) -> Dataset:
 
 
 def _npz(path: Path) -> Dataset:
-    if path.stat().st_size > MAX_FEEDS_BYTES:
-        raise UserError(f"{path}: {path.stat().st_size} bytes is over the {MAX_FEEDS_BYTES >> 30} GiB limit")
+    check_size(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             images = f["images"].astype(np.float32)

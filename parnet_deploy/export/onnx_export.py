@@ -27,7 +27,7 @@ from ..partition import CostModel, Partition, compose, cut_model, find_partition
 from ..partition.search import MAX_SUBGRAPHS
 from .onnx_source import OnnxSource, load_onnx_source
 from .opgate import TENSORRT_MAX_OPSET, TENSORRT_SOURCE, unsupported_ops
-from .pipeline import Steps, spec_of, tool_versions
+from .pipeline import Steps, check_export_name, spec_of, tool_versions
 
 SPLITS = ("auto", "none")
 MAX_DEVICES = MAX_SUBGRAPHS
@@ -61,9 +61,7 @@ class OnnxExportConfig:
             raise ConfigError(f"unknown split {self.split!r} for an ONNX model; choose one of {', '.join(SPLITS)}")
         if not 1 <= self.devices <= MAX_DEVICES:
             raise ConfigError(f"--devices must be in 1..{MAX_DEVICES}, got {self.devices}")
-        if self.name is not None and not (NAME.fullmatch(self.name) and ".." not in self.name):
-            raise ConfigError(f"bad export name {self.name!r}: use letters, digits, '.', '_', '-' (at most 64, "
-                              f"starting with a letter or digit)")
+        check_export_name(self.name)
 
 
 def default_name(path: Path) -> str:
@@ -103,14 +101,14 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
     split = partition is not None and partition.is_split
     with atomic_directory(target, force=config.force, marker="manifest.json", source=path) as tmp:
         with step(f"cut {len(partition.subgraphs) if split else 1} subgraph(s) (onnx-graphsurgeon, onnx.checker)"):
-            whole = _whole(source)
+            whole = source.model  # its shapes fixed and inferred: engines need no inference of their own
             pieces = cut_model(source.model, partition) if split else {}
         with step("write files and reference inputs/outputs"):
             onnx.save(whole, tmp / "model.onnx")
             for name, piece in pieces.items():
                 onnx.save(piece, tmp / f"{name}.onnx")
             feeds = random_feeds(source.inputs, config.seed)
-            reference = _run_whole(whole, feeds)
+            reference = compose({"model": whole}, feeds, [t.name for t in source.outputs])
             np.savez(tmp / "reference.npz", **{f"input{i}": feeds[t.name] for i, t in enumerate(source.inputs)},
                      **{f"output{i}": reference[t.name] for i, t in enumerate(source.outputs)})
         subgraphs = (tuple(spec_of(pieces[s.name], s.name, f"{s.name}.onnx", s.stream) for s in partition.subgraphs)
@@ -141,22 +139,6 @@ def _tensorrt_gate(source: OnnxSource) -> str:
     problems = ([f"ops {', '.join(bad)} are not in {TENSORRT_SOURCE}"] if bad else []) + (
         [f"opset {source.opset} is above TensorRT's {TENSORRT_MAX_OPSET}"] if source.opset > TENSORRT_MAX_OPSET else [])
     return "; ".join(problems) or "passed"
-
-
-def _whole(source: OnnxSource) -> onnx.ModelProto:
-    """The source with its fixed input shapes and inferred ones (engines need no inference of their own)."""
-    model = onnx.ModelProto()
-    model.CopyFrom(source.model)
-    return model
-
-
-def _run_whole(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return dict(zip((o.name for o in sess.get_outputs()), sess.run(None, feeds)))
 
 
 def _verify(pieces: dict[str, onnx.ModelProto], feeds: dict[str, np.ndarray], reference: dict[str, np.ndarray],

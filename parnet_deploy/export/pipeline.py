@@ -60,9 +60,14 @@ class ExportConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.opset not in G.OPSETS:
             raise ConfigError(f"opset {self.opset} not supported; choose one of {', '.join(map(str, G.OPSETS))}")
-        if self.name is not None and not (NAME.fullmatch(self.name) and ".." not in self.name):
-            raise ConfigError(f"bad export name {self.name!r}: use letters, digits, '.', '_', '-' (at most 64, "
-                              f"starting with a letter or digit)")
+        check_export_name(self.name)
+
+
+def check_export_name(name: str | None) -> None:
+    """``--name``: it becomes the export's folder, so the strict name pattern (None: the default name)."""
+    if name is not None and not (NAME.fullmatch(name) and ".." not in name):
+        raise ConfigError(f"bad export name {name!r}: use letters, digits, '.', '_', '-' (at most 64, "
+                          f"starting with a letter or digit)")
 
 
 def _tensor_specs(values) -> tuple[TensorSpec, ...]:
