@@ -25,7 +25,7 @@ from ..errors import ArtifactNotFoundError, ConfigError, EngineIncompatibleError
 from .build_records import AccuracyGate, Placement, Trial
 from .export_manifest import ExportManifest, parse_files
 from .files import FileSpec, read_manifest_json, verify_files, write_json
-from .schema import Fields, check_name, to_json_dict
+from .schema import MAX_BATCH, Fields, check_name, to_json_dict
 
 SCHEMA = "parnet-deploy/engines"
 SCHEMA_VERSION = 3
@@ -76,12 +76,23 @@ class BuildOptions:
     precision: str = "fp32"
     workspace_mib: int = 2048
     timing_cache: str | None = None
+    profile: tuple[int, int, int] | None = None  # (min, opt, max) batch of a dynamic export; None: static
 
     @classmethod
     def parse(cls, f: Fields) -> BuildOptions:
-        cache = f.raw("timing_cache")
+        cache, profile = f.raw("timing_cache"), f.raw("profile")
+        if profile is not None:
+            p = f.obj("profile")
+            profile = (p.int("min", 1, MAX_BATCH), p.int("opt", 1, MAX_BATCH), p.int("max", 1, MAX_BATCH))
+            if not profile[0] <= profile[1] <= profile[2] or profile[0] == profile[2]:
+                raise f.error("profile", f"expected min <= opt <= max and min < max, got {profile}")
         return cls(f.str("precision", choices=PRECISIONS), f.int("workspace_mib", 1, 1 << 20),
-                   None if cache is None else f.str("timing_cache"))
+                   None if cache is None else f.str("timing_cache"), profile)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["profile"] = None if self.profile is None else dict(zip(("min", "opt", "max"), self.profile))
+        return d
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,7 @@ class EnginesManifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["export"] = self.export.to_dict()
+        d["options"] = self.options.to_dict()
         return to_json_dict(d)
 
     @classmethod
@@ -149,6 +161,11 @@ class EnginesManifest:
         if options.precision != precision or precision not in allowed:
             raise f.error("precision", f"{precision!r} does not fit options.precision {options.precision!r} and the "
                                        f"export's {export.precision!r}")
+        dim = export.batch
+        if (options.profile is None) != (dim is None) or (dim is not None and (options.profile[0], options.profile[2])
+                                                           != (dim.min, dim.max)):
+            raise f.error("options", f"profile {options.profile} does not fit the export's batch "
+                                     f"{'(static)' if dim is None else dim}")
         trials = tuple(Trial.parse(Fields(t, f"{where}.selection[{i}]"))
                        for i, t in enumerate(f.list("selection", 16) if f.raw("selection") is not None else []))
         predicted, accuracy = f.raw("predicted"), f.raw("accuracy")

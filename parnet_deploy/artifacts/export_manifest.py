@@ -39,7 +39,7 @@ from ..models.cuts import SPLITS
 from .dag import Dag
 from .files import FileSpec, read_manifest_json, verify_files, write_json
 from .model_record import MAX_IO, ModelRecord, PartitionRecord, model_family, model_to_dict, parse_model
-from .schema import Fields, check_name, to_json_dict
+from .schema import BatchDim, Fields, check_name, to_json_dict
 
 SCHEMA = "parnet-deploy/export"
 SCHEMA_VERSION = 3
@@ -69,12 +69,32 @@ def parse_files(f: Fields, depth: int) -> dict[str, FileSpec]:
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | BatchDim, ...]  # dim 0 is a BatchDim in a dynamic-batch export
     dtype: str  # numpy dtype name
 
     @classmethod
     def parse(cls, f: Fields) -> TensorSpec:
         return cls(f.str("name"), f.shape("shape"), f.str("dtype", choices=DTYPES))
+
+    @property
+    def batch(self) -> BatchDim | None:
+        """The bounded batch axis, or None (every dim static)."""
+        return self.shape[0] if self.shape and isinstance(self.shape[0], BatchDim) else None
+
+    def shape_at(self, batch: int | None) -> tuple[int, ...]:
+        """The concrete shape at ``batch`` (None: the smallest batch; static shapes ignore it)."""
+        dim = self.batch
+        if dim is None:
+            return tuple(self.shape)
+        return (dim.min if batch is None else batch, *self.shape[1:])
+
+    @property
+    def max_shape(self) -> tuple[int, ...]:
+        """The shape at the largest batch: what a buffer sized once for every call holds."""
+        return self.shape_at(self.batch.max if self.batch is not None else None)
+
+    def describe(self) -> str:
+        return "[" + ", ".join(map(str, self.shape)) + "]"
 
 
 @dataclass(frozen=True)
@@ -243,6 +263,11 @@ class ExportManifest:
         return self.normalizations[0]
 
     @property
+    def batch(self) -> BatchDim | None:
+        """The bounded batch axis every graph and boundary tensor shares, or None (static shapes)."""
+        return self.whole.inputs[0].batch
+
+    @property
     def resolution(self) -> tuple[int, int]:
         """``(H, W)`` of the image input (N, C, H, W)."""
         shape = self.whole.inputs[0].shape if len(self.whole.inputs) == 1 else ()
@@ -294,6 +319,7 @@ class ExportManifest:
             else check_name(f.str("torch_weights"), f"{where}.torch_weights"),
             versions=dict(f.obj("versions", default={}).d), verification=dict(f.obj("verification", default={}).d))
         check_normalizations(manifest.normalizations, manifest.whole.inputs, f"{where}.normalization")
+        check_batch(manifest, where)
         manifest.dag  # noqa: B018  (validates: acyclic, connected, every input produced)
         flavors = manifest.quantization.flavors if manifest.quantization is not None else ()
         for k, flavor in enumerate(flavors):
@@ -324,6 +350,34 @@ def check_normalizations(norms: tuple[Normalization, ...], inputs: tuple[TensorS
         if len(shape) < 2 or shape[1] != len(norm.mean):
             raise ExportError(f"{where}[{k}]: normalization of {norm.input!r:.80} has {len(norm.mean)} channels; "
                               f"the input is {list(shape)}")
+
+
+def batch_of(specs: tuple[TensorSpec, ...], feeds: dict[str, Any], where: str) -> int | None:
+    """The batch a call's feeds carry: dim 0 of every input on the bounded batch axis, the same for
+    all and within the bounds (a UserError naming them); None for static inputs."""
+    batch = None
+    for t in specs:
+        shape = getattr(feeds.get(t.name), "shape", None)
+        if t.batch is None or not shape:
+            continue  # static, or not an array: the shape check names it
+        n = int(shape[0])
+        if n not in t.batch:
+            raise UserError(f"{where}: batch {n} is outside the bounds {t.batch} (input {t.name!r})")
+        if batch is not None and n != batch:
+            raise UserError(f"{where}: the inputs disagree on the batch ({batch} vs {n} for {t.name!r})")
+        batch = n
+    return batch
+
+
+def check_batch(manifest: ExportManifest, where: str) -> None:
+    """One batch axis: a dynamic export bounds dim 0 of every graph and boundary tensor alike."""
+    flavors = manifest.quantization.flavors if manifest.quantization is not None else ()
+    graphs = (manifest.whole, *manifest.subgraphs, *(s for x in flavors for s in (x.whole, *x.subgraphs)))
+    bounds = {t.batch for s in graphs for t in (*s.inputs, *s.outputs)}
+    if len(bounds) > 1:
+        shown = ", ".join(sorted("static" if b is None else str(b) for b in bounds))
+        raise ExportError(f"{where}: tensors disagree on the batch axis ({shown}); a dynamic export bounds "
+                          "dim 0 of every tensor alike")
 
 
 def _check_same_subgraphs(manifest: ExportManifest, flavor: Int8Flavor, where: str) -> None:

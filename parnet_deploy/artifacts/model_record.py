@@ -10,7 +10,7 @@ Readers that only run graphs never look at the family: the subgraphs carry every
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..models.config import ParNetConfig
@@ -32,7 +32,7 @@ class OnnxModelRecord:
 
     def to_dict(self) -> dict[str, Any]:
         def tensors(specs):
-            return [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in specs]
+            return [asdict(t) for t in specs]
 
         return {"family": "onnx", "source_sha256": self.source_sha256, "opset": self.opset,
                 "inputs": tensors(self.inputs), "outputs": tensors(self.outputs)}

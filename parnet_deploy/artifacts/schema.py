@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ExportError
@@ -12,6 +13,23 @@ from ..errors import ExportError
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_DIM = 1 << 16
 MAX_RANK = 8
+MAX_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class BatchDim:
+    """A bounded dynamic batch axis (Polygraphy's ``BoundedShape``): any batch in ``min..max``.
+    Written in a shape as ``{"min": a, "max": b}``, only at dim 0, with ``1 <= a < b <= MAX_BATCH``
+    (equal bounds are a static batch: a plain int)."""
+
+    min: int
+    max: int
+
+    def __str__(self) -> str:
+        return f"{self.min}..{self.max}"
+
+    def __contains__(self, batch: object) -> bool:
+        return isinstance(batch, int) and self.min <= batch <= self.max
 
 
 def check_name(value: Any, where: str) -> str:
@@ -93,11 +111,25 @@ class Fields:
     def raw(self, key: str, default: Any = None) -> Any:
         return self._get(key, default)
 
-    def shape(self, key: str) -> tuple[int, ...]:
+    def shape(self, key: str) -> tuple[int | BatchDim, ...]:
+        """Positive dims; dim 0 may be a bounded batch ``{"min": a, "max": b}``."""
         v = self._get(key, _MISSING)
-        if (not isinstance(v, list) or not 0 < len(v) <= MAX_RANK
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            bounds = Fields(v[0], f"{self.where}.{key}[0]")
+            if set(v[0]) != {"min", "max"}:
+                raise ExportError(f"{bounds.where}: expected exactly the keys min and max (a bounded batch)")
+            lo, hi = bounds.int("min", 1, MAX_BATCH), bounds.int("max", 1, MAX_BATCH)
+            if lo >= hi:
+                raise ExportError(f"{bounds.where}: bounds {lo}..{hi}: min must be below max (equal bounds: "
+                                  "write the batch as a number)")
+            return (BatchDim(lo, hi), *self._dims(key, v[1:], 0))
+        return self._dims(key, v, 1)
+
+    def _dims(self, key: str, v: Any, min_rank: int) -> tuple[int, ...]:
+        if (not isinstance(v, list) or not min_rank <= len(v) <= MAX_RANK - 1 + min_rank
                 or not all(isinstance(x, int) and not isinstance(x, bool) and 0 < x <= MAX_DIM for x in v)):
-            raise self._fail(key, f"a shape of 1..{MAX_RANK} dimensions in [1, {MAX_DIM}]")
+            raise self._fail(key, f"a shape of 1..{MAX_RANK} dimensions in [1, {MAX_DIM}], dim 0 possibly "
+                                  f"{{\"min\": a, \"max\": b}}")
         return tuple(v)
 
     def floats(self, key: str, length: int) -> tuple[float, ...]:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from ..artifacts.engines_manifest import BuildOptions, DeviceRecord
-from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec, batch_of
 from ..errors import BackendMissingError, ExportError, RunnerClosedError, UserError
 from ..hardware import cpu_model
 from .info import BackendInfo
@@ -43,7 +43,17 @@ class StageTime:
 
 
 def _describe(tensors: tuple[TensorSpec, ...]) -> list[str]:
-    return [f"{t.name} {t.dtype}{list(t.shape)}" for t in tensors]
+    return [f"{t.name} {t.dtype}{t.describe()}" for t in tensors]
+
+
+def reported(name: str, dims: tuple, dtype: str, declared: TensorSpec | None) -> TensorSpec:
+    """A tensor as an engine reports it, its dynamic dim 0 (a str, None or a negative number) read as
+    the manifest's bounded batch where the manifest declares one; the Runner then compares."""
+    dims = tuple(dims)
+    dynamic = bool(dims) and not (isinstance(dims[0], int) and dims[0] > 0)
+    if dynamic and declared is not None and declared.batch is not None:
+        dims = (declared.batch, *dims[1:])
+    return TensorSpec(name, dims, dtype)
 
 
 class Runner(ABC):
@@ -61,19 +71,22 @@ class Runner(ABC):
                 raise ExportError(f"{spec.name}: the model's {kind} are {_describe(tuple(reported))}, the manifest "
                                   f"says {_describe(tuple(declared))}")
         self.spec = spec
-        self._inputs = {t.name: (tuple(t.shape), np.dtype(t.dtype)) for t in spec.inputs}
+        self._inputs = {t.name: (t, np.dtype(t.dtype)) for t in spec.inputs}
         self.closed = False
 
-    def check_feeds(self, feeds: dict[str, Any]) -> None:
+    def check_feeds(self, feeds: dict[str, Any]) -> int | None:
+        """Names, dtypes and shapes of a call's inputs; returns its batch (None: static shapes)."""
         if self.closed:
             raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
         if feeds.keys() != self._inputs.keys():
             raise UserError(f"{self.spec.name}: expected inputs {sorted(self._inputs)}, got {sorted(feeds)}")
-        for name, (shape, dtype) in self._inputs.items():
-            x = feeds[name]
+        batch = batch_of(self.spec.inputs, feeds, self.spec.name)
+        for name, (t, dtype) in self._inputs.items():
+            x, shape = feeds[name], t.shape_at(batch)
             if getattr(x, "dtype", None) != dtype or tuple(getattr(x, "shape", ())) != shape:
                 raise UserError(f"{self.spec.name}: input {name!r} has dtype {getattr(x, 'dtype', type(x).__name__)} "
                                 f"and shape {list(getattr(x, 'shape', ()))}, expected {dtype} and {list(shape)}")
+        return batch
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_feeds(feeds)

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "official: stream k on device k; or a JSON file {\"stream0\": \"0\", ...}")
     p.add_argument("--timing-cache", type=Path, metavar="DIR",
                    help="TensorRT: folder of timing caches (one per GPU model and TensorRT version)")
+    p.add_argument("--batch-opt", type=common.positive_int, metavar="N",
+                   help="a dynamic-batch export: the batch TensorRT tunes its kernels for (its optimization "
+                        "profile is MIN/N/MAX; default MAX). Recorded in engines.json for every backend")
     RUNTIME.add_to_parser(p)
     CALIBRATION.add_to_parser(p)
     OUTPUT.add_to_parser(p)
@@ -60,7 +63,8 @@ def parse(argv: list[str] | None = None) -> tuple[Path, BuildConfig]:
     config = BuildConfig(backend=runtime.backend, devices=runtime.device, placement=ns.placement,
                          output=output.parent, timing_cache=ns.timing_cache, force=output.force,
                          precision=runtime.precision, calib=calibration.calib, calib_method=calibration.method,
-                         max_drop=calibration.max_drop, eval_source=calibration.eval_source)
+                         max_drop=calibration.max_drop, eval_source=calibration.eval_source,
+                         batch_opt=ns.batch_opt)
     config.validate()
     return ns.export_dir, config
 

@@ -59,6 +59,20 @@ def resolution(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def batch_bounds(text: str) -> tuple[int, int]:
+    """``--batch``: ``4`` (static) or ``1..8`` (a dynamic batch axis with bounds)."""
+    from ..artifacts.schema import MAX_BATCH
+
+    lo, sep, hi = text.partition("..")
+    try:
+        bounds = (int(lo), int(hi) if sep else int(lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN..MAX, got {text[:40]!r}") from None
+    if not 1 <= bounds[0] <= bounds[1] <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"expected N or MIN..MAX with 1 <= MIN <= MAX <= {MAX_BATCH}, got {text[:40]!r}")
+    return bounds
+
+
 def bounded_int(hi: int) -> Callable[[str], int]:
     """An argparse type: an integer from 1 to ``hi``."""
     def parse(text: str) -> int:

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "cost model decides; the default) or none")
     g.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp16: fp16 inside, fp32 input and logits (default fp32)")
+    g.add_argument("--batch", type=common.batch_bounds, default=(1, 1), metavar="N|MIN..MAX",
+                   help="N: a static batch of N images; MIN..MAX: a dynamic batch axis, any batch from MIN to MAX "
+                        "per call (verified at both bounds; engines size their buffers for MAX). Default 1. ONNX "
+                        "models: fix the batch with --input-shape")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the ONNX Runtime checks")
     g.add_argument("--no-torch-weights", dest="torch_weights", action="store_false",
                    help="do not write deploy.safetensors (the deploy-form weights the torch backend runs from; "
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PARNET_ONLY = {"arch": None, "act": None, "ema": False, "resolution": None, "precision": "fp32",
-               "torch_weights": True}
+               "torch_weights": True, "batch": (1, 1)}
 ONNX_ONLY = {"input_shape": [], "devices": 1, "threads": 1, "normalization": []}
 
 
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                         "replicated|shared")
     config = ExportConfig(output=output.parent, name=output.name, resolution=ns.resolution, opset=ns.opset,
                           split=ns.split or "replicated", precision=ns.precision, force=output.force, verify=ns.verify,
-                          torch_weights=ns.torch_weights)
+                          torch_weights=ns.torch_weights, batch=ns.batch)
     config.validate()
     if output.name is not None:
         check_target(output.parent / output.name, output.force, "manifest.json", ns.checkpoint)  # before loading

@@ -51,6 +51,7 @@ class BuildConfig:
     max_drop: float = 1.0  # top-1 points (or % disagreement with fp32 on unlabeled data)
     eval_source: str | None = None  # default: digits -> digits:heldout, otherwise the calib source
     workspace_mib: int = 2048
+    batch_opt: int | None = None  # a dynamic-batch export's TensorRT profile opt (default: the max)
 
     def validate(self) -> None:
         if self.backend != "auto" and self.backend not in ENGINE_BACKENDS:
@@ -182,6 +183,18 @@ def choose_placement(config: BuildConfig, export: ExportManifest, backend: str, 
     return {WHOLE: tags[0]} | assignment, predicted
 
 
+def batch_profile(export: ExportManifest, opt: int | None) -> tuple[int, int, int] | None:
+    """``(min, opt, max)`` of a dynamic-batch export (``--batch-opt``, default the max); None when static."""
+    dim = export.batch
+    if dim is None:
+        if opt is not None:
+            raise UserError(f"--batch-opt applies to dynamic-batch exports; {export.name} has static shapes")
+        return None
+    if opt is not None and opt not in dim:
+        raise UserError(f"--batch-opt {opt} is outside the export's batch bounds {dim}")
+    return (dim.min, dim.max if opt is None else opt, dim.max)
+
+
 def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
                   log: Callable[[str], None] = print) -> tuple[Path, EnginesManifest]:
     config.validate()
@@ -218,7 +231,8 @@ def build_engines(export_dir: str | Path, config: BuildConfig = BuildConfig(),
                 eval_source=config.eval_source, output=Path(scratch)), log=log)
         precision = engine_precision(source, config)
         options = BuildOptions(precision=precision, workspace_mib=config.workspace_mib,
-                               timing_cache=str(config.timing_cache) if config.timing_cache else None)
+                               timing_cache=str(config.timing_cache) if config.timing_cache else None,
+                               profile=batch_profile(source, config.batch_opt))
         backend, trials = choose_backend(names, source_dir, source, options, config.measure_iterations, log)
         source = source.for_backend(backend)  # an int8 export's flavor for this engine, if it has one
         cls = backend_class(backend)

@@ -11,11 +11,13 @@ import time
 import numpy as np
 
 from ..backends import Runner
+from ..data.random_feeds import random_feeds
 
 
 def _feeds(runner: Runner) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in runner.spec.inputs}
+    """Seeded inputs; a dynamic-batch graph at its largest batch (what its buffers are sized for)."""
+    dim = runner.spec.inputs[0].batch
+    return random_feeds(runner.spec.inputs, batch=None if dim is None else dim.max)
 
 
 def median_ms_interleaved(runners: list[Runner], iterations: int, rounds: int = 5, warmup: int = 5) -> list[float]:

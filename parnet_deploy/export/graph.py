@@ -48,17 +48,27 @@ class _NamedCuts(nn.Module):
         return tuple(values[n] for n in self.names)
 
 
-def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18) -> onnx.ModelProto:
-    """Export the (deploy-form) model to one ONNX graph ``image → logits`` with named cut points."""
+BATCH_AXIS = "batch"  # the dim_param of a dynamic batch in the ONNX files
+
+
+def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18,
+                  batch: tuple[int, int] = (1, 1)) -> onnx.ModelProto:
+    """Export the (deploy-form) model to one ONNX graph ``image → logits`` with named cut points.
+
+    ``batch`` ``(min, max)``: equal, a static batch; else dim 0 of every tensor is ``batch``
+    (torch.export's bounded ``Dim``; the bounds themselves go in the manifest)."""
     if opset not in OPSETS:
         raise ExportError(f"opset {opset} not supported; choose one of {', '.join(map(str, OPSETS))}")
-    x = torch.zeros(1, 3, *resolution)
-    model.check_input(x)
+    lo, hi = batch
+    # torch.export specializes an example batch of 1, so a dynamic axis is traced at 2 or more
+    x = torch.zeros(lo if lo == hi else max(lo, 2), 3, *resolution)
+    model.check_input(x[:1])
     named = _NamedCuts(model.eval())
+    dynamic = None if lo == hi else ({0: torch.export.Dim(BATCH_AXIS, min=lo, max=hi)},)
     with quiet("torch.onnx"), torch.no_grad():
         program = torch.onnx.export(named, (x,), None, dynamo=True, opset_version=opset,
                                     input_names=[IMAGE], output_names=list(named.names), external_data=False,
-                                    verbose=False, report=False)
+                                    dynamic_shapes=dynamic, verbose=False, report=False)
     graph = gs.import_onnx(program.model_proto)
     passes.fold_batchnorm_into_pointwise_conv(graph)
     passes.reduce_mean_to_global_average_pool(graph)

@@ -15,8 +15,8 @@ import torch
 
 from ..artifacts.export_manifest import IMAGENET_NORMALIZATION, ExportManifest, SubgraphSpec, TensorSpec
 from ..artifacts.files import as_new_file, atomic_directory, hash_files
-from ..artifacts.schema import NAME
-from ..errors import ConfigError, ToolchainError, VerificationError
+from ..artifacts.schema import MAX_BATCH, NAME, BatchDim
+from ..errors import ConfigError, ExportError, ToolchainError, VerificationError
 from ..models import ParNet
 from ..models.config import MAX_SIDE
 from ..models.cuts import SPLITS
@@ -52,8 +52,10 @@ class ExportConfig:
     verify: bool = True
     seed: int = 0
     torch_weights: bool = True  # write deploy.safetensors (the torch backend runs the export from it)
+    batch: tuple[int, int] = (1, 1)  # (min, max): equal, a static batch; else a bounded dynamic batch axis
 
     def validate(self) -> None:
+        check_batch_bounds(self.batch)
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r}; choose one of {', '.join(SPLITS)}")
         if self.precision not in PRECISIONS:
@@ -70,17 +72,36 @@ def check_export_name(name: str | None) -> None:
                           f"starting with a letter or digit)")
 
 
-def _tensor_specs(values) -> tuple[TensorSpec, ...]:
+def check_batch_bounds(batch: tuple[int, int]) -> None:
+    """``--batch``: ``(min, max)`` with ``1 <= min <= max <= MAX_BATCH``."""
+    if (not isinstance(batch, tuple) or len(batch) != 2
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in batch)
+            or not 1 <= batch[0] <= batch[1] <= MAX_BATCH):
+        raise ConfigError(f"bad batch {batch!r}: expected N or MIN..MAX with 1 <= MIN <= MAX <= {MAX_BATCH}")
+
+
+def _tensor_specs(values, batch: tuple[int, int]) -> tuple[TensorSpec, ...]:
+    """The graph's value infos as specs; a symbolic dim 0 is the bounded batch ``batch``."""
     out = []
     for v in values:
         tt = v.type.tensor_type
-        out.append(TensorSpec(v.name, tuple(d.dim_value for d in tt.shape.dim),
-                              str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))))
+        dims: list[int | BatchDim] = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(d.dim_value)
+            elif i == 0 and batch[0] < batch[1]:
+                dims.append(BatchDim(*batch))
+            else:
+                raise ExportError(f"tensor {v.name!r}: dim {i} is not static ({d.dim_param or '?'}); only dim 0 of "
+                                  "a dynamic-batch export may be")
+        out.append(TensorSpec(v.name, tuple(dims), str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))))
     return tuple(out)
 
 
-def spec_of(model: onnx.ModelProto, name: str, file: str, stream: int | None = None) -> SubgraphSpec:
-    return SubgraphSpec(name, file, _tensor_specs(model.graph.input), _tensor_specs(model.graph.output), stream)
+def spec_of(model: onnx.ModelProto, name: str, file: str, stream: int | None = None,
+            batch: tuple[int, int] = (1, 1)) -> SubgraphSpec:
+    return SubgraphSpec(name, file, _tensor_specs(model.graph.input, batch),
+                        _tensor_specs(model.graph.output, batch), stream)
 
 
 class Steps:
@@ -120,8 +141,10 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
         with step("reparameterize (exact, deploy form)"):
             train = model.eval()
             deploy = reparameterize(model)
-        with step(f"export ONNX (opset {config.opset}, {resolution[0]}x{resolution[1]})"):
-            whole32 = G.torch_to_onnx(deploy, resolution, config.opset)
+        lo, hi = config.batch
+        batch_text = f"batch {lo}" if lo == hi else f"batch {lo}..{hi}"
+        with step(f"export ONNX (opset {config.opset}, {resolution[0]}x{resolution[1]}, {batch_text})"):
+            whole32 = G.torch_to_onnx(deploy, resolution, config.opset, config.batch)
             whole = G.to_fp16(whole32) if config.precision == "fp16" else whole32
         with step(f"cut {config.split} subgraphs (onnx-graphsurgeon)"):
             plan = G.subgraph_plan(deploy, config.split)
@@ -137,7 +160,7 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
             onnx.save(whole, tmp / "model.onnx")
             for sub, proto in parts.items():
                 onnx.save(proto, tmp / f"{sub}.onnx")
-            x = np.random.default_rng(config.seed).standard_normal((1, 3, *resolution)).astype(np.float32)
+            x = np.random.default_rng(config.seed).standard_normal((lo, 3, *resolution)).astype(np.float32)
             with torch.no_grad():
                 logits = deploy(torch.from_numpy(x)).numpy()
             np.savez(tmp / "reference.npz", image=x, logits=logits)
@@ -148,8 +171,8 @@ def export_model(model: ParNet, config: ExportConfig = ExportConfig(),
                 as_new_file(tmp / TORCH_WEIGHTS)
         manifest = ExportManifest(
             name=name, model=cfg, precision=config.precision,
-            split=config.split, opset=config.opset, whole=spec_of(whole, "model", "model.onnx"),
-            subgraphs=tuple(spec_of(parts[sub], sub, f"{sub}.onnx", k) for sub, _, _, k in plan),
+            split=config.split, opset=config.opset, whole=spec_of(whole, "model", "model.onnx", batch=config.batch),
+            subgraphs=tuple(spec_of(parts[sub], sub, f"{sub}.onnx", k, config.batch) for sub, _, _, k in plan),
             files=hash_files(tmp), normalizations=(IMAGENET_NORMALIZATION,),
             versions=tool_versions(), verification={"performed": False},
             torch_weights=TORCH_WEIGHTS if config.torch_weights else None,

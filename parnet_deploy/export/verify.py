@@ -18,6 +18,8 @@ FP32_RTOL = 1e-4
 # fp16 inside (10-bit mantissa): measured 3e-4 .. 1e-3 on ParNet logits; 1e-2 leaves margin
 # without hiding a broken graph (a wrong op shows errors of order 1).
 FP16_RTOL = 1e-2
+# a row of a batch vs the same image alone: only the batch-dependent kernel choice differs
+ROWS_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,21 @@ class _OrtGraphs:
         return {self.manifest.output.name: values[self.manifest.output.name]}
 
 
+def _batches(manifest: ExportManifest) -> list[int]:
+    """The batches an export is checked at: its bounds (a static export: its one batch)."""
+    dim = manifest.batch
+    return [manifest.input.shape[0]] if dim is None else sorted({dim.min, dim.max})
+
+
 def verify_export(manifest: ExportManifest, directory: Path, train: ParNet, deploy: ParNet,
                   fp32_whole: onnx.ModelProto | None, samples: int = 2, seed: int = 0) -> VerificationResult:
     """Run the written files with ONNX Runtime and compare, per sample, with the references.
 
     fp32 exports are compared with the PyTorch train and deploy forms (rtol 1e-4); fp16
     exports with the fp32 ONNX graph run by ONNX Runtime (rtol 1e-2). The composed
-    subgraphs are always compared with the whole graph of the same precision.
+    subgraphs are always compared with the whole graph of the same precision. Each check runs
+    at the smallest and the largest batch; past batch 1, a batch of distinct images must give,
+    row by row, what each image gives alone (rtol 1e-5).
     """
     graphs = _OrtGraphs(manifest, directory)
     fp32_runner = None
@@ -87,23 +97,44 @@ def verify_export(manifest: ExportManifest, directory: Path, train: ParNet, depl
         fp32_runner = ort.InferenceSession(fp32_whole.SerializeToString(), providers=["CPUExecutionProvider"])
     name, image = manifest.output.name, manifest.input.name
     comparisons = []
-    for i, x in enumerate(random_inputs(manifest.input.shape, samples, seed)):
-        got_whole = graphs.run_whole({image: x})
-        got_streams = graphs.run_composed({image: x})
-        tag = f"[sample {i}]"
-        if fp32_runner is None:
-            train_ref = {name: _torch_logits(train, x)}
-            comparisons += [
-                compare(f"{tag} onnxruntime whole vs torch train form", got_whole, train_ref, FP32_RTOL),
-                compare(f"{tag} onnxruntime whole vs torch deploy form", got_whole,
-                        {name: _torch_logits(deploy, x)}, FP32_RTOL),
-                compare(f"{tag} onnxruntime {manifest.split} subgraphs vs torch train form", got_streams,
-                        train_ref, FP32_RTOL),
-            ]
-        else:
-            fp32_ref = {name: fp32_runner.run([name], {image: x})[0]}
-            comparisons.append(compare(f"{tag} {manifest.precision} whole vs fp32 whole", got_whole, fp32_ref,
-                                       FP16_RTOL))
-        comparisons.append(compare(f"{tag} {manifest.split} subgraphs vs whole", got_streams, got_whole,
-                                   FP32_RTOL if fp32_runner is None else FP16_RTOL))
+    for batch in _batches(manifest):
+        for i, x in enumerate(random_inputs(manifest.input.shape_at(batch), samples, seed + batch)):
+            got_whole = graphs.run_whole({image: x})
+            got_streams = graphs.run_composed({image: x})
+            tag = f"[batch {batch} sample {i}]"
+            if fp32_runner is None:
+                train_ref = {name: _torch_logits(train, x)}
+                comparisons += [
+                    compare(f"{tag} onnxruntime whole vs torch train form", got_whole, train_ref, FP32_RTOL),
+                    compare(f"{tag} onnxruntime whole vs torch deploy form", got_whole,
+                            {name: _torch_logits(deploy, x)}, FP32_RTOL),
+                    compare(f"{tag} onnxruntime {manifest.split} subgraphs vs torch train form", got_streams,
+                            train_ref, FP32_RTOL),
+                ]
+            else:
+                fp32_ref = {name: fp32_runner.run([name], {image: x})[0]}
+                comparisons.append(compare(f"{tag} {manifest.precision} whole vs fp32 whole", got_whole, fp32_ref,
+                                           FP16_RTOL))
+            comparisons.append(compare(f"{tag} {manifest.split} subgraphs vs whole", got_streams, got_whole,
+                                       FP32_RTOL if fp32_runner is None else FP16_RTOL))
+        if batch > 1:
+            comparisons.append(_rows_vs_alone(manifest, graphs, deploy, batch, seed))
     return VerificationResult(tuple(comparisons))
+
+
+def _rows_vs_alone(manifest: ExportManifest, graphs: _OrtGraphs, deploy: ParNet, batch: int, seed: int) -> Comparison:
+    """A batch of distinct images vs each image alone: the same graph at batch 1 where the bounds
+    allow it, else (a static batch) the PyTorch deploy form one image at a time."""
+    name, image = manifest.output.name, manifest.input.name
+    x = random_inputs(manifest.input.shape_at(batch), 1, seed + 1000 + batch)[0]
+    got = graphs.run_whole({image: x})
+    dim = manifest.batch
+    if dim is not None and 1 in dim:
+        alone = [graphs.run_whole({image: x[k:k + 1]})[name] for k in range(batch)]
+        what = "the same graph at batch 1"
+    else:
+        alone = [_torch_logits(deploy, x[k:k + 1]) for k in range(batch)]
+        what = "the torch deploy form one image at a time"
+    rtol = ROWS_RTOL if manifest.precision == "fp32" or what.startswith("the same") else FP16_RTOL
+    return compare(f"[batch {batch}] rows of distinct images vs {what}", got,
+                   {name: np.concatenate(alone)}, rtol)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, TensorSpec, batch_of
 from ..backends import Runner, StageTime, get_backend
 from ..backends.base import Executor
 from ..errors import RunnerClosedError, UserError
@@ -83,16 +83,21 @@ class ParnetRunner:
                             f"({', '.join(map(repr, self.output_specs))}); call runner.infer({{name: array, ...}})")
         return next(iter(self.output_specs.values()))
 
-    def check_input(self, x: np.ndarray, spec: TensorSpec | None = None) -> None:
+    def check_input(self, x: np.ndarray, spec: TensorSpec | None = None, batch: int | None = None) -> None:
+        """One input's type, dtype, shape (at ``batch``; by default its own dim 0 on a batch axis),
+        layout and values."""
         spec = spec or self.input_spec
         what = "input" if len(self.input_specs) == 1 else f"input {spec.name!r}"
         if not isinstance(x, np.ndarray):
             raise UserError(f"{what} must be a numpy array, got {type(x).__name__}")
         if x.dtype != np.dtype(spec.dtype):
             raise UserError(f"{what} dtype must be {spec.dtype}, got {x.dtype}")
-        if tuple(x.shape) != tuple(spec.shape):
+        if batch is None and spec.batch is not None and x.ndim == len(spec.shape):
+            batch = batch_of((spec,), {spec.name: x}, f"export {self.manifest.name!r}")
+        if tuple(x.shape) != spec.shape_at(batch):
             layout = " (N, C, H, W)" if len(self.input_specs) == 1 and len(spec.shape) == 4 else ""
-            raise UserError(f"{what} shape must be {tuple(spec.shape)}{layout}, got {tuple(x.shape)}")
+            expected = spec.describe() if spec.batch is not None else str(tuple(spec.shape))
+            raise UserError(f"{what} shape must be {expected}{layout}, got {tuple(x.shape)}")
         if not x.flags.c_contiguous:
             raise UserError(f"{what} must be C-contiguous (use np.ascontiguousarray)")
         # OpenVINO turns NaN/inf into ordinary-looking logits; refuse them on every backend alike
@@ -105,8 +110,16 @@ class ParnetRunner:
         if not isinstance(feeds, dict) or set(feeds) != set(self.input_specs):
             got = sorted(feeds) if isinstance(feeds, dict) else type(feeds).__name__
             raise UserError(f"expected the inputs {sorted(self.input_specs)}, got {got}")
+        specs = tuple(self.input_specs.values())
+        batch = batch_of(specs, {n: x for n, x in feeds.items() if isinstance(x, np.ndarray)},
+                         f"export {self.manifest.name!r}")
         for name, x in feeds.items():
-            self.check_input(x, self.input_specs[name])
+            self.check_input(x, self.input_specs[name], batch)
+
+    @property
+    def batch(self):
+        """The export's bounded batch axis (``.min``, ``.max``), or None: static shapes."""
+        return self.manifest.batch
 
     # -- running ---------------------------------------------------------------------------
     def _check_open(self) -> None:

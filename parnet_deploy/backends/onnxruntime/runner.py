@@ -13,7 +13,7 @@ import numpy as np
 
 from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
 from ...errors import BackendMissingError, RuntimeFailure, UserError
-from ..base import Runner
+from ..base import Runner, reported
 from . import INFO
 from .qdq import to_int8, to_uint8
 
@@ -83,7 +83,8 @@ NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
 def engine_io(session, spec: SubgraphSpec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], set[str]]:
     """The session's own inputs and outputs, as the manifest writes them (checked by :class:`Runner`), and the
     int8 cuts it takes or gives as uint8 (`qdq.to_u8_activations`: the same values, shifted by 128)."""
-    wanted = {t.name: t.dtype for t in (*spec.inputs, *spec.outputs)}
+    declared = {t.name: t for t in (*spec.inputs, *spec.outputs)}
+    wanted = {t.name: t.dtype for t in declared.values()}
     shifted: set[str] = set()
 
     def specs(args) -> tuple[TensorSpec, ...]:
@@ -93,7 +94,7 @@ def engine_io(session, spec: SubgraphSpec) -> tuple[tuple[TensorSpec, ...], tupl
             if dtype == "uint8" and wanted.get(a.name) == "int8":
                 dtype = "int8"
                 shifted.add(a.name)
-            out.append(TensorSpec(a.name, tuple(a.shape), dtype))
+            out.append(reported(a.name, tuple(a.shape), dtype, declared.get(a.name)))
         return tuple(out)
 
     return specs(session.get_inputs()), specs(session.get_outputs()), shifted

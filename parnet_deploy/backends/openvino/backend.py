@@ -31,8 +31,12 @@ class OpenVinoBackend(Backend, info=INFO):
         path = Path(path)
         # subgraphs that run at the same time share the cores instead of oversubscribing them
         config = compile_config(self.device_name, max(1, self.threads // max(1, concurrency)), self.hint)
-        load = builder.compile_onnx if path.suffix == ".onnx" else builder.import_blob
-        return OpenVinoRunner(load(path, self.device_name, config), spec, config)
+        if path.suffix == ".onnx":
+            dim = spec.inputs[0].batch
+            compiled = builder.compile_onnx(path, self.device_name, config, None if dim is None else (dim.min, dim.max))
+        else:
+            compiled = builder.import_blob(path, self.device_name, config)
+        return OpenVinoRunner(compiled, spec, config)
 
     def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner,
                  cuda_graph: bool = False) -> Executor | None:

@@ -15,13 +15,21 @@ from typing import Any
 
 from ...artifacts.engines_manifest import BuildOptions, DeviceRecord
 from ...errors import UserError
-from .config import compile_config, core, precision_hint, reason
+from .config import compile_config, core, openvino, precision_hint, reason
 
 
-def compile_onnx(source: Path, device: str, config: dict[str, str]) -> Any:
+def compile_onnx(source: Path, device: str, config: dict[str, str], batch: tuple[int, int] | None = None) -> Any:
+    """``batch`` ``(min, max)``: the ONNX file's dynamic dim 0 becomes that bounded dimension (OpenVINO
+    plans its memory for the bounds instead of for any size)."""
     ov = core()
     try:
-        return ov.compile_model(ov.read_model(str(source)), device, config)
+        model = ov.read_model(str(source))
+        if batch is not None:
+            bounded = openvino().Dimension(*batch)
+            model.reshape({port: openvino().PartialShape([bounded, *port.get_partial_shape()[1:]])
+                           for port in model.inputs if port.get_partial_shape().rank.get_length() > 0
+                           and port.get_partial_shape()[0].is_dynamic})
+        return ov.compile_model(model, device, config)
     except RuntimeError as e:
         raise UserError(f"openvino cannot compile {source.name} for {device}: {reason(e)}") from e
 
@@ -38,5 +46,6 @@ def build(source: Path, engine: Path, device: DeviceRecord, options: BuildOption
     if device.kind != "cpu":
         raise UserError(f"openvino builds for the CPU only, not {device.describe()}")
     config = compile_config("CPU", os.cpu_count() or 1, precision_hint(options.precision, "CPU"))
-    blob = compile_onnx(source, "CPU", config).export_model()
+    batch = None if options.profile is None else (options.profile[0], options.profile[2])
+    blob = compile_onnx(source, "CPU", config, batch).export_model()
     engine.write_bytes(blob.getvalue() if isinstance(blob, io.BytesIO) else bytes(blob))  # BytesIO since 2025

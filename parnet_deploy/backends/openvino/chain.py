@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import queue
 import time
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
-from ...artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ...artifacts.export_manifest import ExportManifest, SubgraphSpec, batch_of
 from ...errors import RuntimeFailure, UserError
 from ..base import LoadRunner, StageTime
 from .config import openvino, reason
@@ -29,7 +30,8 @@ from .runner import OpenVinoRunner
 class _Chain:
     """One infer request per subgraph, boundary tensors shared between producer and consumers."""
 
-    def __init__(self, specs: list[SubgraphSpec], runners: dict[str, OpenVinoRunner], graph_inputs: set[str]):
+    def __init__(self, specs: list[SubgraphSpec], runners: dict[str, OpenVinoRunner], graph_inputs: set[str],
+                 batch: int | None):
         ov = openvino()
         self.requests = [(spec, runners[spec.name].create_request()) for spec in specs]
         self.tensors: dict[str, Any] = {}
@@ -37,9 +39,10 @@ class _Chain:
         for spec, request in self.requests:
             ports = runners[spec.name].output_ports
             for t in spec.outputs:
-                # the runner has checked the port's type and shape against the manifest
-                own = request.get_output_tensor(ports[t.name])
-                tensor = ov.Tensor(own.element_type, own.shape)
+                # the runner has checked the port's type and shape against the manifest; a dynamic-batch
+                # chain is wired for one batch
+                kind = runners[spec.name].element_type(ports[t.name])
+                tensor = ov.Tensor(kind, ov.Shape(list(t.shape_at(batch))))
                 request.set_output_tensor(ports[t.name], tensor)
                 self.tensors[t.name] = tensor
         for spec, request in self.requests:
@@ -79,36 +82,39 @@ class ChainedStreamsExecutor:
         self.runners: dict[str, OpenVinoRunner] = {s.name: load_runner(s, 1) for s in self.specs}  # type: ignore
         self.inputs = {t.name: t for t in manifest.whole.inputs}
         self.outputs = [t.name for t in manifest.whole.outputs]
-        self._chains: queue.SimpleQueue[_Chain] = queue.SimpleQueue()
+        # chains by batch (one key, None, for static shapes); each pool grows with concurrent calls
+        self._chains: dict[int | None, queue.SimpleQueue[_Chain]] = defaultdict(queue.SimpleQueue)
 
-    def _check(self, feeds: dict[str, np.ndarray]) -> None:
+    def _check(self, feeds: dict[str, np.ndarray]) -> int | None:
         if feeds.keys() != self.inputs.keys():
             raise UserError(f"streams: expected inputs {sorted(self.inputs)}, got {sorted(feeds)}")
+        batch = batch_of(tuple(self.inputs.values()), feeds, "streams")
         for name, t in self.inputs.items():
             x = feeds[name]
-            if (not isinstance(x, np.ndarray) or x.dtype != np.dtype(t.dtype) or tuple(x.shape) != tuple(t.shape)
+            if (not isinstance(x, np.ndarray) or x.dtype != np.dtype(t.dtype) or tuple(x.shape) != t.shape_at(batch)
                     or not x.flags.c_contiguous):
                 raise UserError(f"streams: input {name!r} must be a C-contiguous {t.dtype} array of shape "
-                                f"{list(t.shape)}, got {getattr(x, 'dtype', type(x).__name__)} "
+                                f"{t.describe()}, got {getattr(x, 'dtype', type(x).__name__)} "
                                 f"{list(getattr(x, 'shape', ()))}")
+        return batch
 
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
-        self._check(feeds)
+        batch = self._check(feeds)
         t0 = time.perf_counter()
+        pool = self._chains[batch]
         try:
-            chain = self._chains.get_nowait()
+            chain = pool.get_nowait()
         except queue.Empty:
-            chain = _Chain(self.specs, self.runners, set(self.inputs))
+            chain = _Chain(self.specs, self.runners, set(self.inputs), batch)
         try:
             return chain.run(feeds, self.outputs, t0)
         finally:
-            self._chains.put(chain)
+            pool.put(chain)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.infer_timed(feeds)[0]
 
     def close(self) -> None:
-        while not self._chains.empty():
-            self._chains.get_nowait()
+        self._chains.clear()
         for r in self.runners.values():
             r.close()

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
+from ...artifacts.schema import MAX_BATCH, BatchDim
 from ...errors import RunnerClosedError, RuntimeFailure
 from ..base import Runner
 from .config import applied, reason
@@ -27,8 +28,14 @@ def engine_io(ports: Sequence[Any], tensors: tuple[TensorSpec, ...]) -> tuple[tu
     else:
         labels = [t.name for t in tensors]
 
+    def dim(d: Any) -> int | BatchDim:
+        if d.is_static:
+            return d.get_length()
+        bounded = 0 < d.get_min_length() < d.get_max_length() <= MAX_BATCH
+        return BatchDim(d.get_min_length(), d.get_max_length()) if bounded else -1  # -1: unbounded
+
     def spec(i: int, name: str) -> TensorSpec:
-        shape = tuple(d.get_length() if d.is_static else -1 for d in ports[i].get_partial_shape())
+        shape = tuple(dim(d) for d in ports[i].get_partial_shape())
         kind = ports[i].get_element_type().get_type_name()
         return TensorSpec(name, shape, NUMPY_TYPES.get(kind, kind))
 
@@ -52,6 +59,12 @@ class OpenVinoRunner(Runner):
         if self._compiled is None:
             raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
         return self._compiled.create_infer_request()
+
+    def element_type(self, output_port: int) -> Any:
+        """The OpenVINO element type of one output port (what a tensor bound to it must hold)."""
+        if self._compiled is None:
+            raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
+        return self._compiled.outputs[output_port].get_element_type()
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
