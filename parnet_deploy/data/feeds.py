@@ -28,12 +28,17 @@ class FeedSet:
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values())))
 
-    def samples(self, input_names: tuple[str, ...], limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-        """Batch-1 feeds, ``{input: array (1, ...)}``."""
+    def arrays_for(self, input_names: tuple[str, ...], limit: int | None = None) -> dict[str, np.ndarray]:
+        """The first ``limit`` rows (default all) of the arrays of exactly these inputs."""
         if set(input_names) != set(self.arrays):
             raise UserError(f"{self.name}: holds {sorted(self.arrays)}, the model takes {sorted(input_names)}")
-        for i in range(min(len(self), len(self) if limit is None else limit)):
-            yield {n: self.arrays[n][i:i + 1] for n in input_names}
+        return {n: self.arrays[n][:limit] for n in input_names}
+
+    def samples(self, input_names: tuple[str, ...], limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Batch-1 feeds, ``{input: array (1, ...)}``."""
+        arrays = self.arrays_for(input_names, limit)
+        for i in range(len(next(iter(arrays.values())))):
+            yield {n: a[i:i + 1] for n, a in arrays.items()}
 
 
 def check_size(path: Path) -> None:

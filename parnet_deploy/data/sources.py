@@ -37,13 +37,18 @@ class Dataset:
         for i in range(0, len(self), size):
             yield self.images[i:i + size]
 
-    def samples(self, input_names: tuple[str, ...], limit: int | None = None):
-        """Batch-1 feeds ``{input: image}`` for a model of one input."""
+    def arrays_for(self, input_names: tuple[str, ...], limit: int | None = None) -> dict[str, np.ndarray]:
+        """``{input: the first limit images}`` for a model of one input."""
         if len(input_names) != 1:
             raise UserError(f"{self.name}: images feed a model of one input; this one has {len(input_names)} "
                             f"({', '.join(input_names)}): give an .npz with one array per input")
-        for i in range(min(len(self), len(self) if limit is None else limit)):
-            yield {input_names[0]: self.images[i:i + 1]}
+        return {input_names[0]: self.images[:limit]}
+
+    def samples(self, input_names: tuple[str, ...], limit: int | None = None):
+        """Batch-1 feeds ``{input: image}`` for a model of one input."""
+        (name, images), = self.arrays_for(input_names, limit).items()
+        for i in range(len(images)):
+            yield {name: images[i:i + 1]}
 
 
 def _digits(part: str) -> Dataset:

@@ -15,15 +15,16 @@ def gate_accuracy(export_dir: Path, export: ExportManifest, backend: str, engine
                   precision: str, source: str, max_drop: float, log: Callable[[str], None]) -> AccuracyGate:
     """Top-1 of the built whole-graph engine vs fp32; raises VerificationError beyond ``max_drop``."""
     from ..data import load_source
+    from ..data.batching import batch_bounds
     from ..precision.accuracy import drop_against_fp32, evaluate
 
     norm = export.normalization
     data = load_source(source, tuple(export.resolution), norm.mean, norm.std)
     with get_backend(backend, threads=None, precision=precision).load(engine, spec) as runner:
-        reduced = evaluate(runner.infer_array, data)
+        reduced = evaluate(runner.infer_array, data, batch_bounds(spec.inputs[0]))
     if export.precision == "fp32":
         with get_backend("onnxruntime").load(export_dir / export.whole.file, export.whole) as ref_runner:
-            fp32 = evaluate(ref_runner.infer_array, data)
+            fp32 = evaluate(ref_runner.infer_array, data, batch_bounds(export.whole.inputs[0]))
         top1_fp32, agreement, reference = fp32.top1, reduced.agreement(fp32), "onnxruntime fp32 whole graph"
     else:  # an int8 export: the fp32 accuracy its quantization recorded on the same set
         q = export.quantization

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import Dataset
+from ..data import Dataset, FeedSet
+from ..data.batching import padded_batches
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,10 @@ def drop_against_fp32(top1_fp32: float | None, reduced: Accuracy, agreement: flo
     return drop, f"agreement with fp32 {agreement:.2%} (unlabeled data)"
 
 
-def evaluate(run: Callable[[np.ndarray], np.ndarray], data: Dataset) -> Accuracy:
-    """``run``: a (1, 3, H, W) image → logits (1, classes). Batch 1, as deployed."""
-    logits = np.concatenate([run(np.ascontiguousarray(x)) for x in data.batches(1)])
+def evaluate(run: Callable[[np.ndarray], np.ndarray], data: Dataset, bounds: tuple[int, int] = (1, 1)) -> Accuracy:
+    """``run``: (N, 3, H, W) images → logits (N, classes), N in ``bounds`` (``batch_bounds`` of the
+    model's input): batches as large as the model takes (the same logits row by row as batch 1)."""
+    logits = np.concatenate([run(feeds["x"])[:rows] for feeds, rows in padded_batches({"x": data.images}, bounds)])
     preds = logits.argmax(1)
     if data.labels is None:
         return Accuracy(float("nan"), float("nan"), preds)
@@ -42,9 +44,11 @@ def evaluate(run: Callable[[np.ndarray], np.ndarray], data: Dataset) -> Accuracy
                     preds)
 
 
-def outputs_of(run: Callable[[dict], dict], samples) -> list[dict[str, np.ndarray]]:
-    """``run`` (feeds → outputs by name) on every batch-1 sample, in order."""
-    return [run(feeds) for feeds in samples]
+def outputs_of(run: Callable[[dict], dict], data: FeedSet, names: tuple[str, ...],
+               bounds: tuple[int, int] = (1, 1)) -> list[dict[str, np.ndarray]]:
+    """``run`` (feeds → outputs by name) on every sample, in order, batched as :func:`evaluate`."""
+    return [{k: v[:rows] for k, v in run(feeds).items()}
+            for feeds, rows in padded_batches(data.arrays_for(names), bounds)]
 
 
 def relative_error(reduced: list[dict[str, np.ndarray]], reference: list[dict[str, np.ndarray]]) -> float:

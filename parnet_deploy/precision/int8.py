@@ -32,6 +32,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..data import Dataset, FeedSet
+from ..data.batching import padded_batches
 from ..errors import UserError, VerificationError
 from ..quiet import quiet
 from . import rewrite
@@ -43,6 +44,7 @@ METHODS = ("minmax", "entropy", "percentile")
 class Int8Config:
     method: str = "minmax"
     calib_samples: int = 128
+    batch: tuple[int, int] = (1, 1)  # (min, max) batch the fp32 graph takes (data.batching.batch_bounds)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -52,10 +54,17 @@ class Int8Config:
 
 
 class _Reader:
-    """ORT CalibrationDataReader over a Dataset or FeedSet (batch 1)."""
+    """ORT CalibrationDataReader over a Dataset or FeedSet, batched.
 
-    def __init__(self, data: Dataset | FeedSet, input_names: tuple[str, ...], limit: int):
-        self._it = iter(list(data.samples(input_names, limit)))
+    minmax takes the largest batch the graph allows: a min and a max over every value are the same
+    however the rows are grouped. ORT's histograms (entropy, percentile) re-bin as their range
+    grows, so their result depends on the grouping; they take the smallest batch (1 where the
+    graph allows it: the same scales as before batching)."""
+
+    def __init__(self, data: Dataset | FeedSet, input_names: tuple[str, ...], config: Int8Config):
+        size = config.batch[1] if config.method == "minmax" else config.batch[0]
+        arrays = data.arrays_for(input_names, config.calib_samples)
+        self._it = iter([feeds for feeds, _ in padded_batches(arrays, config.batch, size)])
 
     def get_next(self):
         return next(self._it, None)
@@ -90,7 +99,7 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset | FeedSet, config: 
     config.validate()
     graph_inputs = onnx.load(fp32_path).graph.input
     input_names = tuple(i.name for i in graph_inputs)
-    first = next(iter(calib.samples(input_names, 1)))
+    first = calib.arrays_for(input_names, 1)
     for i in graph_inputs:
         dims = tuple(d.dim_value for d in i.type.tensor_type.shape.dim)
         if tuple(first[i.name].shape[1:]) != dims[1:]:
@@ -118,7 +127,7 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset | FeedSet, config: 
                                            if f.name in wanted}):
             raw = Path(tmp) / "raw.onnx"
             quantize_static(
-                str(pre), str(raw), _Reader(calib, input_names, config.calib_samples),
+                str(pre), str(raw), _Reader(calib, input_names, config),
                 quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=method, reduce_range=seven_bit,
                 activation_type=QuantType.QUInt8 if unsigned else QuantType.QInt8, weight_type=QuantType.QInt8,
                 op_types_to_quantize=sorted({n.op for n in graph.nodes if n.name in nodes}),

@@ -76,6 +76,7 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
     import onnx
 
     from ..data import calibration_source, evaluation_source, load_feeds, load_source
+    from ..data.batching import batch_bounds
     from ..export.graph import cut
 
     config.validate()
@@ -96,12 +97,13 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
         heldout = load_feeds(config.eval_source or config.calib, export.whole.inputs)
     backend = get_backend("onnxruntime")
     names = tuple(t.name for t in export.whole.inputs)
+    bounds = batch_bounds(export.whole.inputs[0])  # calibration and gates run as batched as the graph allows
 
     def accuracy_of(path: Path) -> Accuracy | list[dict]:
         runner = backend.load(path, export.whole)
         try:
-            return evaluate(runner.infer_array, heldout) if classifier else outputs_of(runner.infer,
-                                                                                       heldout.samples(names))
+            return evaluate(runner.infer_array, heldout, bounds) if classifier else outputs_of(
+                runner.infer, heldout, names, bounds)
         finally:
             runner.close()
 
@@ -124,7 +126,7 @@ def quantize_export(export_dir: str | Path, config: QuantizeConfig,
 
     name = config.name or f"{export.name}-int8"
     target = config.output / name
-    cfg = Int8Config(method=config.method)
+    cfg = Int8Config(method=config.method, batch=bounds)
     log(f"quantizing {export.name} to int8 ({cfg.method} calibration on {calib.name}; accuracy on {heldout.name}, "
         f"max drop {config.max_drop} points)")
     with atomic_directory(target, force=config.force, source=export_dir) as tmp:
