@@ -69,3 +69,24 @@ def test_pinned_memory_comes_from_the_cuda_provider_when_there_is_one():
                            get_ep_devices=lambda: [Device("CPUExecutionProvider"), Device("CUDAExecutionProvider")])
     assert pinned_memory_info(fake) is pinned
     assert pinned_memory_info(SimpleNamespace()) is None  # an older ONNX Runtime: no EP device API
+
+
+def test_a_dynamic_batch_binds_each_batch_once(tmp_path):
+    torch.manual_seed(0)
+    model = randomize_bn(pd.create_model("parnet_cifar_s", planes=(8, 16, 32, 32)))
+    d = export_model(model, ExportConfig(output=tmp_path, name="dyn", split="shared", verify=False, batch=(1, 3),
+                                         torch_weights=False), log=lambda _: None)[0]
+    spec = load_manifest(d).subgraphs[0]
+    session = create_session(d / spec.file, 1, ["CPUExecutionProvider"])
+    runner = IoBindingRunner(session, spec, "cpu", 0)
+    names, image = [t.name for t in spec.outputs], spec.inputs[0].name
+    for batch in (2, 3, 1, 2):
+        x = np.random.default_rng(batch).standard_normal(spec.inputs[0].shape_at(batch)).astype(np.float32)
+        got = runner.infer({image: x})
+        for name, want in zip(names, session.run(names, {image: x})):
+            assert got[name].shape[0] == batch
+            np.testing.assert_array_equal(got[name], want)
+    assert runner.bindings_made == 3  # batch 1 at load, then 2 and 3; the second call at 2 reuses its binding
+    with pytest.raises(pd.errors.UserError, match=r"batch 4 is outside the bounds 1\.\.3"):
+        runner.infer({image: np.zeros(spec.inputs[0].shape_at(4), np.float32)})
+    runner.close()

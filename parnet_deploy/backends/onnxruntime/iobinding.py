@@ -16,11 +16,12 @@ the staging tensors are ordinary host memory, and :attr:`IoBindingRunner.host_me
 from __future__ import annotations
 
 import queue
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...artifacts.export_manifest import SubgraphSpec
+from ...artifacts.export_manifest import SubgraphSpec, batch_of
 from ...errors import RuntimeFailure, UserError
 from ..base import Runner
 
@@ -60,11 +61,14 @@ class IoBindingRunner(Runner):
         self.host_memory_info = host_memory_info
         self.host_memory = "pinned" if host_memory_info is not None else "pageable"
         self.bindings_made = 0
-        self._pool: queue.SimpleQueue[_Bound] = queue.SimpleQueue()
-        self._pool.put(self._bind())  # the first binding now: a mistake shows at load time
+        # bindings by batch (None: static shapes); a dynamic-batch graph binds each batch it is called with
+        self._pools: dict[int | None, queue.SimpleQueue[_Bound]] = defaultdict(queue.SimpleQueue)
+        dim = spec.inputs[0].batch
+        first = None if dim is None else dim.min
+        self._pools[first].put(self._bind(first))  # the first binding now: a mistake shows at load time
 
-    def _value(self, t, host: bool):
-        shape, dtype = list(t.shape), np.dtype(t.dtype)
+    def _value(self, t, host: bool, batch: int | None):
+        shape, dtype = list(t.shape_at(batch)), np.dtype(t.dtype)
         OrtValue = self.ort.OrtValue
         if host:
             if self.host_memory_info is not None:
@@ -72,22 +76,24 @@ class IoBindingRunner(Runner):
             return OrtValue.ortvalue_from_shape_and_type(shape, dtype)
         return OrtValue.ortvalue_from_shape_and_type(shape, dtype, self.device_type, self.device_id)
 
-    def _bind(self) -> _Bound:
+    def _bind(self, batch: int | None) -> _Bound:
         binding = self.session.io_binding()
-        device = {t.name: self._value(t, host=False) for t in (*self.spec.inputs, *self.spec.outputs)}
+        device = {t.name: self._value(t, False, batch) for t in (*self.spec.inputs, *self.spec.outputs)}
         for t in self.spec.inputs:
             binding.bind_ortvalue_input(t.name, device[t.name])
         for t in self.spec.outputs:
             binding.bind_ortvalue_output(t.name, device[t.name])
-        staging = {t.name: self._value(t, host=True) for t in (*self.spec.inputs, *self.spec.outputs)}
+        staging = {t.name: self._value(t, True, batch) for t in (*self.spec.inputs, *self.spec.outputs)}
         self.bindings_made += 1
         return _Bound(binding, device, staging)
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = batch_of(self.spec.inputs, feeds, self.spec.name)
+        pool = self._pools[batch]
         try:
-            bound = self._pool.get_nowait()
-        except queue.Empty:  # another call holds every binding: make one more
-            bound = self._bind()
+            bound = pool.get_nowait()
+        except queue.Empty:  # another call holds every binding of this batch: make one more
+            bound = self._bind(batch)
         try:
             for name, x in feeds.items():
                 bound.staging[name].update_inplace(np.ascontiguousarray(x))
@@ -103,9 +109,8 @@ class IoBindingRunner(Runner):
         except Exception as e:
             raise RuntimeFailure(f"onnxruntime failed running {self.spec.name}: {str(e).splitlines()[0]}") from e
         finally:
-            self._pool.put(bound)
+            pool.put(bound)
 
     def close_impl(self) -> None:
-        while not self._pool.empty():
-            self._pool.get_nowait()
+        self._pools.clear()
         self.session = None
