@@ -16,7 +16,8 @@ MODES = (*EXECUTORS, "distributed")
 
 
 class ParnetRunner:
-    """``runner(x)``: float32 ``(1, 3, H, W)`` image → logits ``(1, classes)``; for a model of
+    """``runner(x)``: float32 ``(N, 3, H, W)`` images → logits ``(N, classes)``, N the export's batch
+    (any N within the bounds of a dynamic-batch export: :attr:`batch`); for a model of
     several inputs or outputs, ``runner.infer({name: array})`` → ``{name: array}`` (every input,
     each of the dtype and shape the manifest lists).
 
