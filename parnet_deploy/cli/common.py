@@ -69,7 +69,8 @@ def batch_bounds(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N or MIN..MAX, got {text[:40]!r}") from None
     if not 1 <= bounds[0] <= bounds[1] <= MAX_BATCH:
-        raise argparse.ArgumentTypeError(f"expected N or MIN..MAX with 1 <= MIN <= MAX <= {MAX_BATCH}, got {text[:40]!r}")
+        raise argparse.ArgumentTypeError(f"expected N or MIN..MAX with 1 <= MIN <= MAX <= {MAX_BATCH}, "
+                                         f"got {text[:40]!r}")
     return bounds
 
 
