@@ -1,6 +1,7 @@
 """The CUDA-stream executor's DAG logic, on the CPU: a fake CUDA API records every operation and
 fake runners compute on numpy "device buffers"."""
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,15 +9,18 @@ import pytest
 
 from parnet_deploy.artifacts.dag import Dag
 from parnet_deploy.artifacts.export_manifest import SubgraphSpec, TensorSpec
+from parnet_deploy.artifacts.schema import BatchDim
 from parnet_deploy.backends.cuda_streams import ORIGIN, CudaStreamsExecutor
 from parnet_deploy.errors import RuntimeFailure, UserError
 
 
-def _t(name):
-    return TensorSpec(name, (1, 2), "float32")
+def _t(name, batch=None):
+    return TensorSpec(name, (batch or 1, 2), "float32")
 
 
-def _manifest(split="shared"):
+def _manifest(split="shared", batch=None):
+    """``batch``: a BatchDim for a dynamic-batch export (dim 0 of every tensor), else batch 1."""
+    _t = functools.partial(globals()["_t"], batch=batch)
     if split == "shared":
         subs = [SubgraphSpec("stem", "stem.onnx", (_t("image"),), (_t("x0"), _t("x1"), _t("x2")))]
         subs += [SubgraphSpec(f"stream{k}", f"stream{k}.onnx", (_t(f"x{k}"),), (_t(f"y{k}"),), k) for k in range(3)]
@@ -29,24 +33,44 @@ def _manifest(split="shared"):
 
 
 class Buffer:
-    def __init__(self, device):
-        self.device, self.value = device, np.zeros((1, 2), np.float32)
+    def __init__(self, device, rows=1):
+        self.device, self.value = device, np.zeros((rows, 2), np.float32)
+        self.allocated = rows
+
+
+class Rows:
+    """A view of a buffer's first ``n`` rows (what ``CudaApi.rows`` returns)."""
+
+    def __init__(self, buffer, n):
+        self.buffer, self.n, self.device = buffer, n, buffer.device
+
+    @property
+    def value(self):
+        return self.buffer.value[:self.n]
+
+    @value.setter
+    def value(self, v):
+        assert v.shape[0] == self.n, (v.shape, self.n)
+        self.buffer.value[:self.n] = v
 
 
 class FakeRunner:
-    """Each output = sum of its inputs + its own number (so the result tells the data flow)."""
+    """Each output = sum of its inputs + its own number (so the result tells the data flow); a
+    dynamic-batch runner's buffers hold the largest batch and a call computes its first rows."""
 
     def __init__(self, spec, device, log, shared):
         self.spec, self.device, self.log = spec, device, log
-        self.buffers = {t.name: shared.setdefault((device, t.name), Buffer(device))
+        self.buffers = {t.name: shared.setdefault((device, t.name), Buffer(device, t.max_shape[0]))
                         for t in (*spec.inputs, *spec.outputs)}
         self.closed = False
 
-    def enqueue(self, stream):
-        self.log.append(("enqueue", self.spec.name, stream))
-        total = sum(self.buffers[t.name].value for t in self.spec.inputs)
+    def enqueue(self, stream, batch=None):
+        self.log.append(("enqueue", self.spec.name, stream) if batch is None else
+                        ("enqueue", self.spec.name, stream, batch))
+        n = len(self.buffers[self.spec.inputs[0].name].value) if batch is None else batch
+        total = sum(self.buffers[t.name].value[:n] for t in self.spec.inputs)
         for t in self.spec.outputs:
-            self.buffers[t.name].value = total + len(self.spec.name)
+            self.buffers[t.name].value[:n] = total + len(self.spec.name)
 
     def close(self):
         self.closed = True
@@ -75,11 +99,11 @@ class FakeCuda:
 
     def copy(self, dst, src, stream):
         dst.value = src.value.copy()
-        self.log.append(("copy", src.device, dst.device, stream))
+        self.log.append(("copy", src.device, dst.device, stream, len(src.value)))
 
     def upload(self, dst, host, stream):
         dst.value = np.asarray(host, np.float32).copy()
-        self.log.append(("upload", dst.device, stream))
+        self.log.append(("upload", dst.device, stream, len(host)))
 
     def download(self, src, stream):
         return src.value.copy()
@@ -92,6 +116,10 @@ class FakeCuda:
 
     def same_buffer(self, a, b):
         return a is b
+
+    def rows(self, buffer, n):
+        self.log.append(("rows", n))
+        return Rows(buffer, n)
 
     def new_graph(self):
         return SimpleNamespace(ops=None)
@@ -115,7 +143,7 @@ class FakeCuda:
         self.log.append(("replay", stream))
 
 
-def _executor(split="shared", devices=None, cuda_graph=False, cuda=None, whole=False):
+def _executor(split="shared", devices=None, cuda_graph=False, cuda=None, whole=False, batch=None):
     cuda = cuda or FakeCuda()
     shared_buffers: dict = {}
     devices = devices or {}
@@ -123,7 +151,7 @@ def _executor(split="shared", devices=None, cuda_graph=False, cuda=None, whole=F
     def load(spec, concurrency):
         return FakeRunner(spec, devices.get(spec.name, 0), cuda.log, shared_buffers)
 
-    return CudaStreamsExecutor(_manifest(split), load, cuda_graph=cuda_graph, cuda=cuda, whole=whole), cuda
+    return CudaStreamsExecutor(_manifest(split, batch), load, cuda_graph=cuda_graph, cuda=cuda, whole=whole), cuda
 
 
 def _expected(split):
@@ -225,3 +253,56 @@ def test_whole_graph_runs_as_a_one_node_dag_with_gpu_time_and_a_graph():
     out, stages = plain.infer_timed({"image": np.full((1, 2), 2.0, np.float32)})
     assert np.array_equal(out["logits"], np.full((1, 2), 2.0 + len("model"), np.float32))
     assert [s.name for s in stages] == ["model"] and 0 < stages[0].start < stages[0].end
+
+
+@pytest.mark.parametrize("split", ["shared", "replicated"])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-buffers", "own-buffers"])
+def test_dynamic_batch_runs_views_of_max_size_buffers(split, shared):
+    """A 1..4 export: buffers hold 4 rows, allocated once; a call at batch n uploads, copies, enqueues
+    and downloads its first n rows; each row equals the batch-1 result; batch 5 is refused before
+    anything is queued."""
+    cuda = FakeCuda()
+    pool: dict = {}
+    runners = []
+
+    def load(spec, concurrency):
+        runners.append(FakeRunner(spec, 0, cuda.log, pool if shared else {}))
+        return runners[-1]
+
+    ex = CudaStreamsExecutor(_manifest(split, BatchDim(1, 4)), load, cuda=cuda)
+    assert all(b.allocated == 4 for r in runners for b in r.buffers.values())
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    out, _ = ex.infer_timed({"image": x})
+    rows = [ex.infer({"image": x[i:i + 1]})["logits"] for i in range(3)]
+    assert out["logits"].shape == (3, 2) and np.array_equal(out["logits"], np.concatenate(rows))
+    assert np.array_equal(rows[1], _expected(split) + 3 * (x[1:2] - 1))  # _expected: an input of ones, 3 paths
+    enqueued = [e for e in cuda.log if e[0] == "enqueue"]
+    assert {e[3] for e in enqueued} == {3, 1} and len(enqueued) == 4 * len(ex.specs)
+    uploads = [e[3] for e in cuda.log if e[0] == "upload"]  # one per subgraph that reads the image
+    k = sum(any(t.name == "image" for t in s.inputs) for s in ex.specs)
+    assert uploads == [3] * k + [1] * 3 * k
+    copied = {e[4] for e in cuda.log if e[0] == "copy"}  # own buffers: copies, of the call's rows only
+    assert copied == (set() if shared else {3, 1})
+    assert ex.infer({"image": np.ones((4, 2), np.float32)})["logits"].shape == (4, 2)
+    before = len(cuda.log)
+    with pytest.raises(UserError, match=r"streams: batch 5 is outside the bounds 1\.\.4") as e:
+        ex.infer({"image": np.ones((5, 2), np.float32)})
+    assert "\n" not in str(e.value) and len(cuda.log) == before  # nothing queued, nothing uploaded
+
+
+def test_static_exports_take_no_views_and_enqueue_as_before():
+    ex, cuda = _executor("shared")
+    ex.infer({"image": np.ones((1, 2), np.float32)})
+    assert not [e for e in cuda.log if e[0] == "rows"]
+    assert all(len(e) == 3 for e in cuda.log if e[0] == "enqueue")  # enqueue(stream): no batch argument
+
+
+def test_cuda_graph_is_refused_for_a_dynamic_export_before_loading():
+    loaded = []
+
+    def load(spec, concurrency):
+        loaded.append(spec.name)
+
+    with pytest.raises(UserError, match=r"cuda_graph needs static shapes.*batch is 1\.\.4; export a static batch"):
+        CudaStreamsExecutor(_manifest("shared", BatchDim(1, 4)), load, cuda_graph=True, cuda=FakeCuda())
+    assert loaded == []

@@ -15,7 +15,7 @@ from conftest import rel_err
 from parnet_deploy import runtime
 from parnet_deploy.backends import get_backend
 from parnet_deploy.engines.build import BuildConfig, build_engines
-from parnet_deploy.errors import ParnetError
+from parnet_deploy.errors import ParnetError, UserError
 from parnet_deploy.export import ExportConfig, export_model, load_manifest
 
 
@@ -194,6 +194,56 @@ def test_rank_plans_refuse_what_nccl_cannot_do(exports):
     with pytest.raises(ParnetError, match="NCCL carries device tensors"):
         _RankProgram(plan, 0, None, host_only, 1.0)
 
+
+
+@pytest.fixture(scope="module")
+def dynamic(tmp_path_factory):
+    """A dynamic-batch export (batch 1..4), small."""
+    return export_model(_model(), ExportConfig(output=tmp_path_factory.mktemp("dyn"), name="dyn", resolution=(32, 32),
+                                               batch=(1, 4), split="shared", verify=False), log=lambda _: None)[0]
+
+
+def _images(n, seed=0):
+    import numpy as np
+
+    return np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32)
+
+
+def test_call_messages_carry_the_batch():
+    from parnet_deploy.runtime.distributed.worker import RUN, call_batch, call_message
+
+    assert call_message(None) == RUN and call_batch(RUN) is None
+    assert call_message(3) == b"run:3" and call_batch(b"run:3") == 3
+    for bad in (b"stop", b"run:x", b"walk:3"):
+        with pytest.raises(ValueError):
+            call_batch(bad)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_distributed_runs_any_batch_within_the_bounds(dynamic, backend):
+    """Rank 0 tells the workers each call's batch; what a rank receives lands in buffers sized for the
+    largest batch, used as views; rows of a batch equal batch-1 results; a batch outside the bounds
+    is refused in one line before any rank hears of the call, and the runner goes on."""
+    whole = runtime.load(dynamic)
+    x = _images(3)
+    with runtime.load(dynamic, backend=backend, mode="distributed", timeout_s=20) as run:
+        ex = run.executor
+        got = run(x)
+        assert got.shape == (3, 10) and rel_err(got, whole(x)) <= 1e-5
+        for i in range(3):
+            assert rel_err(got[i:i + 1], run(x[i:i + 1])) <= 1e-5
+        assert rel_err(run(_images(4, 1)), whole(_images(4, 1))) <= 1e-5
+        assert ex.program.buffers and all(b.shape[0] == 4 for b in ex.program.buffers.values())
+        kept = run(x[:2])
+        run(_images(2, 5))
+        assert rel_err(kept, got[:2]) <= 1e-5  # a result is not overwritten by the next call
+        calls, keys = ex.calls, ex.store.num_keys()
+        with pytest.raises(UserError, match=r"^distributed: batch 5 is outside the bounds 1\.\.4 \(input 'image'\)$"):
+            ex.infer({"image": _images(5)})
+        with pytest.raises(UserError, match=r"batch 5 is outside the bounds 1\.\.4"):
+            run(_images(5))
+        assert ex.calls == calls and ex.store.num_keys() == keys and ex.broken is None
+        assert rel_err(run(x[1:2]), got[1:2]) <= 1e-5  # the ranks are still in step
 
 
 @pytest.mark.tensorrt

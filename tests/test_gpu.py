@@ -223,3 +223,60 @@ def test_tensorrt_timing_cache_create_reuse_and_corrupt(export_dir, tmp_path):
     with pytest.raises(ParnetError, match="refused the timing cache"):  # never dropped silently
         build_engines(export_dir, replace(config, output=tmp_path / "e3"), log=lambda _: None)
     assert not (tmp_path / "e3").exists()  # nothing half-written
+
+
+# -- batch N: a dynamic-batch export (1..4) on the torch and TensorRT backends -------------------------------
+@pytest.fixture(scope="module")
+def dynamic_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = randomize_bn(pd.create_model("parnet_cifar_s", planes=(8, 16, 32, 32)))
+    return export_model(model, ExportConfig(output=tmp_path_factory.mktemp("dyn"), name="dyn", split="shared",
+                                            batch=(1, 4), verify=False), log=lambda _: None)[0]
+
+
+def _check_batches(run, ort, tolerance):
+    """Rows of batch 3 equal the batch-1 results and ONNX Runtime on the CPU; batch 4 (the max) runs;
+    batch 5 is refused in one line naming the bounds."""
+    from parnet_deploy.errors import UserError
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    got = run(x[:3])
+    assert got.shape == (3, 10) and rel_err(got, ort(x[:3])) <= tolerance
+    for i in range(3):
+        assert rel_err(got[i:i + 1], run(x[i:i + 1])) <= tolerance
+    assert rel_err(run(x), ort(x)) <= tolerance
+    with pytest.raises(UserError, match=r"batch 5 is outside the bounds 1\.\.4") as e:
+        run(np.zeros((5, 3, 32, 32), np.float32))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["whole", "streams"])
+def test_torch_backend_on_gpu_runs_any_batch_within_the_bounds(dynamic_dir, mode):
+    from parnet_deploy.errors import UserError
+
+    with runtime.load(dynamic_dir) as ort, \
+            runtime.load(dynamic_dir, backend="torch", device="cuda:0", mode=mode) as gpu:
+        if mode == "streams":
+            assert all(b.shape[0] == 4 for r in gpu.executor.runners.values() for b in r.buffers.values())
+        _check_batches(gpu, ort, 1e-4)
+    with pytest.raises(UserError, match="cuda_graph needs static shapes"):
+        runtime.load(dynamic_dir, backend="torch", device="cuda:0", mode=mode, cuda_graph=True)
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_batch_profile_builds_and_runs_any_batch(dynamic_dir, tmp_path):
+    from parnet_deploy.artifacts.engines_manifest import load_engines
+    from parnet_deploy.backends.tensorrt import builder
+    from parnet_deploy.backends.tensorrt.backend import cuda_devices
+    from parnet_deploy.engines.build import BuildConfig, build_engines
+
+    cache_dir = tmp_path / "caches"
+    engines, _ = build_engines(dynamic_dir, BuildConfig(backend="tensorrt", devices="0", output=tmp_path / "engines",
+                                                        timing_cache=cache_dir, batch_opt=2, measure_iterations=3),
+                               log=lambda _: None)
+    assert load_engines(engines).options.profile == (1, 2, 4)
+    assert builder.timing_cache_path(str(cache_dir), cuda_devices()[0], builder.version(), (1, 2, 4)).is_file()
+    with runtime.load(dynamic_dir) as ort:
+        for mode in ("whole", "streams"):
+            with runtime.load(engines, mode=mode) as trt:
+                _check_batches(trt, ort, 1e-3)

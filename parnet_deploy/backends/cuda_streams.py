@@ -15,8 +15,17 @@ graph, events are dependency-only (timing events cannot be re-recorded by a repl
 stage table is one ``cuda-graph`` row. One call at a time per executor (a lock): its streams
 and buffers are single-use.
 
+A dynamic-batch export (dim 0 of every tensor bounded, ``min..max``) runs any batch within the
+bounds: the runners' buffers are sized for the maximum once, and each call uploads, copies and
+downloads views of their first ``batch`` rows (``CudaApi.rows``) and hands the batch to
+``enqueue``. A batch outside the bounds is a UserError naming them, before anything is queued.
+CUDA graphs are refused for a dynamic export (one line, at load): a graph replays the shapes it
+captured, and whether a TensorRT context can replay a graph of one batch after running another
+has not been checked on a GPU; export a static batch N for graphs.
+
 CUDA itself is reached only through a :class:`CudaApi` (``TorchCuda``: torch.cuda), so the
-DAG logic is tested on CPU machines with a fake that records the operations.
+DAG logic is tested on CPU machines with a fake that records the operations. It has not run on a
+GPU in this project's sessions so far.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..artifacts.export_manifest import ExportManifest, SubgraphSpec
+from ..artifacts.export_manifest import ExportManifest, SubgraphSpec, batch_of
 from ..errors import RuntimeFailure, UserError
 from .base import LoadRunner, StageTime
 
@@ -37,10 +46,11 @@ GRAPH_STAGE = "cuda-graph"  # a replayed graph is timed as one stage
 class StreamRunner(Protocol):
     spec: SubgraphSpec
     device: Any  # where its buffers live
-    buffers: dict[str, Any]  # tensor name -> device buffer, for every input and output
+    buffers: dict[str, Any]  # tensor name -> device buffer, for every input and output (at the largest batch)
 
-    def enqueue(self, stream: Any) -> None:
-        """Queue one run on ``stream``, reading and writing ``buffers``."""
+    def enqueue(self, stream: Any, batch: int | None = None) -> None:
+        """Queue one run on ``stream``, reading and writing ``buffers`` (their first ``batch`` rows
+        for a dynamic-batch subgraph; None: static shapes)."""
 
     def close(self) -> None: ...
 
@@ -56,6 +66,7 @@ class CudaApi(Protocol):
     def synchronize(self, event: Any) -> None: ...
     def elapsed_ms(self, start: Any, end: Any) -> float: ...
     def same_buffer(self, a: Any, b: Any) -> bool: ...
+    def rows(self, buffer: Any, n: int) -> Any: ...  # a view of the first n rows (dim 0)
     def new_graph(self) -> Any: ...
     def capture(self, graph: Any, stream: Any) -> Any: ...  # a context manager
     def replay(self, graph: Any, stream: Any) -> None: ...
@@ -103,6 +114,9 @@ class TorchCuda:  # pragma: no cover - needs a GPU
     def same_buffer(self, a, b):
         return a.data_ptr() == b.data_ptr()
 
+    def rows(self, buffer, n):
+        return buffer[:n]
+
     def new_graph(self):
         return self.torch.cuda.CUDAGraph()
 
@@ -124,7 +138,13 @@ class CudaStreamsExecutor:
         self.specs = [manifest.whole] if whole else list(manifest.subgraphs)
         self.producer = {t.name: s.name for s in self.specs for t in s.outputs}
         self.input = manifest.input.name
+        self.inputs = manifest.whole.inputs
         self.outputs = [t.name for t in manifest.whole.outputs]
+        self.batch = manifest.input.batch  # the bounded batch axis, or None (static shapes)
+        if cuda_graph and self.batch is not None:
+            raise UserError(f"cuda_graph needs static shapes: a graph replays the batch it captured, and this "
+                            f"export's batch is {self.batch}; export a static batch N (parnet-export --batch N) "
+                            f"for CUDA graphs, or load without cuda_graph")
         self.runners: dict[str, StreamRunner] = {s.name: load_runner(s, 1) for s in self.specs}  # type: ignore[misc]
         self.workers = len(self.specs)
         devices = {str(r.device) for r in self.runners.values()}
@@ -148,8 +168,11 @@ class CudaStreamsExecutor:
             self.graph = self._capture()
 
     # -- enqueueing ---------------------------------------------------------------------------
-    def _enqueue_all(self, timed: bool) -> None:
-        """Fork from the origin stream, run the DAG on the subgraph streams, join back."""
+    def _rows(self, buffer: Any, batch: int | None) -> Any:
+        return buffer if batch is None else self.cuda.rows(buffer, batch)
+
+    def _enqueue_all(self, timed: bool, batch: int | None = None) -> None:
+        """Fork from the origin stream, run the DAG on the subgraph streams at ``batch``, join back."""
         c, origin = self.cuda, self.streams[ORIGIN]
         c.record(self.fork, origin)
         for spec in self.specs:
@@ -161,10 +184,13 @@ class CudaStreamsExecutor:
             if timed:  # the stage starts once its inputs are ready
                 c.record(self.stage_start[name], stream)
             for tensor, producer in fed:
-                src = self.runners[producer].buffers[tensor]
-                if not c.same_buffer(src, runner.buffers[tensor]):
-                    c.copy(runner.buffers[tensor], src, stream)  # the producer's output into this input
-            runner.enqueue(stream)
+                src, dst = self.runners[producer].buffers[tensor], runner.buffers[tensor]
+                if not c.same_buffer(src, dst):  # the producer's output into this input
+                    c.copy(self._rows(dst, batch), self._rows(src, batch), stream)
+            if batch is None:
+                runner.enqueue(stream)  # static shapes: the call every StreamRunner takes
+            else:
+                runner.enqueue(stream, batch)
             if timed:  # before done: the origin joins on done, so this lies within the call's span
                 c.record(self.stage_end[name], stream)
             c.record(self.done[name], stream)
@@ -187,17 +213,19 @@ class CudaStreamsExecutor:
     # -- calls --------------------------------------------------------------------------------
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
         c, origin = self.cuda, self.streams[ORIGIN]
+        batch = batch_of(self.inputs, feeds, self.mode)  # out of bounds: refused before anything is queued
         with self._lock:
             for spec in self.specs:
                 if any(t.name == self.input for t in spec.inputs):
-                    c.upload(self.runners[spec.name].buffers[self.input], feeds[self.input], origin)
+                    c.upload(self._rows(self.runners[spec.name].buffers[self.input], batch), feeds[self.input],
+                             origin)
             c.record(self.call_start, origin)
             if self.graph is not None:
                 c.replay(self.graph, origin)
             else:
-                self._enqueue_all(timed=True)
+                self._enqueue_all(timed=True, batch=batch)
             c.record(self.call_end, origin)
-            out = {name: c.download(self.runners[self.producer[name]].buffers[name], origin)
+            out = {name: c.download(self._rows(self.runners[self.producer[name]].buffers[name], batch), origin)
                    for name in self.outputs}
             c.synchronize(self.call_end)
             gpu_ms = c.elapsed_ms(self.call_start, self.call_end)

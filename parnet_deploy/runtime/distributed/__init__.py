@@ -16,6 +16,11 @@ Two channels:
   (:class:`~parnet_deploy.backends.base.DeviceRunner`: torch, TensorRT) are called with them;
   NCCL needs such runners, and nothing crosses ranks through the host.
 
+Batch N: a dynamic-batch export (dim 0 bounded, ``min..max``) runs any batch within the bounds.
+Rank 0 reads the call's batch from its feeds (outside the bounds: a UserError, before any rank
+hears of the call) and sends it with the run message (``run:N``); every rank receives into
+buffers sized for the largest batch once, as views of their first N rows.
+
 Start-up: workers are spawned, join a TCPStore rendezvous on 127.0.0.1 and build their
 sessions; on GPUs each rank makes its device current and connects its communicator to it
 before the first call. Shutdown: a stop message, then each rank shuts its group down and

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...artifacts.export_manifest import ExportManifest
+from ...artifacts.export_manifest import ExportManifest, batch_of
 from ...backends import StageTime
 from ...errors import DistributedError, UserError
 from .group import STARTUP, STARTUP_TIMEOUT_S, _data_group, _shutdown, _torch
 from .plan import RankPlan
 from .program import _load_runners, _RankProgram
-from .worker import RUN, STOP, WORKER_MODULE, _call_key, _error_key, _first_line, _ready_key
+from .worker import STOP, WORKER_MODULE, _call_key, _error_key, _first_line, _ready_key, call_message
 
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1e-3, 1e7
 CLOSE_TIMEOUT_S = 10.0  # for all workers together to exit after a stop
@@ -38,6 +38,7 @@ class DistributedExecutor:
             raise UserError(f"timeout must be between {MIN_TIMEOUT_S:g} and {MAX_TIMEOUT_S:g} seconds, got {timeout_s}")
         self.plan = RankPlan.make(manifest, placement, devices, precision, device)
         self.timeout_s = timeout_s
+        self.inputs = manifest.whole.inputs
         self.outputs = [t.name for t in manifest.whole.outputs]
         self.workers = self.plan.world
         self.broken: str | None = None
@@ -66,8 +67,10 @@ class DistributedExecutor:
             self.program.group = self.group = _data_group(self.store, 0, self.plan.world, self.plan.device_of[0],
                                                           timeout_s)
             # a first call on zeros, under the start-up deadline: connections between ranks are made here
-            self.store.set(_call_key(0), RUN)
-            self.program.run({t.name: np.zeros(t.shape, t.dtype) for t in manifest.whole.inputs}, STARTUP)
+            first = manifest.batch.min if manifest.batch is not None else None  # the smallest batch: quick
+            self.store.set(_call_key(0), call_message(first))
+            self.program.run({t.name: np.zeros(t.shape_at(first), t.dtype) for t in manifest.whole.inputs}, STARTUP,
+                             first)
             self.store.delete_key(_call_key(0))
             self.calls = 1
         except BaseException as e:  # Ctrl-C included: no worker outlives a failed start-up
@@ -119,14 +122,17 @@ class DistributedExecutor:
                            f"close this runner and load a new one")
 
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[StageTime]]:
+        # a batch outside the bounds: refused before any rank hears of the call
+        batch = batch_of(self.inputs, feeds, "distributed")
         with self._lock:
             self._check_alive()
             if self.broken:
                 raise DistributedError(f"distributed runner is broken: {self.broken}")
             try:
-                self.store.set(_call_key(self.calls), RUN)
-                values, times = self.program.run(feeds)
-                out = {n: values[n].cpu().numpy() for n in self.outputs}
+                self.store.set(_call_key(self.calls), call_message(batch))
+                values, times = self.program.run(feeds, None, batch)
+                # copies: what rank 0 received lives in its buffers, which the next call overwrites
+                out = {n: np.array(values[n].cpu().numpy()) for n in self.outputs}
             except BaseException as e:  # the ranks are out of step now, whatever interrupted the call
                 if not isinstance(e, Exception):
                     self.broken = f"a call was interrupted ({type(e).__name__})"

@@ -19,7 +19,12 @@ from .schedule import schedule
 class _RankProgram:
     """What one rank does per call (:func:`schedule`); shared by rank 0 and the workers. Values are
     torch tensors on the rank's data device (CPU for gloo, its GPU for NCCL), in the dtypes the
-    manifest declares."""
+    manifest declares.
+
+    What a rank receives (a broadcast input, a transfer) lands in a buffer of its own, sized for the
+    export's largest batch once; a call at batch ``b`` receives into (and hands its runners) the
+    view of the buffer's first ``b`` rows. Rank 0 knows each call's batch from its feeds and tells
+    the workers in the call's control message (:func:`~.worker.call_message`)."""
 
     def __init__(self, plan: RankPlan, rank: int, group, runners: dict, timeout_s: float):
         torch, _ = _torch()
@@ -37,12 +42,19 @@ class _RankProgram:
         self.steps = schedule(plan)
         self.specs = {t.name: t for s in self.export.subgraphs for t in s.inputs + s.outputs}
         self.subgraphs = {s.name: s for s in self.export.subgraphs}
+        self.batch = self.export.batch  # the bounded batch axis, or None (static shapes)
+        self.buffers: dict = {}  # tensor name -> receive buffer at the largest batch, made on first use
 
     def _dtype(self, name: str):
         return getattr(self.torch, str(np.dtype(self.specs[name].dtype)))
 
-    def _empty(self, name: str):
-        return self.torch.empty(self.specs[name].shape, dtype=self._dtype(name), device=self.device)
+    def _received(self, name: str, batch: int | None):
+        """Where ``name`` is received at ``batch``: the first rows of its buffer (allocated once)."""
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = self.buffers[name] = self.torch.empty(self.specs[name].max_shape, dtype=self._dtype(name),
+                                                        device=self.device)
+        return buf if batch is None or self.specs[name].batch is None else buf[:batch]
 
     def _infer(self, name: str, feeds: dict) -> dict:
         runner = self.runners[name]
@@ -57,13 +69,14 @@ class _RankProgram:
     def warm_up(self) -> None:
         """Each runner once on zeros, before any peer waits on this rank (first calls allocate,
         pick kernels and, on GPUs, can take longer than a call's timeout)."""
-        for name in self.runners:
-            self._infer(name, {t.name: self.torch.zeros(t.shape, dtype=self._dtype(t.name), device=self.device)
+        for name in self.runners:  # at the largest batch of a dynamic export: what later calls may need
+            self._infer(name, {t.name: self.torch.zeros(t.max_shape, dtype=self._dtype(t.name), device=self.device)
                                for t in self.subgraphs[name].inputs})
 
-    def run(self, feeds: dict[str, np.ndarray] | None,
-            timeout: datetime.timedelta | None = None) -> tuple[dict, list[StageTime]]:
-        """One call: ``feeds`` (the graph's inputs by name) on rank 0, None on the others."""
+    def run(self, feeds: dict[str, np.ndarray] | None, timeout: datetime.timedelta | None = None,
+            batch: int | None = None) -> tuple[dict, list[StageTime]]:
+        """One call: ``feeds`` (the graph's inputs by name) on rank 0, None on the others; ``batch``:
+        the call's batch (a dynamic export; rank 0 checked it against the bounds and sent it)."""
         timeout = timeout or self.timeout
         t0 = time.perf_counter()
         values: dict = {}
@@ -71,7 +84,7 @@ class _RankProgram:
             values = {name: self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self._dtype(name))
                       for name, x in feeds.items()}
         for name in self.plan.broadcast_inputs:
-            buf = values[name] if self.rank == 0 else self._empty(name)
+            buf = values[name] if self.rank == 0 else self._received(name, batch)
             self.group.broadcast([buf]).wait(timeout)
             values[name] = buf
         sends, times = [], []
@@ -81,7 +94,7 @@ class _RankProgram:
                     tensor = values[t.tensor]
                     sends.append((self.group.send([tensor], t.dst, self.tags[t.tensor]), tensor))
                 elif t.dst == self.rank:
-                    buf = self._empty(t.tensor)
+                    buf = self._received(t.tensor, batch)
                     self.group.recv([buf], t.src, self.tags[t.tensor]).wait(timeout)
                     values[t.tensor] = buf
             for sub in level:

@@ -27,6 +27,20 @@ def _call_key(call: int) -> str:
     return f"call/{call}"
 
 
+def call_message(batch: int | None) -> bytes:
+    """Rank 0's control message for one call: ``run``, or ``run:N`` with a dynamic export's batch
+    (every rank sizes its receives by it: a view of its buffers at N rows)."""
+    return RUN if batch is None else RUN + b":" + str(batch).encode()
+
+
+def call_batch(message: bytes) -> int | None:
+    """The batch of a ``run`` message (None: static shapes)."""
+    head, _, batch = message.partition(b":")
+    if head != RUN or (batch and not batch.isdigit()):
+        raise ValueError(f"unexpected control message {message[:40]!r}")
+    return int(batch) if batch else None
+
+
 def _ready_key(rank: int) -> str:
     return f"ready/{rank}"
 
@@ -97,10 +111,11 @@ def _serve(plan: RankPlan, rank: int, store, runners: dict, timeout_s: float) ->
         call = 0
         while True:
             store.wait([_call_key(call)], IDLE_FOREVER)  # raises when rank 0 (the store) is gone
-            if store.get(_call_key(call)) == STOP:
+            message = store.get(_call_key(call))
+            if message == STOP:
                 stopped = True
                 break
-            program.run(None, STARTUP if call == 0 else None)
+            program.run(None, STARTUP if call == 0 else None, call_batch(message))
             call += 1
     finally:
         # a clean NCCL shutdown waits for every peer's: only when rank 0 asked for it
