@@ -153,7 +153,8 @@ def test_cli_batch_argument(exports, tmp_path):
     onnx_file = root / "export" / "one" / "model.onnx"
     p = subprocess.run([sys.executable, "-m", "parnet_deploy.cli.export", str(onnx_file), "--batch", "2",
                         "--output", str(tmp_path / "out")], capture_output=True, text=True)
-    assert p.returncode == 2 and "--batch: ParNet checkpoints only" in p.stderr, p.stderr
+    assert p.returncode == 2 and "input 'image' has a static batch of 1; --batch needs dim 0 dynamic" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 import parnet_deploy as pd
 from parnet_deploy import runtime
+from parnet_deploy.artifacts.schema import BatchDim
 from parnet_deploy.bench.engine import bench_engine
 from parnet_deploy.bench.timing import TimingConfig
 from parnet_deploy.engines.build import BuildConfig, build_engines
@@ -344,3 +345,52 @@ def test_an_op_tensorrt_cannot_parse_is_noted_not_refused(tmp_path):
     _, two_manifest = export_onnx(tmp_path / "hardmax.onnx", OnnxExportConfig(output=tmp_path, name="again",
                                                                               split="none"), **QUIET)
     assert two_manifest.verification["tensorrt_op_gate"].startswith("ops Hardmax")
+
+
+# -- --batch on a user's model --------------------------------------------------------------------
+
+def test_a_dynamic_batch_on_a_split_onnx_model(two, tmp_path):
+    src = two[0]
+    target, m = export_onnx(src, OnnxExportConfig(output=tmp_path, name="dyn", input_shapes=SHAPES, devices=2,
+                                                  cost=CHEAP, batch=(1, 3)), **QUIET)
+    assert m.split == "auto" and len(m.subgraphs) > 1 and m.batch == BatchDim(1, 3)
+    assert all(t.batch == m.batch for s in (m.whole, *m.subgraphs) for t in (*s.inputs, *s.outputs))
+    assert m.model.inputs == m.whole.inputs and m.verification["passed"]
+    rng = np.random.default_rng(4)
+    feeds = {"rgb": rng.standard_normal((3, 3, 24, 24)).astype(np.float32),
+             "depth": rng.standard_normal((3, 1, 24, 24)).astype(np.float32)}
+    for backend in ("onnxruntime", "openvino"):
+        for mode in ("whole", "streams"):
+            with runtime.load(target, backend=backend, mode=mode, threads=2) as r:
+                full = r.infer(feeds)
+                for k in range(3):
+                    row = r.infer({n: x[k:k + 1] for n, x in feeds.items()})
+                    for name in ("logits", "fused"):
+                        np.testing.assert_allclose(full[name][k:k + 1], row[name], rtol=1e-5,
+                                                   atol=1e-5 * np.abs(full[name]).max())
+                with pytest.raises(UserError, match=r"batch 4 is outside the bounds 1\.\.3"):
+                    r.infer({n: np.concatenate([x, x[:1]]) for n, x in feeds.items()})
+                with pytest.raises(UserError, match=r"the inputs disagree on the batch"):
+                    r.infer({"rgb": feeds["rgb"], "depth": feeds["depth"][:2]})
+
+
+class BakedBatch(nn.Module):
+    """Flattens with a constant batch of 1: its batch cannot change."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).reshape(1, -1)
+
+
+def test_batch_refusals_on_onnx_models(tmp_path):
+    baked = save_onnx(BakedBatch(), (torch.zeros(1, 3, 8, 8),), tmp_path / "baked.onnx", ["x"], ["y"],
+                      dynamic={"x": {0: "n"}})
+    with pytest.raises(UserError, match=r"output 'y' comes out as \[1, .*\] with a dynamic batch.*bakes its batch in"):
+        export_onnx(baked, OnnxExportConfig(output=tmp_path / "out", batch=(1, 2), split="none"), **QUIET)
+    static = save_onnx(BakedBatch(), (torch.zeros(1, 3, 8, 8),), tmp_path / "static.onnx", ["x"], ["y"])
+    with pytest.raises(UserError, match=r"input 'x' has a static batch of 1; --batch needs dim 0 dynamic"):
+        export_onnx(static, OnnxExportConfig(output=tmp_path / "out", batch=(2, 2), split="none"), **QUIET)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -19,7 +19,7 @@ reference.npz. Verification (onnx.checker, TensorRT op gate, ONNX Runtime vs PyT
 by default; a failed check writes nothing and exits 1. Bad input exits 2.
 
 Any other model: parnet-export MODEL.onnx [--input-shape NAME=1,3,H,W ...] [--split auto|none]
-[--devices N]. The file is checked as untrusted input (size, external data refused,
+[--devices N] [--batch N|MIN..MAX]. The file is checked as untrusted input (size, external data refused,
 onnx.checker, every shape inferred and static); a cost model measured on this machine decides
 whether running the parallel branches as separate subgraphs pays on N devices, and a "why"
 table says so. The split is verified against the whole graph (rtol 1e-5) before anything is
@@ -50,10 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "cost model decides; the default) or none")
     g.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp16: fp16 inside, fp32 input and logits (default fp32)")
-    g.add_argument("--batch", type=common.batch_bounds, default=(1, 1), metavar="N|MIN..MAX",
+    g.add_argument("--batch", type=common.batch_bounds, metavar="N|MIN..MAX",
                    help="N: a static batch of N images; MIN..MAX: a dynamic batch axis, any batch from MIN to MAX "
-                        "per call (verified at both bounds; engines size their buffers for MAX). Default 1. ONNX "
-                        "models: fix the batch with --input-shape")
+                        "per call (verified at both bounds; engines size their buffers for MAX). Default 1 (an "
+                        "ONNX model: as it and --input-shape say). An ONNX model needs dim 0 of every input "
+                        "dynamic; --batch sets it (overriding --input-shape's dim 0)")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the ONNX Runtime checks")
     g.add_argument("--no-torch-weights", dest="torch_weights", action="store_false",
                    help="do not write deploy.safetensors (the deploy-form weights the torch backend runs from; "
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PARNET_ONLY = {"arch": None, "act": None, "ema": False, "resolution": None, "precision": "fp32",
-               "torch_weights": True, "batch": (1, 1)}
+               "torch_weights": True}
 ONNX_ONLY = {"input_shape": [], "devices": 1, "threads": 1, "normalization": []}
 
 
@@ -110,7 +111,8 @@ def export_onnx_main(ns: argparse.Namespace, output) -> int:
 
     config = OnnxExportConfig(output=output.parent, name=output.name, input_shapes=parse_input_shapes(ns.input_shape),
                               split=ns.split or "auto", devices=ns.devices, force=output.force, verify=ns.verify,
-                              threads=ns.threads, normalizations=tuple(map(parse_normalization, ns.normalization)))
+                              threads=ns.threads, normalizations=tuple(map(parse_normalization, ns.normalization)),
+                              batch=ns.batch)
     config.validate()
     export_onnx(ns.checkpoint, config)
     return 0
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         wrong = _given(ns, PARNET_ONLY) + (["--split " + ns.split] if ns.split in ("replicated", "shared") else [])
         if wrong:
             raise UserError(f"{', '.join(wrong)}: ParNet checkpoints only; an ONNX model takes --input-shape, "
-                            "--split auto|none, --devices, --normalization")
+                            "--split auto|none, --devices, --normalization, --batch")
         return export_onnx_main(ns, output)
     wrong = _given(ns, ONNX_ONLY) + (["--split " + ns.split] if ns.split in ("auto", "none") else [])
     if wrong:
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                         "replicated|shared")
     config = ExportConfig(output=output.parent, name=output.name, resolution=ns.resolution, opset=ns.opset,
                           split=ns.split or "replicated", precision=ns.precision, force=output.force, verify=ns.verify,
-                          torch_weights=ns.torch_weights, batch=ns.batch)
+                          torch_weights=ns.torch_weights, batch=ns.batch or (1, 1))
     config.validate()
     if output.name is not None:
         check_target(output.parent / output.name, output.force, "manifest.json", ns.checkpoint)  # before loading

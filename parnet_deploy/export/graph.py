@@ -19,6 +19,7 @@ from ..models import ParNet
 from ..models.cuts import IMAGE, LOGITS, cut_tensors
 from ..quiet import quiet
 from . import passes
+from .onnx_batch import BATCH_AXIS
 
 OPSETS = (18, 19, 20)
 
@@ -48,7 +49,6 @@ class _NamedCuts(nn.Module):
         return tuple(values[n] for n in self.names)
 
 
-BATCH_AXIS = "batch"  # the dim_param of a dynamic batch in the ONNX files
 
 
 def torch_to_onnx(model: ParNet, resolution: tuple[int, int], opset: int = 18,

@@ -25,9 +25,10 @@ from ..data.random_feeds import random_feeds
 from ..errors import ConfigError, VerificationError
 from ..partition import CostModel, Partition, compose, cut_model, find_partition, why_table
 from ..partition.search import MAX_SUBGRAPHS
+from .onnx_batch import with_dynamic_batch
 from .onnx_source import OnnxSource, load_onnx_source
 from .opgate import TENSORRT_MAX_OPSET, TENSORRT_SOURCE, unsupported_ops
-from .pipeline import Steps, check_export_name, spec_of, tool_versions
+from .pipeline import Steps, check_batch_bounds, check_export_name, spec_of, tool_versions
 
 SPLITS = ("auto", "none")
 MAX_DEVICES = MAX_SUBGRAPHS
@@ -55,8 +56,11 @@ class OnnxExportConfig:
     threads: int = 1
     cost: CostModel | None = None
     normalizations: tuple[Normalization, ...] = ()
+    batch: tuple[int, int] | None = None  # (min, max): dim 0 of every input; None: as the model and input_shapes say
 
     def validate(self) -> None:
+        if self.batch is not None:
+            check_batch_bounds(self.batch)
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r} for an ONNX model; choose one of {', '.join(SPLITS)}")
         if not 1 <= self.devices <= MAX_DEVICES:
@@ -80,7 +84,7 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
     target = config.output / (config.name or default_name(path))
     step = Steps(5 if config.verify else 4, log)
     with step(f"load and check {path.name} (size, external data, onnx.checker, shapes)"):
-        source = load_onnx_source(path, config.input_shapes)
+        source = load_onnx_source(path, config.input_shapes, None if config.batch is None else config.batch[0])
     check_normalizations(config.normalizations, source.inputs, "normalization")
     tensorrt = _tensorrt_gate(source)
     if tensorrt != "passed":
@@ -99,29 +103,41 @@ def export_onnx(path: str | Path, config: OnnxExportConfig = OnnxExportConfig(),
         step.n += 1
         log(f"[{step.n}/{step.total}] partition ... skipped (--split none)")
     split = partition is not None and partition.is_split
+    lo, hi = config.batch or (None, None)
+    dynamic = lo is not None and lo < hi
     with atomic_directory(target, force=config.force, marker="manifest.json", source=path) as tmp:
-        with step(f"cut {len(partition.subgraphs) if split else 1} subgraph(s) (onnx-graphsurgeon, onnx.checker)"):
+        with step(f"cut {len(partition.subgraphs) if split else 1} subgraph(s) (onnx-graphsurgeon, onnx.checker)"
+                  + (f", batch {lo}..{hi}" if dynamic else "")):
             whole = source.model  # its shapes fixed and inferred: engines need no inference of their own
             pieces = cut_model(source.model, partition) if split else {}
+            if dynamic:  # cut at the smallest batch, then each graph's dim 0 made the bounded batch again
+                whole = with_dynamic_batch(whole, "model.onnx")
+                pieces = {name: with_dynamic_batch(p, f"{name}.onnx") for name, p in pieces.items()}
+        batch = config.batch if dynamic else (1, 1)
+        io = spec_of(whole, "model", "model.onnx", batch=batch)
         with step("write files and reference inputs/outputs"):
             onnx.save(whole, tmp / "model.onnx")
             for name, piece in pieces.items():
                 onnx.save(piece, tmp / f"{name}.onnx")
-            feeds = random_feeds(source.inputs, config.seed)
-            reference = compose({"model": whole}, feeds, [t.name for t in source.outputs])
-            np.savez(tmp / "reference.npz", **{f"input{i}": feeds[t.name] for i, t in enumerate(source.inputs)},
-                     **{f"output{i}": reference[t.name] for i, t in enumerate(source.outputs)})
-        subgraphs = (tuple(spec_of(pieces[s.name], s.name, f"{s.name}.onnx", s.stream) for s in partition.subgraphs)
-                     if split else (SubgraphSpec("whole", "model.onnx", source.inputs, source.outputs),))
+            feeds = random_feeds(io.inputs, config.seed)
+            reference = compose({"model": whole}, feeds, [t.name for t in io.outputs])
+            np.savez(tmp / "reference.npz", **{f"input{i}": feeds[t.name] for i, t in enumerate(io.inputs)},
+                     **{f"output{i}": reference[t.name] for i, t in enumerate(io.outputs)})
+        subgraphs = (tuple(spec_of(pieces[s.name], s.name, f"{s.name}.onnx", s.stream, batch)
+                           for s in partition.subgraphs)
+                     if split else (SubgraphSpec("whole", "model.onnx", io.inputs, io.outputs),))
         manifest = ExportManifest(
-            name=target.name, model=OnnxModelRecord(source.sha256, source.opset, source.inputs, source.outputs),
+            name=target.name, model=OnnxModelRecord(source.sha256, source.opset, io.inputs, io.outputs),
             precision="fp32", split="auto" if split else "none", opset=source.opset,
-            whole=SubgraphSpec("model", "model.onnx", source.inputs, source.outputs), subgraphs=subgraphs,
+            whole=io, subgraphs=subgraphs,
             files=hash_files(tmp), normalizations=config.normalizations, versions=tool_versions(),
             partition=None if partition is None else _record(partition), verification={"performed": False})
         if config.verify:
-            with step("verify: subgraphs composed vs the whole graph (ONNX Runtime)"):
-                worst = _verify(pieces, feeds, reference, source) if split else 0.0
+            with step("verify: subgraphs composed vs the whole graph (ONNX Runtime)"
+                      + (f" at batch {lo} and {hi}, rows vs batch 1" if dynamic else "")):
+                worst = _verify(pieces, feeds, reference, io) if split else 0.0
+                if dynamic:
+                    worst = max(worst, _verify_batches(whole, pieces, io, (lo, hi), config.seed))
             log(f"verification passed: worst relative error {worst:.2e} (limit {RTOL:g}, "
                 f"{'split' if split else 'unsplit'} vs whole)")
             manifest = replace(manifest, verification={"performed": True, "passed": True, "comparisons": 1,
@@ -141,19 +157,45 @@ def _tensorrt_gate(source: OnnxSource) -> str:
     return "; ".join(problems) or "passed"
 
 
+def _run(pieces: dict[str, onnx.ModelProto], feeds: dict[str, np.ndarray], names: list[str],
+         what: str) -> dict[str, np.ndarray]:
+    """:func:`compose`, its failure (ONNX Runtime's own errors: a shape a graph cannot take) a
+    VerificationError."""
+    try:
+        return compose(pieces, feeds, names)
+    except Exception as e:
+        raise VerificationError(f"{what}: ONNX Runtime fails: {str(e).splitlines()[0][:300]}; nothing was "
+                                "written") from e
+
+
 def _verify(pieces: dict[str, onnx.ModelProto], feeds: dict[str, np.ndarray], reference: dict[str, np.ndarray],
-            source: OnnxSource) -> float:
+            io: SubgraphSpec, what: str = "split vs whole") -> float:
     """The pieces run one after another (ONNX Runtime) against the whole graph's outputs: floats
     within :data:`RTOL` of the largest magnitude, everything else equal. Returns the worst error."""
-    got = compose(pieces, feeds, [t.name for t in source.outputs])
-    floats = [t.name for t in source.outputs if t.dtype.startswith("float")]
-    for t in source.outputs:
+    got = _run(pieces, feeds, [t.name for t in io.outputs], what)
+    floats = [t.name for t in io.outputs if t.dtype.startswith("float")]
+    for t in io.outputs:
         if t.name not in floats and not np.array_equal(got[t.name], reference[t.name]):
-            raise VerificationError(f"output {t.name!r} ({t.dtype}): split and whole differ; nothing was written")
-    result = compare("split vs whole", {n: got[n] for n in floats}, {n: reference[n] for n in floats}, RTOL)
+            raise VerificationError(f"output {t.name!r} ({t.dtype}): {what} differ; nothing was written")
+    result = compare(what, {n: got[n] for n in floats}, {n: reference[n] for n in floats}, RTOL)
     if not result.passed:
-        raise VerificationError(f"split vs whole fails:\n{result.report()}\nnothing was written")
+        raise VerificationError(f"{what} fails:\n{result.report()}\nnothing was written")
     return max((o.max_rel for o in result.outputs), default=0.0)
+
+
+def _verify_batches(whole: onnx.ModelProto, pieces: dict[str, onnx.ModelProto], io: SubgraphSpec,
+                    bounds: tuple[int, int], seed: int) -> float:
+    """A dynamic batch: the split vs the whole at the largest batch, and a batch of distinct inputs
+    row by row vs each row alone (the whole graph at the smallest batch, the row repeated to fill it)."""
+    lo, hi = bounds
+    names = [t.name for t in io.outputs]
+    feeds = random_feeds(io.inputs, seed + 1, batch=hi)
+    reference = _run({"model": whole}, feeds, names, f"the whole graph at batch {hi}")
+    worst = _verify(pieces, feeds, reference, io, f"split vs whole at batch {hi}") if pieces else 0.0
+    alone = [_run({"model": whole}, {n: np.repeat(x[k:k + 1], lo, axis=0) for n, x in feeds.items()}, names,
+                  f"the whole graph at batch {lo}") for k in range(hi)]
+    rows = {n: np.concatenate([a[n][:1] for a in alone]) for n in names}
+    return max(worst, _verify({"model": whole}, feeds, rows, io, f"rows of batch {hi} vs each row alone"))
 
 
 def _record(p: Partition) -> PartitionRecord:

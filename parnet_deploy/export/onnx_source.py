@@ -27,6 +27,7 @@ from onnx import TensorProto
 from ..artifacts.export_manifest import TensorSpec
 from ..artifacts.files import is_sparse
 from ..errors import ConfigError, ExportError, UserError
+from .onnx_batch import fix_batch
 
 # protobuf cannot serialize (so neither check nor infer) a message of 2 GiB or more: a larger model is
 # always split into external data, which we refuse anyway
@@ -98,7 +99,8 @@ def parse_input_shapes(texts: Iterable[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def load_onnx_source(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> OnnxSource:
+def load_onnx_source(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+                     batch: int | None = None) -> OnnxSource:
     """Read, check and fix the shapes of the ONNX model at ``path``; see :class:`OnnxSource`.
 
     ``input_shapes`` fixes dynamic input dimensions (``dim_param`` or unset): every dimension of the
@@ -106,6 +108,8 @@ def load_onnx_source(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | N
     (missing, too large, not ONNX, external data, rejected by the checker), :class:`ConfigError` for
     input shapes (unfixed, unknown input, wrong rank, contradicting the model), :class:`UserError` for
     what the model computes but this toolkit cannot deploy (dynamic or unsupported intermediate tensors).
+    ``batch``: dim 0 of every input, which must be dynamic in the model (``--batch``; it overrides dim 0
+    of ``input_shapes``).
     """
     path = Path(path)
     data = _read_bounded(path)
@@ -121,6 +125,9 @@ def load_onnx_source(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | N
         raise ExportError(f"{path}: opset {opset} is newer than the installed onnx {onnx.__version__} knows "
                           f"({onnx.defs.onnx_opset_version()}); re-export it with an older opset or upgrade onnx")
     _drop_initializer_inputs(model)
+    if batch is not None:
+        fix_batch(model, batch, str(path))
+        input_shapes = {n: (batch, *s[1:]) for n, s in (input_shapes or {}).items()}
     _fix_input_shapes(path, model, dict(input_shapes or {}))
     model = _infer(path, model, input_shapes or {})
     specs = _tensor_specs(path, model)
