@@ -685,3 +685,13 @@ def test_client_is_clean_under_address_and_undefined_sanitizers(artifacts, tmp_p
          *_preprocess_args(d, tmp_path), *_named_args(tmp_path),
          *[a for case in _crafted(artifacts, tmp_path / "crafted") for a in ("--", "status", *map(str, case))],
          env=env)
+    # batch N (test_capi_batch.py's client): a dynamic batch 1..4, every batch, links rebound per batch
+    torch.manual_seed(0)
+    model = randomize_bn(pd.create_model("parnet_cifar_s", planes=(8, 16, 32, 32)))
+    dyn, _ = export_model(model, ExportConfig(output=tmp_path, name="dyn", split="shared", batch=(1, 4), verify=False),
+                          log=lambda _: None)
+    _pattern((4, 3, 32, 32), 0).tofile(x)
+    _run(exe.parent / "capi_batch_test", "rows", str(dyn), "mode=streams;threads=4", str(x), str(tmp_path / "y_"),
+         "--", "rows", str(dyn), "mode=whole", str(x), str(tmp_path / "y_"), "--", "misuse", str(dyn), "mode=whole",
+         "--", "named", str(dyn), "mode=streams;threads=4", str(x), "--", "preprocess", str(dyn), "5",
+         "--", "threads", str(dyn), "mode=streams;threads=4", "4", "5", env=env)

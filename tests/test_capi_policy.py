@@ -154,13 +154,13 @@ def test_bf16_is_refused_where_the_cpu_has_none(monkeypatch):
 def _python_concurrency(monkeypatch, mode: str, width: int, threads: int) -> dict:
     """What the Python runtime does: its executor for `mode` over a manifest of `width`
     independent subgraphs, loading each through the OpenVINO backend (compilation stubbed)."""
-    monkeypatch.setattr(ov_backend.builder, "compile_onnx", lambda path, device, config: None)
+    monkeypatch.setattr(ov_backend.builder, "compile_onnx", lambda path, device, config, batch=None: None)
     monkeypatch.setattr(ov_backend, "OpenVinoRunner",
                         lambda compiled, spec, config: SimpleNamespace(config=config, close=lambda: None))
     backend = ov_backend.OpenVinoBackend(threads=threads)
-    out = [SimpleNamespace(name="y")]
-    subgraphs = [SimpleNamespace(name=f"s{i}", file=f"s{i}.onnx", inputs=[], outputs=[]) for i in range(width)]
-    manifest = SimpleNamespace(whole=SimpleNamespace(name="whole", file="whole.onnx", inputs=[], outputs=out),
+    out, inp = [SimpleNamespace(name="y")], [SimpleNamespace(name="x", batch=None)]  # batch: static shapes
+    subgraphs = [SimpleNamespace(name=f"s{i}", file=f"s{i}.onnx", inputs=inp, outputs=[]) for i in range(width)]
+    manifest = SimpleNamespace(whole=SimpleNamespace(name="whole", file="whole.onnx", inputs=inp, outputs=out),
                                subgraphs=subgraphs, dag=SimpleNamespace(width=width))
     runners = []
 

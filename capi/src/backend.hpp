@@ -13,18 +13,24 @@ namespace prt {
 
 struct Port {
     std::vector<std::string> names;  // every name the tensor has in the model
-    std::vector<int64_t> shape;      // empty if the model's shape is not static
+    std::vector<int64_t> shape;      // empty if the model's shape is not static, except that dim 0 may be a
+                                     // bounded batch: shape[0] == -1 (kBatchDim) and batch_min..batch_max
     std::string dtype;               // element type: float32, float16, int8, uint8, int32, int64, bool (numpy's
                                      // names), else the backend's
+    int64_t batch_min = 0, batch_max = 0;  // of a bounded dim 0 (1 <= min <= max), else 0
+    size_t element_bytes = 0;        // of the element type (0 if below a byte)
 };
 
 // One execution of a graph; owns its internal memory. Not thread-safe: one caller at a time.
 class Request {
   public:
     virtual ~Request() = default;
-    // Point an input (output) at caller memory of exactly the port's shape and element type.
-    virtual void bind_input(size_t port, const void *data) = 0;
-    virtual void bind_output(size_t port, void *data) = 0;
+    // Point an input (output) at caller memory of exactly the port's shape and element type; a port
+    // with a bounded batch (Port::shape[0] == -1) takes the shape at `batch` (ignored for other ports).
+    virtual void bind_input(size_t port, const void *data, int64_t batch) = 0;
+    virtual void bind_output(size_t port, void *data, int64_t batch) = 0;
+    // The shape output `port` has after a run (a bounded batch's outputs: read from the request).
+    virtual std::vector<int64_t> output_shape(size_t port) = 0;
     // Make input `port` read output `producer_port` of `producer` (same backend), without copies.
     virtual void link_input(size_t port, Request &producer, size_t producer_port) = 0;
     virtual void infer() = 0;
@@ -48,6 +54,9 @@ struct CompileOptions {
     std::string device;          // the backend's device name
     int threads = 1;             // intra-op threads of this graph
     std::string precision_hint;  // f32 | bf16 | f16
+    // A dynamic export (ONNX with a symbolic dim 0): every input's dim 0 is bounded to
+    // batch_min..batch_max before compiling. 0: static shapes, compiled as they are.
+    int64_t batch_min = 0, batch_max = 0;
 };
 
 class Backend {

@@ -94,13 +94,13 @@ prt_status copy_dims(const std::vector<int64_t> &shape, int64_t *dims, size_t co
     return PRT_OK;
 }
 
-// The checks of prt_preprocess_u8 and prt_preprocess_u8_len; `image_len`: SIZE_MAX if unknown.
-prt_status preprocess(const char *function, const prt_runtime *rt, const uint8_t *image, size_t image_len,
-                      size_t height, size_t width, size_t row_stride, int order, float *input, size_t input_len) {
-    const std::string f = function;
-    auto r = lookup_image(rt, function);
-    if (image == nullptr || input == nullptr) return failed(PRT_E_INVALID_ARG, f + ": image and input must not be NULL");
-    const auto &shape = r->input_shape();
+std::string non_finite_text(float v) { return std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf"; }
+
+// The checks of one image of prt_preprocess_u8(_len, _batch) but its NULL pointer; `image_len`:
+// SIZE_MAX if unknown; `f`: the function, and which image where there are several.
+prt_status check_image(const std::string &f, const prt::Runtime &r, size_t image_len, size_t height, size_t width,
+                       size_t row_stride, const std::string &len_name) {
+    const auto &shape = r.input_shape();
     const size_t h = static_cast<size_t>(shape[2]), w = static_cast<size_t>(shape[3]);
     if (height != h || width != w)
         return failed(PRT_E_INVALID_ARG, f + ": the image is " + std::to_string(height) + "x" + std::to_string(width) +
@@ -113,17 +113,52 @@ prt_status preprocess(const char *function, const prt_runtime *rt, const uint8_t
                                              " is too large: (height - 1) * row_stride + 3 * width overflows");
     if (span > image_len)
         return failed(PRT_E_INVALID_ARG, f + ": the image spans " + std::to_string(span) +
-                                             " bytes ((height - 1) * row_stride + 3 * width), image_len is " +
+                                             " bytes ((height - 1) * row_stride + 3 * width), " + len_name + " is " +
                                              std::to_string(image_len));
-    if (order != PRT_RGB && order != PRT_BGR) return failed(PRT_E_INVALID_ARG, f + ": order must be PRT_RGB or PRT_BGR");
-    if (input_len != 3 * h * w)
-        return failed(PRT_E_INVALID_ARG, f + ": expected input_len " + std::to_string(3 * h * w) + ", got " +
-                                             std::to_string(input_len));
-    prt::normalize_u8(image, h, w, row_stride, order == PRT_BGR, r->normalization(), input);
     return PRT_OK;
 }
 
-std::string non_finite_text(float v) { return std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf"; }
+// The checks of prt_preprocess_u8 and prt_preprocess_u8_len; `image_len`: SIZE_MAX if unknown.
+prt_status preprocess(const char *function, const prt_runtime *rt, const uint8_t *image, size_t image_len,
+                      size_t height, size_t width, size_t row_stride, int order, float *input, size_t input_len) {
+    const std::string f = function;
+    auto r = lookup_image(rt, function);
+    if (image == nullptr || input == nullptr) return failed(PRT_E_INVALID_ARG, f + ": image and input must not be NULL");
+    const prt_status checked = check_image(f, *r, image_len, height, width, row_stride, "image_len");
+    if (checked != PRT_OK) return checked;
+    if (order != PRT_RGB && order != PRT_BGR) return failed(PRT_E_INVALID_ARG, f + ": order must be PRT_RGB or PRT_BGR");
+    const size_t n = r->sample_input_len();
+    if (input_len != n)
+        return failed(PRT_E_INVALID_ARG, f + ": expected input_len " + std::to_string(n) + ", got " +
+                                             std::to_string(input_len));
+    prt::normalize_u8(image, height, width, row_stride, order == PRT_BGR, r->normalization(), input);
+    return PRT_OK;
+}
+
+// prt_infer and prt_infer_batch: `batch` checked against the bounds, the lengths against the batch.
+prt_status infer_batch(const char *function, prt_runtime *rt, size_t batch, const float *input, size_t input_len,
+                       float *output, size_t output_len) {
+    const std::string f = function;
+    auto r = lookup_image(rt, function);
+    if (input == nullptr || output == nullptr) return failed(PRT_E_INVALID_ARG, f + ": input and output must not be NULL");
+    const auto lo = static_cast<size_t>(r->batch_min()), hi = static_cast<size_t>(r->batch_max());
+    if (batch < lo || batch > hi)
+        return failed(PRT_E_INVALID_ARG, f + ": batch " + std::to_string(batch) + " is outside the model's bounds " +
+                                             std::to_string(lo) + ".." + std::to_string(hi));
+    const size_t n_in = batch * r->sample_input_len(), n_out = batch * r->sample_output_len();  // bounded at open
+    if (input_len != n_in || output_len != n_out)
+        return failed(PRT_E_INVALID_ARG, f + ": expected input_len " + std::to_string(n_in) + " and output_len " +
+                                             std::to_string(n_out) + (lo == hi ? "" : " (batch " + std::to_string(batch) + ")") +
+                                             ", got " + std::to_string(input_len) + " and " + std::to_string(output_len));
+    if (r->check_finite()) {
+        const size_t i = prt::first_non_finite(input, input_len);
+        if (i < input_len)
+            return failed(PRT_E_INVALID_ARG, f + ": input[" + std::to_string(i) + "] is " + non_finite_text(input[i]) +
+                                                 ": the input must be finite (open with check_finite=0 to skip this check)");
+    }
+    r->infer(static_cast<int64_t>(batch), input, output);
+    return PRT_OK;
+}
 
 // ---- named tensors (prt_io_info, prt_infer_named) ----
 
@@ -171,17 +206,46 @@ struct Span {
     std::string what;
 };
 
+// The batch a dynamic model's call carries: set by the first batched tensor's byte count
+// (0 until then), which later ones must fit.
+struct CallBatch {
+    const prt::Runtime &r;
+    int64_t batch = 0;
+    std::string from;  // the tensor that set it
+};
+
+// The bytes the caller must pass for tensor t: its size at the call's batch; a dynamic model's
+// first batched tensor sets the batch from its byte count (a whole number of samples, in bounds).
+size_t expected_bytes(const std::string &f, const prt::IoTensor &t, const std::string &tensor, size_t given,
+                      const std::string &given_name, CallBatch &call) {
+    if (!t.batched()) return t.bytes;
+    if (call.batch == 0) {
+        const int64_t lo = call.r.batch_min(), hi = call.r.batch_max();
+        if (given % t.sample_bytes != 0 || given / t.sample_bytes < static_cast<size_t>(lo) ||
+            given / t.sample_bytes > static_cast<size_t>(hi))
+            prt::fail(PRT_E_INVALID_ARG, f + ": " + tensor + " (" + t.dtype + " " + shape_text(t.shape) + ", " +
+                                             std::to_string(t.sample_bytes) + " bytes per sample, batch " +
+                                             std::to_string(lo) + ".." + std::to_string(hi) + ") is " + given_name +
+                                             " = " + std::to_string(given) +
+                                             " bytes: not a whole batch within the model's bounds");
+        call.batch = static_cast<int64_t>(given / t.sample_bytes);
+        call.from = tensor;
+    }
+    return t.bytes_at(call.batch);
+}
+
 // One side of prt_infer_named: each caller entry matched to its graph tensor (by_graph[g]: the
-// caller's buffer for graph tensor g, nullptr if not given), names, pointers, sizes and alignment
-// checked. Stops at the first bad entry: of n entries at most tensors.size() + 1 are read.
+// caller's buffer for graph tensor g, nullptr if not given; sizes[g] its bytes), names, pointers,
+// sizes and alignment checked. Stops at the first bad entry: of n entries at most tensors.size() + 1 are read.
 template <typename Ptr>
 void match_side(const std::string &f, const std::string &side, const std::vector<prt::IoTensor> &tensors, size_t n,
                 const char *const *names, Ptr const *buffers, const size_t *bytes, std::vector<Ptr> &by_graph,
-                std::vector<Span> &spans) {
+                std::vector<size_t> &sizes, std::vector<Span> &spans, CallBatch &call) {
     if (n == 0) prt::fail(PRT_E_INVALID_ARG, f + ": no " + side + "s given (at least one is needed)");
     if (names == nullptr || buffers == nullptr || bytes == nullptr)
         prt::fail(PRT_E_INVALID_ARG, f + ": " + side + "_names, " + side + "s and " + side + "_bytes must not be NULL");
     by_graph.assign(tensors.size(), nullptr);
+    sizes.assign(tensors.size(), 0);
     std::vector<bool> seen(tensors.size(), false);
     for (size_t i = 0; i < n; i++) {
         const std::string at = side + "_names[" + std::to_string(i) + "]";
@@ -195,25 +259,29 @@ void match_side(const std::string &f, const std::string &side, const std::vector
         if (seen[g]) prt::fail(PRT_E_INVALID_ARG, f + ": " + tensor + " is given twice (" + at + ")");
         seen[g] = true;
         if (buffers[i] == nullptr) prt::fail(PRT_E_INVALID_ARG, f + ": the buffer of " + tensor + " is NULL");
-        if (bytes[i] != t.bytes)
+        const std::string given = side + "_bytes[" + std::to_string(i) + "]";
+        const size_t want = expected_bytes(f, t, tensor, bytes[i], given, call);
+        if (bytes[i] != want)
             prt::fail(PRT_E_INVALID_ARG, f + ": " + tensor + " (" + t.dtype + " " + shape_text(t.shape) + ") is " +
-                                             std::to_string(t.bytes) + " bytes, " + side + "_bytes[" + std::to_string(i) +
-                                             "] is " + std::to_string(bytes[i]));
+                                             std::to_string(want) + " bytes" +
+                                             (t.batched() ? " at batch " + std::to_string(call.batch) + " (as " + call.from + " gives)" : "") +
+                                             ", " + given + " is " + std::to_string(bytes[i]));
         const auto begin = reinterpret_cast<uintptr_t>(buffers[i]);
         if (begin % t.element_bytes != 0)
             prt::fail(PRT_E_INVALID_ARG, f + ": the buffer of " + tensor + " is not aligned to its element size (" +
                                              std::to_string(t.element_bytes) + " bytes, " + t.dtype + ")");
         by_graph[g] = buffers[i];
-        spans.push_back({begin, begin > UINTPTR_MAX - t.bytes ? UINTPTR_MAX : begin + t.bytes, tensor});
+        sizes[g] = want;
+        spans.push_back({begin, begin > UINTPTR_MAX - want ? UINTPTR_MAX : begin + want, tensor});
     }
 }
 
 // float32 and float16 inputs hold no NaN or infinity (the check_finite option).
 void check_finite_named(const std::string &f, const std::vector<prt::IoTensor> &tensors,
-                        const std::vector<const void *> &by_graph) {
+                        const std::vector<const void *> &by_graph, const std::vector<size_t> &sizes) {
     for (size_t g = 0; g < tensors.size(); g++) {
         const prt::IoTensor &t = tensors[g];
-        const size_t n = t.bytes / t.element_bytes;
+        const size_t n = sizes[g] / t.element_bytes;
         std::string bad;
         size_t at = n;
         if (t.dtype == "float32") {
@@ -280,23 +348,25 @@ prt_status prt_output_dims(const prt_runtime *rt, int64_t dims[2]) {
     return guarded([&] { return copy_dims(lookup_image(rt, "prt_output_dims")->output_shape(), dims, 2, "prt_output_dims"); });
 }
 
+prt_status prt_batch_bounds(const prt_runtime *rt, size_t *min_batch, size_t *max_batch) {
+    return guarded([&] {
+        auto r = lookup(rt, "prt_batch_bounds");
+        if (min_batch != nullptr) *min_batch = static_cast<size_t>(r->batch_min());
+        if (max_batch != nullptr) *max_batch = static_cast<size_t>(r->batch_max());
+        return PRT_OK;
+    });
+}
+
 prt_status prt_infer(prt_runtime *rt, const float *input, size_t input_len, float *output, size_t output_len) {
     return guarded([&] {
         auto r = lookup_image(rt, "prt_infer");
-        if (input == nullptr || output == nullptr) return failed(PRT_E_INVALID_ARG, "prt_infer: input and output must not be NULL");
-        if (input_len != r->input_len() || output_len != r->output_len())
-            return failed(PRT_E_INVALID_ARG, "prt_infer: expected input_len " + std::to_string(r->input_len()) +
-                                                 " and output_len " + std::to_string(r->output_len()) + ", got " +
-                                                 std::to_string(input_len) + " and " + std::to_string(output_len));
-        if (r->check_finite()) {
-            const size_t i = prt::first_non_finite(input, input_len);
-            if (i < input_len)
-                return failed(PRT_E_INVALID_ARG, "prt_infer: input[" + std::to_string(i) + "] is " + non_finite_text(input[i]) +
-                                                     ": the input must be finite (open with check_finite=0 to skip this check)");
-        }
-        r->infer(input, output);
-        return PRT_OK;
+        return infer_batch("prt_infer", rt, static_cast<size_t>(r->batch_min()), input, input_len, output, output_len);
     });
+}
+
+prt_status prt_infer_batch(prt_runtime *rt, size_t batch, const float *input, size_t input_len, float *output,
+                           size_t output_len) {
+    return guarded([&] { return infer_batch("prt_infer_batch", rt, batch, input, input_len, output, output_len); });
 }
 
 prt_status prt_preprocess_u8(const prt_runtime *rt, const uint8_t *image, size_t height, size_t width,
@@ -311,6 +381,35 @@ prt_status prt_preprocess_u8_len(const prt_runtime *rt, const uint8_t *image, si
     return guarded([&] {
         return preprocess("prt_preprocess_u8_len", rt, image, image_len, height, width, row_stride, order, input,
                           input_len);
+    });
+}
+
+prt_status prt_preprocess_u8_batch(const prt_runtime *rt, const uint8_t *const *images, const size_t *image_lens,
+                                   size_t count, size_t height, size_t width, size_t row_stride, int order, float *input,
+                                   size_t input_len) {
+    return guarded([&] {
+        const std::string f = "prt_preprocess_u8_batch";
+        auto r = lookup_image(rt, "prt_preprocess_u8_batch");
+        if (images == nullptr || image_lens == nullptr || input == nullptr)
+            return failed(PRT_E_INVALID_ARG, f + ": images, image_lens and input must not be NULL");
+        if (count == 0) return failed(PRT_E_INVALID_ARG, f + ": count must be at least 1");
+        const size_t n = r->sample_input_len();
+        if (count > SIZE_MAX / n || input_len != count * n)
+            return failed(PRT_E_INVALID_ARG, f + ": expected input_len " +
+                                                 (count > SIZE_MAX / n ? "count * " + std::to_string(n)
+                                                                       : std::to_string(count * n)) +
+                                                 " (" + std::to_string(count) + " images), got " + std::to_string(input_len));
+        if (order != PRT_RGB && order != PRT_BGR) return failed(PRT_E_INVALID_ARG, f + ": order must be PRT_RGB or PRT_BGR");
+        for (size_t i = 0; i < count; i++) {  // every image checked before anything is written
+            const std::string at = "[" + std::to_string(i) + "]";
+            if (images[i] == nullptr) return failed(PRT_E_INVALID_ARG, f + ": images" + at + " is NULL");
+            const prt_status checked = check_image(f + ": images" + at, *r, image_lens[i], height, width, row_stride,
+                                                   "image_lens" + at);
+            if (checked != PRT_OK) return checked;
+        }
+        for (size_t i = 0; i < count; i++)
+            prt::normalize_u8(images[i], height, width, row_stride, order == PRT_BGR, r->normalization(), input + i * n);
+        return PRT_OK;
     });
 }
 
@@ -345,7 +444,7 @@ prt_status prt_io_info(const prt_runtime *rt, int is_output, size_t index, const
         if (name != nullptr) *name = t.name.c_str();  // lives as long as the runtime
         if (dtype != nullptr) *dtype = code;
         if (rank != nullptr) *rank = t.shape.size();
-        if (dims != nullptr)
+        if (dims != nullptr)  // a bounded batch is -1 (kBatchDim)
             for (size_t i = 0; i < t.shape.size(); i++) dims[i] = t.shape[i];
         return PRT_OK;
     });
@@ -359,22 +458,25 @@ prt_status prt_infer_named(prt_runtime *rt, size_t n_inputs, const char *const *
         auto r = lookup(rt, "prt_infer_named");
         std::vector<const void *> in;
         std::vector<void *> out;
+        std::vector<size_t> in_sizes, out_sizes;
         std::vector<Span> spans;
-        match_side(f, "input", r->inputs(), n_inputs, input_names, inputs, input_bytes, in, spans);
+        CallBatch call{*r, 0, {}};
+        match_side(f, "input", r->inputs(), n_inputs, input_names, inputs, input_bytes, in, in_sizes, spans, call);
         for (size_t g = 0; g < in.size(); g++)
             if (in[g] == nullptr)
                 return failed(PRT_E_INVALID_ARG, f + ": input '" + prt::printable(r->inputs()[g].name) +
                                                      "' is missing (every graph input is required; the model's inputs: " +
                                                      names_of(r->inputs()) + ")");
         const size_t n_in = spans.size();
-        match_side(f, "output", r->outputs(), n_outputs, output_names, outputs, output_bytes, out, spans);
+        if (call.batch == 0) call.batch = r->batch_min();  // static shapes (or no batched input)
+        match_side(f, "output", r->outputs(), n_outputs, output_names, outputs, output_bytes, out, out_sizes, spans, call);
         for (size_t o = n_in; o < spans.size(); o++)  // an output written while another buffer is read or written
             for (size_t j = 0; j < spans.size(); j++)
                 if (j != o && spans[o].begin < spans[j].end && spans[j].begin < spans[o].end)
                     return failed(PRT_E_INVALID_ARG, f + ": the buffer of " + spans[o].what + " overlaps that of " +
                                                          spans[j].what);
-        if (r->check_finite()) check_finite_named(f, r->inputs(), in);
-        r->infer_named(in.data(), out.data());
+        if (r->check_finite()) check_finite_named(f, r->inputs(), in, in_sizes);
+        r->infer_named(call.batch, in.data(), out.data());
         return PRT_OK;
     });
 }

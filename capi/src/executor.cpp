@@ -12,13 +12,15 @@ namespace prt {
 // are bound to the caller's memory (re-bound only when the caller's pointers change). A graph
 // output that a later node also reads is bound, for both, to the caller's memory; one the caller
 // does not want goes to memory of this set (so no run ever writes into an earlier call's buffer).
+// With a bounded batch (batch_max > 0), the tensors between nodes are memory of this set, sized for
+// batch_max and bound at each call's batch (re-bound only when the batch changes), instead of links.
 class RequestSet {
   public:
     using Port = std::pair<size_t, size_t>;  // (node, port)
 
     RequestSet(const std::vector<Node> &nodes, size_t n_inputs, const std::vector<size_t> &output_bytes,
-               int concurrency)
-        : nodes_(nodes), output_bytes_(output_bytes), concurrency_(concurrency), waiting_(nodes.size()),
+               int concurrency, int64_t batch_max)
+        : nodes_(nodes), output_bytes_(output_bytes), concurrency_(concurrency), batch_max_(batch_max), waiting_(nodes.size()),
           producers_(nodes.size()), input_readers_(n_inputs), output_writer_(output_bytes.size()),
           output_readers_(output_bytes.size()), bound_inputs_(n_inputs, nullptr),
           bound_outputs_(output_bytes.size(), nullptr), scratch_(output_bytes.size()) {
@@ -42,31 +44,59 @@ class RequestSet {
         ready_.reserve(nodes.size());  // finished() never allocates
         started_.reserve(nodes.size());
         for (size_t i = 0; i < nodes.size(); i++)
-            for (size_t p = 0; p < nodes[i].inputs.size(); p++)
-                if (nodes[i].inputs[p].node >= 0)
-                    requests_[i]->link_input(p, *requests_[nodes[i].inputs[p].node], nodes[i].inputs[p].port);
+            for (size_t p = 0; p < nodes[i].inputs.size(); p++) {
+                const Source &s = nodes[i].inputs[p];
+                if (s.node < 0) continue;
+                const Port producer(static_cast<size_t>(s.node), s.port);
+                if (batch_max_ == 0) {
+                    requests_[i]->link_input(p, *requests_[producer.first], producer.second);
+                    continue;
+                }
+                if (std::find(output_writer_.begin(), output_writer_.end(), producer) != output_writer_.end())
+                    continue;  // a graph output: bound, for its readers too, where the caller's memory is
+                auto link = std::find_if(links_.begin(), links_.end(), [&](const Link &l) { return l.producer == producer; });
+                if (link == links_.end()) {
+                    const prt::Port &port = nodes[producer.first].graph->outputs()[producer.second];
+                    size_t bytes = port.element_bytes * static_cast<size_t>(batch_max_);
+                    for (size_t d = 1; d < port.shape.size(); d++) bytes *= static_cast<size_t>(port.shape[d]);
+                    links_.push_back({producer, {}, std::make_unique<uint64_t[]>((bytes + 7) / 8)});
+                    link = links_.end() - 1;
+                }
+                link->readers.push_back({i, p});
+            }
         if (concurrency_ > 1)
             for (size_t i = 0; i < nodes.size(); i++)
                 requests_[i]->set_done([this, i](std::exception_ptr e) { finished(static_cast<int>(i), e); });
     }
 
-    void run(const void *const *inputs, void *const *outputs) {
-        bind(inputs, outputs);
+    void run(const void *const *inputs, void *const *outputs, int64_t batch) {
+        bind(inputs, outputs, batch);
         if (concurrency_ <= 1) {
             for (auto &r : requests_) r->infer();
-            return;
+        } else {
+            run_concurrently();
         }
-        run_concurrently();
+        if (batch_max_ > 0) check_output_shapes(batch);
     }
 
   private:
     // A binding that failed half-way is forgotten (nullptr: never a caller's pointer), so the next
-    // call binds again rather than trust requests that may point anywhere.
-    void bind(const void *const *inputs, void *const *outputs) {
+    // call binds again rather than trust requests that may point anywhere. A new batch binds everything again.
+    void bind(const void *const *inputs, void *const *outputs, int64_t batch) {
+        if (batch_max_ > 0 && batch != bound_batch_) {
+            bound_batch_ = 0;
+            std::fill(bound_inputs_.begin(), bound_inputs_.end(), nullptr);
+            std::fill(bound_outputs_.begin(), bound_outputs_.end(), nullptr);
+            for (const Link &l : links_) {
+                requests_[l.producer.first]->bind_output(l.producer.second, l.memory.get(), batch);
+                for (const Port &r : l.readers) requests_[r.first]->bind_input(r.second, l.memory.get(), batch);
+            }
+            bound_batch_ = batch;
+        }
         for (size_t g = 0; g < bound_inputs_.size(); g++) {
             if (inputs[g] == bound_inputs_[g]) continue;
             bound_inputs_[g] = nullptr;
-            for (const Port &r : input_readers_[g]) requests_[r.first]->bind_input(r.second, inputs[g]);
+            for (const Port &r : input_readers_[g]) requests_[r.first]->bind_input(r.second, inputs[g], batch);
             bound_inputs_[g] = inputs[g];
         }
         for (size_t g = 0; g < bound_outputs_.size(); g++) {
@@ -77,10 +107,29 @@ class RequestSet {
             }
             if (target == bound_outputs_[g]) continue;
             bound_outputs_[g] = nullptr;
-            requests_[output_writer_[g].first]->bind_output(output_writer_[g].second, target);
-            for (const Port &r : output_readers_[g]) requests_[r.first]->bind_input(r.second, target);
+            requests_[output_writer_[g].first]->bind_output(output_writer_[g].second, target, batch);
+            for (const Port &r : output_readers_[g]) requests_[r.first]->bind_input(r.second, target, batch);
             bound_outputs_[g] = target;
         }
+    }
+
+    // Each graph output has the shape the caller's buffer was sized for (the model's, at `batch`).
+    void check_output_shapes(int64_t batch) {
+        for (size_t g = 0; g < output_writer_.size(); g++) {
+            const Port &w = output_writer_[g];
+            std::vector<int64_t> want = nodes_[w.first].graph->outputs()[w.second].shape;
+            if (!want.empty() && want[0] < 0) want[0] = batch;
+            const std::vector<int64_t> got = requests_[w.first]->output_shape(w.second);
+            if (got != want)
+                fail(PRT_E_RUNTIME, "graph output " + std::to_string(g) + " came out of shape " + shape_text(got) +
+                                        ", not " + shape_text(want) + " (batch " + std::to_string(batch) + ")");
+        }
+    }
+
+    static std::string shape_text(const std::vector<int64_t> &shape) {
+        std::string s = "[";
+        for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+        return s + "]";
     }
 
     // A node starts as soon as all its producers are done, at most `concurrency_` at a time.
@@ -158,6 +207,7 @@ class RequestSet {
     const std::vector<Node> &nodes_;
     const std::vector<size_t> &output_bytes_;
     const int concurrency_;
+    const int64_t batch_max_;
     std::vector<std::unique_ptr<Request>> requests_;
 
     std::mutex mutex_;
@@ -176,15 +226,25 @@ class RequestSet {
     std::vector<const void *> bound_inputs_;
     std::vector<void *> bound_outputs_;
     std::vector<std::unique_ptr<uint64_t[]>> scratch_;  // per graph output, once not wanted
+
+    struct Link {  // a bounded batch's tensor between nodes, not a graph output
+        Port producer;
+        std::vector<Port> readers;
+        std::unique_ptr<uint64_t[]> memory;  // for batch_max
+    };
+    std::vector<Link> links_;
+    int64_t bound_batch_ = 0;  // the batch links are bound at (0: none)
 };
 
-Executor::Executor(std::vector<Node> nodes, size_t n_inputs, std::vector<size_t> output_bytes, int concurrency)
-    : nodes_(std::move(nodes)), n_inputs_(n_inputs), output_bytes_(std::move(output_bytes)), concurrency_(concurrency) {
+Executor::Executor(std::vector<Node> nodes, size_t n_inputs, std::vector<size_t> output_bytes, int concurrency,
+                   int64_t batch_max)
+    : nodes_(std::move(nodes)), n_inputs_(n_inputs), output_bytes_(std::move(output_bytes)), concurrency_(concurrency),
+      batch_max_(batch_max) {
     free_.push_back(make_set());  // allocate before the first call
 }
 
 std::unique_ptr<RequestSet> Executor::make_set() {
-    return std::make_unique<RequestSet>(nodes_, n_inputs_, output_bytes_, concurrency_);
+    return std::make_unique<RequestSet>(nodes_, n_inputs_, output_bytes_, concurrency_, batch_max_);
 }
 
 Executor::~Executor() = default;
@@ -206,10 +266,10 @@ void Executor::release(std::unique_ptr<RequestSet> set) {
     free_.push_back(std::move(set));
 }
 
-void Executor::run(const void *const *inputs, void *const *outputs) {
+void Executor::run(const void *const *inputs, void *const *outputs, int64_t batch) {
     std::unique_ptr<RequestSet> set = acquire();
     try {
-        set->run(inputs, outputs);
+        set->run(inputs, outputs, batch);
     } catch (...) {
         release(std::move(set));
         throw;

@@ -64,13 +64,31 @@ class Fields {
         if (!v.is_array() || v.size() > max_len) error(key, "expected a list of at most " + std::to_string(max_len) + " items");
         return v;
     }
-    std::vector<int64_t> shape(const std::string &key) const {
+    // 1..8 dims in [1, 65536]; dim 0 may be bounded batch {"min": a, "max": b}, 1 <= a < b <= 1024
+    // (shape[0] is then kBatchDim and the bounds go to *min, *max; else both are 0).
+    std::vector<int64_t> shape(const std::string &key, int64_t *min, int64_t *max) const {
         const json &v = at(key);
-        if (!v.is_array() || v.empty() || v.size() > kMaxRank) error(key, "expected a shape of 1..8 dimensions in [1, 65536]");
+        const char *expected = "expected a shape of 1..8 dimensions in [1, 65536], dim 0 possibly {\"min\": a, \"max\": b}";
+        if (!v.is_array() || v.empty() || v.size() > kMaxRank) error(key, expected);
         std::vector<int64_t> out;
-        for (const json &d : v) {
-            if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > kMaxDim)
-                error(key, "expected a shape of 1..8 dimensions in [1, 65536]");
+        *min = *max = 0;
+        for (size_t i = 0; i < v.size(); i++) {
+            const json &d = v[i];
+            if (d.is_object()) {
+                const std::string at_dim = key + "[" + std::to_string(i) + "]";
+                if (i != 0) error(at_dim, "batch bounds are allowed at dim 0 only");
+                Fields bounds(d, where_ + "." + at_dim);
+                if (d.size() != 2 || !d.contains("min") || !d.contains("max"))
+                    fail(PRT_E_INCOMPATIBLE, bounds.where() + ": expected exactly the keys min and max (a bounded batch)");
+                *min = bounds.integer("min", 1, kMaxBatch);
+                *max = bounds.integer("max", 1, kMaxBatch);
+                if (*min >= *max)
+                    fail(PRT_E_INCOMPATIBLE, bounds.where() + ": bounds " + std::to_string(*min) + ".." + std::to_string(*max) +
+                                                 ": min must be below max (equal bounds: write the batch as a number)");
+                out.push_back(kBatchDim);
+                continue;
+            }
+            if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > kMaxDim) error(key, expected);
             out.push_back(d.get<int64_t>());
         }
         return out;
@@ -142,7 +160,11 @@ std::vector<TensorSpec> tensors(const Fields &f, const std::string &key) {
     std::vector<TensorSpec> out;
     for (size_t i = 0; i < items.size(); i++) {
         Fields t(items[i], f.where() + "." + key + "[" + std::to_string(i) + "]");
-        out.push_back({t.str("name"), t.shape("shape"), t.str("dtype", {"float32", "float16", "int8", "uint8", "int32", "int64", "bool"})});
+        TensorSpec spec;
+        spec.name = t.str("name");
+        spec.shape = t.shape("shape", &spec.batch_min, &spec.batch_max);
+        spec.dtype = t.str("dtype", {"float32", "float16", "int8", "uint8", "int32", "int64", "bool"});
+        out.push_back(std::move(spec));
         if (out.back().name.empty() || out.back().name.size() > 256) t.error("name", "expected 1..256 characters");
         for (size_t j = 0; j + 1 < out.size(); j++)
             if (out[j].name == out.back().name) t.error("name", "'" + printable(out.back().name) + "' is listed twice");
@@ -232,6 +254,32 @@ std::vector<Normalization> normalizations(const Fields &f, const SubgraphSpec &w
     return out;
 }
 
+std::string bounds_text(const TensorSpec &t) {
+    return t.batch_max == 0 ? std::string("static") : std::to_string(t.batch_min) + ".." + std::to_string(t.batch_max);
+}
+
+// One batch axis: if any tensor bounds its dim 0, every graph input and output and every subgraph
+// boundary tensor bounds it alike (as artifacts/export_manifest.py check_batch).
+void check_batch(ExportManifest &m, const std::string &where) {
+    std::vector<std::pair<const TensorSpec *, std::string>> all;  // each tensor, with its field
+    auto add = [&](const SubgraphSpec &s, const std::string &at) {
+        for (size_t i = 0; i < s.inputs.size(); i++) all.push_back({&s.inputs[i], at + ".inputs[" + std::to_string(i) + "]"});
+        for (size_t i = 0; i < s.outputs.size(); i++) all.push_back({&s.outputs[i], at + ".outputs[" + std::to_string(i) + "]"});
+    };
+    add(m.whole, where + ".whole");
+    for (size_t k = 0; k < m.subgraphs.size(); k++) add(m.subgraphs[k], where + ".subgraphs[" + std::to_string(k) + "]");
+    const auto bounded = std::find_if(all.begin(), all.end(), [](const auto &t) { return t.first->batch_max > 0; });
+    if (bounded == all.end()) return;
+    const TensorSpec &first = *bounded->first;
+    for (const auto &t : all)
+        if (t.first->batch_min != first.batch_min || t.first->batch_max != first.batch_max)
+            fail(PRT_E_INCOMPATIBLE, t.second + ".shape[0]: batch " + bounds_text(*t.first) + ", but " +
+                                         bounded->second.substr(where.size() + 1) + " has " + bounds_text(first) +
+                                         " (a dynamic export bounds dim 0 of every tensor alike)");
+    m.batch_min = first.batch_min;
+    m.batch_max = first.batch_max;
+}
+
 ExportManifest export_fields(const Fields &f) {
     ExportManifest m;
     m.name = f.name("name");
@@ -242,6 +290,7 @@ ExportManifest export_fields(const Fields &f) {
         m.subgraphs.push_back(subgraph(Fields(subs[i], f.where() + ".subgraphs[" + std::to_string(i) + "]")));
     m.normalization = normalizations(f, m.whole);
     m.files = files(f.obj("files"), 1);
+    check_batch(m, f.where());
     check_dag(m, f.where());
     return m;
 }

@@ -13,10 +13,15 @@
 
 namespace prt {
 
+// dim 0 of a shape that is a bounded dynamic batch ({"min": a, "max": b} in the manifest)
+constexpr int64_t kBatchDim = -1;
+constexpr int64_t kMaxBatch = 1024;  // the largest max of batch bounds
+
 struct TensorSpec {
     std::string name;
-    std::vector<int64_t> shape;
+    std::vector<int64_t> shape;  // shape[0] == kBatchDim: a bounded batch, batch_min..batch_max
     std::string dtype;  // float32 | float16 | int8 | uint8 | int32 | int64 | bool
+    int64_t batch_min = 0, batch_max = 0;  // 1 <= min < max <= kMaxBatch where shape[0] is kBatchDim; else 0
 };
 
 struct SubgraphSpec {
@@ -38,6 +43,9 @@ struct ExportManifest {
     std::vector<SubgraphSpec> subgraphs;  // in an execution order (checked)
     std::vector<Normalization> normalization;  // 0..8 entries: the image inputs that declare one
     std::map<std::string, FileSpec> files;
+    // A dynamic export bounds dim 0 of every tensor (graph and subgraph boundaries) alike (checked):
+    // batch_max > 0 then, and 0 for an export of static shapes only.
+    int64_t batch_min = 0, batch_max = 0;
 };
 
 struct DeviceRecord {

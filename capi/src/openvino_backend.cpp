@@ -1,5 +1,6 @@
 // The Backend interface on OpenVINO's C++ API (runtime only: no Python anywhere).
 #include <istream>
+#include <map>
 #include <mutex>
 #include <streambuf>
 #include <type_traits>
@@ -67,14 +68,21 @@ class OvRequest : public Request {
     OvRequest(ov::InferRequest request, const ov::CompiledModel &model)
         : request_(std::move(request)), inputs_(model.inputs()), outputs_(model.outputs()) {}
 
-    void bind_input(size_t port, const void *data) override {
+    void bind_input(size_t port, const void *data, int64_t batch) override {
         const ov::Output<const ov::Node> &p = inputs_.at(port);
         // OpenVINO only reads an input tensor; its Tensor type has no read-only view of host memory
-        request_.set_tensor(p, ov::Tensor(p.get_element_type(), p.get_shape(), const_cast<void *>(data)));
+        request_.set_tensor(p, ov::Tensor(p.get_element_type(), shape_at(p, batch), const_cast<void *>(data)));
     }
-    void bind_output(size_t port, void *data) override {
+    void bind_output(size_t port, void *data, int64_t batch) override {
+        // A host tensor of exactly the batch's shape: should the plugin compute a larger output, the
+        // tensor refuses the new shape (an inference failure), so nothing is written past `data`.
         const ov::Output<const ov::Node> &p = outputs_.at(port);
-        request_.set_tensor(p, ov::Tensor(p.get_element_type(), p.get_shape(), data));
+        request_.set_tensor(p, ov::Tensor(p.get_element_type(), shape_at(p, batch), data));
+    }
+    std::vector<int64_t> output_shape(size_t port) override {
+        std::vector<int64_t> out;
+        for (size_t d : request_.get_tensor(outputs_.at(port)).get_shape()) out.push_back(static_cast<int64_t>(d));
+        return out;
     }
     void link_input(size_t port, Request &producer, size_t producer_port) override {
         auto &from = dynamic_cast<OvRequest &>(producer);
@@ -105,6 +113,15 @@ class OvRequest : public Request {
     }
 
   private:
+    // The port's shape; a dynamic dim 0 (a bounded batch) is `batch`.
+    static ov::Shape shape_at(const ov::Output<const ov::Node> &p, int64_t batch) {
+        const ov::PartialShape &ps = p.get_partial_shape();
+        if (ps.is_static()) return ps.to_shape();
+        ov::PartialShape at = ps;
+        at[0] = ov::Dimension(batch);
+        return at.to_shape();  // throws if another dim is dynamic (such ports are refused at open)
+    }
+
     ov::InferRequest request_;
     std::vector<ov::Output<const ov::Node>> inputs_, outputs_;
 };
@@ -121,14 +138,28 @@ std::string dtype_name(const ov::element::Type &type) {
     return type.get_type_name();
 }
 
+// A shape of static dims, or of static dims after a bounded dim 0 (a batch: shape[0] = -1).
 std::vector<Port> ports(const std::vector<ov::Output<const ov::Node>> &outputs) {
     std::vector<Port> out;
     for (const auto &p : outputs) {
         Port port;
         for (const std::string &n : p.get_names()) port.names.push_back(n);
-        if (p.get_partial_shape().is_static())
+        const ov::PartialShape &ps = p.get_partial_shape();
+        if (ps.is_static()) {
             for (size_t d : p.get_shape()) port.shape.push_back(static_cast<int64_t>(d));
+        } else if (ps.rank().is_static() && ps.size() >= 1 && ps[0].get_max_length() >= 1 &&
+                   ps[0].get_min_length() >= 1) {
+            bool rest_static = true;
+            for (size_t i = 1; i < ps.size(); i++) rest_static = rest_static && ps[i].is_static();
+            if (rest_static) {
+                port.batch_min = ps[0].get_min_length();
+                port.batch_max = ps[0].get_max_length();
+                port.shape.push_back(-1);
+                for (size_t i = 1; i < ps.size(); i++) port.shape.push_back(ps[i].get_length());
+            }
+        }
         port.dtype = dtype_name(p.get_element_type());
+        port.element_bytes = p.get_element_type().size();
         out.push_back(std::move(port));
     }
     return out;
@@ -197,11 +228,28 @@ class OpenVinoBackend : public Backend {
         // from the verified bytes (never re-read from the path); external data was refused before
         std::shared_ptr<ov::Model> graph = attempt(PRT_E_INCOMPATIBLE, what + ": not an ONNX model OpenVINO can read",
                                                    [&] { return read_onnx(model); });
+        if (options.batch_max > 0) bound_batch(*graph, options, what);
         return attempt(PRT_E_RUNTIME, what + ": OpenVINO cannot compile it for " + options.device,
                        [&] { return std::make_unique<OvGraph>(core.compile_model(graph, options.device, config)); });
     }
 
   private:
+    // dim 0 of every input (symbolic in a dynamic export's ONNX) bounded to batch_min..batch_max;
+    // the other dims stay as the file has them (open compares them with the manifest).
+    static void bound_batch(ov::Model &graph, const CompileOptions &options, const std::string &what) {
+        std::map<ov::Output<ov::Node>, ov::PartialShape> shapes;
+        for (const ov::Output<ov::Node> &input : graph.inputs()) {
+            ov::PartialShape shape = input.get_partial_shape();
+            if (shape.rank().is_dynamic() || shape.size() == 0)
+                fail(PRT_E_INCOMPATIBLE, what + ": an input of unknown rank or rank 0 cannot have a batch dim");
+            shape[0] = ov::Dimension(options.batch_min, options.batch_max);
+            shapes.emplace(input, shape);
+        }
+        attempt(PRT_E_INCOMPATIBLE, what + ": OpenVINO cannot bound its batch to " + std::to_string(options.batch_min) +
+                                        ".." + std::to_string(options.batch_max),
+                [&] { graph.reshape(shapes); });
+    }
+
     ov::Core &core() {
         // One Core per process: thread-safe, and creating one loads the plugin registry.
         static ov::Core *core = new ov::Core();  // never destroyed: plugins may outlive static destructors

@@ -16,10 +16,22 @@ namespace {
 const char *kExportManifest = "manifest.json";
 const char *kEnginesManifest = "engines.json";
 
-std::string shape_text(const std::vector<int64_t> &shape) {
+// [1, 3, 32, 32]; a bounded batch as min..max: [1..4, 3, 32, 32]
+std::string shape_text(const std::vector<int64_t> &shape, int64_t batch_min = 0, int64_t batch_max = 0) {
     std::string s = "[";
-    for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+    for (size_t i = 0; i < shape.size(); i++)
+        s += (i ? ", " : "") + (i == 0 && shape[i] == kBatchDim ? std::to_string(batch_min) + ".." + std::to_string(batch_max)
+                                                                 : std::to_string(shape[i]));
     return s + "]";
+}
+
+bool same_shape(const Port &port, const TensorSpec &t) {
+    return port.shape == t.shape && (t.shape.empty() || t.shape[0] != kBatchDim ||
+                                     (port.batch_min == t.batch_min && port.batch_max == t.batch_max));
+}
+
+bool same_port(const Port &a, const Port &b) {
+    return a.shape == b.shape && a.dtype == b.dtype && a.batch_min == b.batch_min && a.batch_max == b.batch_max;
 }
 
 // The artifact, whichever kind: the graph to run, where its files are, how to compile them.
@@ -122,7 +134,8 @@ Settings choose_settings(const Plan &plan, const Options &options, const std::st
     Settings s;
     s.specs = streams ? plan.graph.subgraphs : std::vector<SubgraphSpec>{plan.graph.whole};
     s.concurrency = c.graphs;
-    s.compile = CompileOptions{options.device, c.graph_threads, choose_precision_hint(plan, options)};
+    s.compile = CompileOptions{options.device, c.graph_threads, choose_precision_hint(plan, options),
+                               plan.graph.batch_min, plan.graph.batch_max};
     return s;
 }
 
@@ -147,9 +160,10 @@ std::vector<size_t> match_ports(const std::vector<Port> &ports, const std::vecto
         if (taken[i])
             fail(PRT_E_INCOMPATIBLE, what + ": the manifest names the model's " + kind + " '" + printable(t.name) + "' twice");
         taken[i] = true;
-        if (ports[i].shape != t.shape)
-            fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + printable(t.name) + "' is " + shape_text(ports[i].shape) +
-                                         " in the model, the manifest says " + shape_text(t.shape));
+        if (!same_shape(ports[i], t))
+            fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + printable(t.name) + "' is " +
+                                         shape_text(ports[i].shape, ports[i].batch_min, ports[i].batch_max) +
+                                         " in the model, the manifest says " + shape_text(t.shape, t.batch_min, t.batch_max));
         if (ports[i].dtype != t.dtype)
             fail(PRT_E_INCOMPATIBLE, what + ": " + kind + " '" + printable(t.name) + "' is " + ports[i].dtype +
                                          " in the model, the manifest says " + t.dtype);
@@ -208,7 +222,7 @@ void wire_node(Node node, const SubgraphSpec &s, const GraphIo &io, const std::s
             fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' is neither a graph input nor produced earlier");
         Node &producer = w.nodes[static_cast<size_t>(src->second.first)];
         const Port &out = producer.graph->outputs()[src->second.second];
-        if (out.shape != port.shape || out.dtype != port.dtype)
+        if (!same_port(out, port))
             fail(PRT_E_INCOMPATIBLE, what + ": input '" + printable(t.name) + "' does not match what its producer outputs");
         node.inputs[in_ports[i]] = {src->second.first, src->second.second};
         if (std::find(producer.consumers.begin(), producer.consumers.end(), self) == producer.consumers.end())
@@ -248,50 +262,59 @@ void Runtime::set_io(const std::vector<Node> &nodes, const SubgraphSpec &whole, 
     inputs_.assign(whole.inputs.size(), IoTensor());
     outputs_.assign(whole.outputs.size(), IoTensor());
     std::vector<bool> read(inputs_.size(), false), written(outputs_.size(), false);
-    auto take = [&](IoTensor &t, const Port &port) {
+    std::vector<Port> in_ports(inputs_.size()), out_ports(outputs_.size());
+    auto take = [&](IoTensor &t, Port &kept, const Port &port) {
         t.shape = port.shape;
         t.dtype = port.dtype;
+        kept = port;
     };
     for (const Node &n : nodes) {
         for (size_t p = 0; p < n.inputs.size(); p++) {
             if (n.inputs[p].node >= 0) continue;
             const size_t g = n.inputs[p].port;
             const Port &port = n.graph->inputs()[p];
-            if (read[g] && (inputs_[g].shape != port.shape || inputs_[g].dtype != port.dtype))
+            if (read[g] && !same_port(in_ports[g], port))
                 fail(PRT_E_INCOMPATIBLE, path + ": the subgraphs disagree on the input '" + printable(whole.inputs[g].name) + "'");
-            take(inputs_[g], port);
+            take(inputs_[g], in_ports[g], port);
             read[g] = true;
         }
         for (const auto &o : n.graph_outputs) {
-            take(outputs_[o.second], n.graph->outputs()[o.first]);
+            take(outputs_[o.second], out_ports[o.second], n.graph->outputs()[o.first]);
             written[o.second] = true;
         }
     }
     auto check = [&](std::vector<IoTensor> &tensors, const std::vector<TensorSpec> &specs, const std::vector<bool> &seen,
-                     const char *kind, const char *missing) {
+                     const std::vector<Port> &ports, const char *kind, const char *missing) {
         for (size_t g = 0; g < tensors.size(); g++) {
             IoTensor &t = tensors[g];
             const TensorSpec &spec = specs[g];
             t.name = spec.name;
             const std::string what = path + ": graph " + kind + " '" + printable(spec.name) + "'";
             if (!seen[g]) fail(PRT_E_INCOMPATIBLE, what + " is " + missing);
-            if (t.shape != spec.shape || t.dtype != spec.dtype)
-                fail(PRT_E_INCOMPATIBLE, what + " is " + t.dtype + " " + shape_text(t.shape) + " in the model, the manifest says " +
-                                             spec.dtype + " " + shape_text(spec.shape));
+            const Port &port = ports[g];
+            if (!same_shape(port, spec) || t.dtype != spec.dtype)
+                fail(PRT_E_INCOMPATIBLE, what + " is " + t.dtype + " " + shape_text(t.shape, port.batch_min, port.batch_max) +
+                                             " in the model, the manifest says " + spec.dtype + " " +
+                                             shape_text(spec.shape, spec.batch_min, spec.batch_max));
             if (spec.name.find('\0') != std::string::npos)
                 fail(PRT_E_INCOMPATIBLE, what + ": a NUL byte in the name (no C string can name it)");
             t.element_bytes = element_bytes(t.dtype);
             if (t.element_bytes == 0) fail(PRT_E_INCOMPATIBLE, what + " is " + printable(t.dtype) + ", which this library does not pass");
-            t.bytes = t.element_bytes;
-            for (int64_t d : t.shape) {  // dims in [1, 65536] (manifest.cpp), up to 8 of them: may overflow
-                if (d < 1 || t.bytes > static_cast<size_t>(PTRDIFF_MAX) / static_cast<size_t>(d))
-                    fail(PRT_E_INCOMPATIBLE, what + " " + shape_text(t.shape) + " is too large");
-                t.bytes *= static_cast<size_t>(d);
+            // dims in [1, 65536] (manifest.cpp), up to 8 of them, times a batch up to 1024: may overflow
+            std::vector<int64_t> dims = t.shape;
+            if (t.batched()) dims[0] = spec.batch_max;  // the largest tensor a call can pass
+            size_t largest = t.element_bytes;
+            for (int64_t d : dims) {
+                if (d < 1 || largest > static_cast<size_t>(PTRDIFF_MAX) / static_cast<size_t>(d))
+                    fail(PRT_E_INCOMPATIBLE, what + " " + shape_text(t.shape, spec.batch_min, spec.batch_max) + " is too large");
+                largest *= static_cast<size_t>(d);
             }
+            t.sample_bytes = t.batched() ? largest / static_cast<size_t>(spec.batch_max) : largest;
+            t.bytes = t.batched() ? t.sample_bytes * static_cast<size_t>(spec.batch_min) : largest;
         }
     };
-    check(inputs_, whole.inputs, read, "input", "read by no subgraph");
-    check(outputs_, whole.outputs, written, "output", "produced by no subgraph");
+    check(inputs_, whole.inputs, read, in_ports, "input", "read by no subgraph");
+    check(outputs_, whole.outputs, written, out_ports, "output", "produced by no subgraph");
 }
 
 // The image classifier's calls apply to one float32 N x 3 x H x W input, whose normalization (3
@@ -329,6 +352,7 @@ void Runtime::set_image_api(const std::vector<Normalization> &normalization) {
     normalization_ = *norm;
     input_shape_ = in.shape;
     output_shape_ = out.shape;
+    input_shape_[0] = output_shape_[0] = batch_min_;  // what prt_infer runs
     input_len_ = in.bytes / sizeof(float);
     output_len_ = out.bytes / sizeof(float);
 }
@@ -342,24 +366,27 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
     std::vector<Node> nodes = build_nodes(dir, plan, settings, backend);
     auto rt = std::unique_ptr<Runtime>(new Runtime());
     rt->set_io(nodes, plan.graph.whole, path);
+    rt->dynamic_ = plan.graph.batch_max > 0;
+    rt->batch_min_ = rt->dynamic_ ? plan.graph.batch_min : rt->inputs_[0].shape[0];
+    rt->batch_max_ = rt->dynamic_ ? plan.graph.batch_max : rt->inputs_[0].shape[0];
     rt->set_image_api(plan.graph.normalization);
     rt->check_finite_ = options.check_finite;
     std::vector<size_t> output_bytes;
-    for (const IoTensor &t : rt->outputs_) output_bytes.push_back(t.bytes);
+    for (const IoTensor &t : rt->outputs_) output_bytes.push_back(t.bytes_at(rt->batch_max_));
     rt->executor_ = std::make_unique<Executor>(std::move(nodes), rt->inputs_.size(), std::move(output_bytes),
-                                               settings.concurrency);
+                                               settings.concurrency, rt->dynamic_ ? rt->batch_max_ : 0);
     return rt;
 }
 
-void Runtime::infer(const float *input, float *output) {
+void Runtime::infer(int64_t batch, const float *input, float *output) {
     const void *inputs[1] = {input};
     void *outputs[1] = {output};
-    infer_named(inputs, outputs);
+    infer_named(batch, inputs, outputs);
 }
 
-void Runtime::infer_named(const void *const *inputs, void *const *outputs) {
+void Runtime::infer_named(int64_t batch, const void *const *inputs, void *const *outputs) {
     const auto t0 = std::chrono::steady_clock::now();
-    executor_->run(inputs, outputs);
+    executor_->run(inputs, outputs, batch);
     const std::chrono::duration<double, std::micro> took = std::chrono::steady_clock::now() - t0;
     last_latency_us_.store(took.count());
 }
@@ -371,14 +398,16 @@ void Runtime::warmup(int iterations) {
     std::vector<void *> out;
     memory.reserve(inputs_.size() + outputs_.size());
     for (const IoTensor &t : inputs_) {
-        memory.emplace_back((t.bytes + 7) / 8, 0);
+        memory.emplace_back((t.bytes_at(batch_max_) + 7) / 8, 0);
         in.push_back(memory.back().data());
     }
     for (const IoTensor &t : outputs_) {
-        memory.emplace_back((t.bytes + 7) / 8, 0);
+        memory.emplace_back((t.bytes_at(batch_max_) + 7) / 8, 0);
         out.push_back(memory.back().data());
     }
-    for (int i = 0; i < iterations; i++) infer_named(in.data(), out.data());
+    for (int i = 0; i < iterations; i++) infer_named(batch_min_, in.data(), out.data());
+    if (dynamic_)
+        for (int i = 0; i < iterations; i++) infer_named(batch_max_, in.data(), out.data());
 }
 
 }  // namespace prt
