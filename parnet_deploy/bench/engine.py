@@ -1,4 +1,4 @@
-"""``parnet-bench --engine DIR``: latency of one runner, with a per-stage breakdown."""
+"""``parnet-bench --engine DIR [--batch N]``: latency of one runner, with a per-stage breakdown."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..backends import StageTime
 from ..backends.cuda_streams import GRAPH_STAGE
 from ..data.random_feeds import random_feeds
 from ..runtime import load
+from .batch import resolve_batch
 from .environment import environment
 from .stats import LatencyStats
 from .timing import TimingConfig, measure
@@ -47,11 +48,22 @@ class EngineBenchResult:
     warnings: list[str] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)
     gpu_compute: LatencyStats | None = None  # CUDA events around the device work, beside host wall time
+    batch: int = 1  # images a call
+
+    @property
+    def per_image(self) -> LatencyStats:
+        return self.latency.per_image(self.batch)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.latency.images_per_s(self.batch)
 
     def to_dict(self) -> dict:
         return {
-            "path": self.path, "mode": self.mode, "schedule": self.schedule, "latency_ms": self.latency.to_dict(),
-            "throughput_qps": self.latency.throughput_qps, "iterations": self.latency.count,
+            "path": self.path, "mode": self.mode, "schedule": self.schedule, "batch": self.batch,
+            "latency_ms": self.latency.to_dict(), "throughput_qps": self.latency.throughput_qps,
+            "per_image_latency_ms": self.per_image.to_dict(), "images_per_s": self.images_per_s,
+            "iterations": self.latency.count,
             "stages": [s.to_dict() for s in self.stages], "handoffs_ms": self.handoffs,
             "critical_path": {"stages": self.critical_path, "ms": self.critical_path_ms},
             "environment": self.environment,
@@ -63,10 +75,13 @@ class EngineBenchResult:
 
     def table(self) -> str:
         lat = self.latency
-        lines = [f"{self.path} [{self.mode}, {self.schedule}]  {lat.count} iterations",
+        img = self.per_image
+        lines = [f"{self.path} [{self.mode}, {self.schedule}, batch {self.batch}]  {lat.count} iterations",
                  f"  latency ms   min {lat.min:.2f} | mean {lat.mean:.2f} | median {lat.median:.2f} | "
                  f"p90 {lat.p90:.2f} | p95 {lat.p95:.2f} | p99 {lat.p99:.2f} | max {lat.max:.2f} | cv {lat.cv:.1%}",
-                 f"  throughput   {lat.throughput_qps:.1f} qps (batch 1, back to back)",
+                 f"  throughput   {lat.throughput_qps:.1f} qps (batch {self.batch}, back to back)",
+                 *([f"  per image    median {img.median:.3f} ms | mean {img.mean:.3f} ms (per call / {self.batch}) "
+                    f"| {self.images_per_s:.1f} images/s"] if self.batch != 1 else []),
                  *([f"  gpu compute  median {self.gpu_compute.median:.3f} ms | p99 {self.gpu_compute.p99:.3f} ms "
                     f"(CUDA events; host wall time above)"] if self.gpu_compute else []),
                  f"  {'stage':<10}{'start':>9}{'median':>9}{'p99':>9}   (ms)"]
@@ -158,11 +173,14 @@ def diagnose(latency: LatencyStats, compute_ms: float, mode: str) -> list[str]:
 def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = None, threads: int | None = None,
                  timing: TimingConfig = TimingConfig(), log: Callable[[str], None] = print,
                  precision: str | None = None, device: str | None = None,
-                 cuda_graph: bool = False) -> EngineBenchResult:
+                 cuda_graph: bool = False, batch: int | None = None) -> EngineBenchResult:
+    """``batch``: images a call, within a dynamic export's bounds or a static export's own (None: the
+    export's smallest batch)."""
     timing.validate()
     with load(path, backend=backend, mode=mode, threads=threads, precision=precision, device=device,
               cuda_graph=cuda_graph) as runner:
-        feeds = random_feeds(runner.manifest.whole.inputs)
+        batch = resolve_batch(runner.manifest, batch)
+        feeds = random_feeds(runner.manifest.whole.inputs, batch=batch)
         # an image model is called as users call it (an array); any other with its feeds by name
         x = next(iter(feeds.values())) if len(feeds) == 1 else feeds
         calls: list[list[StageTime]] = []
@@ -170,8 +188,8 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = No
         def call() -> None:
             calls.append(runner.infer_timed(x)[1])
 
-        log(f"benchmarking {path} [{mode}]: warm-up {timing.warmup_s:g} s, then >= {timing.min_iterations} "
-            f"iterations and >= {timing.min_duration_s:g} s ...")
+        log(f"benchmarking {path} [{mode}, batch {batch}]: warm-up {timing.warmup_s:g} s, then >= "
+            f"{timing.min_iterations} iterations and >= {timing.min_duration_s:g} s ...")
         samples = measure(call, timing)
         calls = calls[-len(samples):]  # drop the warm-up calls
         latency = LatencyStats.from_seconds(samples)
@@ -191,4 +209,4 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = No
             "one session" if mode == "whole" else "sequential" if sequential else f"{workers} concurrent",
             latency, stages,
             handoffs(runner.manifest, calls, sequential) if mode != "whole" else {}, path_names, path_ms, env,
-            timing, diagnose(latency, compute_ms, mode), [s * 1e3 for s in samples], gpu_stats)
+            timing, diagnose(latency, compute_ms, mode), [s * 1e3 for s in samples], gpu_stats, batch)

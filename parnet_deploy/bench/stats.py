@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -35,8 +35,17 @@ class LatencyStats:
 
     @property
     def throughput_qps(self) -> float:
-        """Batch-1 queries per second when calls run back to back."""
+        """Calls per second when calls run back to back (at batch N, N images each)."""
         return 1e3 / self.mean
+
+    def per_image(self, batch: int) -> LatencyStats:
+        """Per-image latency of calls that carry ``batch`` images each: every time / batch (cv unchanged)."""
+        return replace(self, **{k: getattr(self, k) / batch for k in ("min", "mean", "median", "p90", "p95", "p99",
+                                                                      "max")})
+
+    def images_per_s(self, batch: int) -> float:
+        """Images per second at ``batch`` images a call, calls back to back: batch × calls/s."""
+        return batch * self.throughput_qps
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -231,7 +231,8 @@ class ReportArgs:
         g = parser.add_argument_group("output")
         g.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
         if self.plot:
-            g.add_argument("--plot", type=Path, metavar="FILE.png", help="latency histogram and CDF")
+            g.add_argument("--plot", type=Path, metavar="FILE.png",
+                           help="latency histogram and CDF (--batch-sweep: latency and images/s against batch)")
         return g
 
     def parse(self, args: argparse.Namespace, reads: tuple[str | Path, ...] = ()) -> Reports:
