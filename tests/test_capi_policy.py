@@ -156,7 +156,8 @@ def _python_concurrency(monkeypatch, mode: str, width: int, threads: int) -> dic
     independent subgraphs, loading each through the OpenVINO backend (compilation stubbed)."""
     monkeypatch.setattr(ov_backend.builder, "compile_onnx", lambda path, device, config, batch=None: None)
     monkeypatch.setattr(ov_backend, "OpenVinoRunner",
-                        lambda compiled, spec, config: SimpleNamespace(config=config, close=lambda: None))
+                        lambda compiled, spec, config, compile_batch=None: SimpleNamespace(config=config,
+                                                                                            close=lambda: None))
     backend = ov_backend.OpenVinoBackend(threads=threads)
     out, inp = [SimpleNamespace(name="y")], [SimpleNamespace(name="x", batch=None)]  # batch: static shapes
     subgraphs = [SimpleNamespace(name=f"s{i}", file=f"s{i}.onnx", inputs=inp, outputs=[]) for i in range(width)]

@@ -31,12 +31,12 @@ class OpenVinoBackend(Backend, info=INFO):
         path = Path(path)
         # subgraphs that run at the same time share the cores instead of oversubscribing them
         config = compile_config(self.device_name, max(1, self.threads // max(1, concurrency)), self.hint)
-        if path.suffix == ".onnx":
-            dim = spec.inputs[0].batch
-            compiled = builder.compile_onnx(path, self.device_name, config, None if dim is None else (dim.min, dim.max))
-        else:
-            compiled = builder.import_blob(path, self.device_name, config)
-        return OpenVinoRunner(compiled, spec, config)
+        if path.suffix != ".onnx":
+            return OpenVinoRunner(builder.import_blob(path, self.device_name, config), spec, config)
+        dim = spec.inputs[0].batch
+        compiled = builder.compile_onnx(path, self.device_name, config, None if dim is None else (dim.min, dim.max))
+        return OpenVinoRunner(compiled, spec, config,
+                              lambda batch: builder.compile_onnx(path, self.device_name, config, (batch, batch)))
 
     def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner,
                  cuda_graph: bool = False) -> Executor | None:

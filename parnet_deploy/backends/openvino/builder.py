@@ -20,12 +20,12 @@ from .config import compile_config, core, openvino, precision_hint, reason
 
 def compile_onnx(source: Path, device: str, config: dict[str, str], batch: tuple[int, int] | None = None) -> Any:
     """``batch`` ``(min, max)``: the ONNX file's dynamic dim 0 becomes that bounded dimension (OpenVINO
-    plans its memory for the bounds instead of for any size)."""
+    plans its memory for the bounds instead of for any size); ``(n, n)``: the static batch n."""
     ov = core()
     try:
         model = ov.read_model(str(source))
         if batch is not None:
-            bounded = openvino().Dimension(*batch)
+            bounded = openvino().Dimension(batch[0]) if batch[0] == batch[1] else openvino().Dimension(*batch)
             model.reshape({port: openvino().PartialShape([bounded, *port.get_partial_shape()[1:]])
                            for port in model.inputs if port.get_partial_shape().rank.get_length() > 0
                            and port.get_partial_shape()[0].is_dynamic})

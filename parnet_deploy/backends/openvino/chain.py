@@ -33,7 +33,7 @@ class _Chain:
     def __init__(self, specs: list[SubgraphSpec], runners: dict[str, OpenVinoRunner], graph_inputs: set[str],
                  batch: int | None):
         ov = openvino()
-        self.requests = [(spec, runners[spec.name].create_request()) for spec in specs]
+        self.requests = [(spec, runners[spec.name].create_request(batch)) for spec in specs]
         self.tensors: dict[str, Any] = {}
         self.feeds: list[tuple[Any, int, str]] = []  # (request, port, graph input name)
         for spec, request in self.requests:

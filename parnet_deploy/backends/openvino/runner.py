@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ...artifacts.export_manifest import SubgraphSpec, TensorSpec
+from ...artifacts.export_manifest import SubgraphSpec, TensorSpec, batch_of
 from ...artifacts.schema import MAX_BATCH, BatchDim
 from ...errors import RunnerClosedError, RuntimeFailure
 from ..base import Runner
@@ -43,7 +45,14 @@ def engine_io(ports: Sequence[Any], tensors: tuple[TensorSpec, ...]) -> tuple[tu
 
 
 class OpenVinoRunner(Runner):
-    def __init__(self, compiled: Any, spec: SubgraphSpec, config: dict[str, str]):
+    """A pool of infer requests on one compiled model; or, for a dynamic-batch ONNX file given
+    ``compile_batch``, one compiled model per batch, made on the batch's first call (measured on
+    ParNet-S, 2 cores: the bounded model ran 1.03-1.06x the static one at batch 1, about 1.01-1.03x
+    at 4 and 8, benchmarks/results/batch_sweep.md; compiling one costs ~0.15 s). ``compiled`` is
+    then the bounded model, which the load-time check reads."""
+
+    def __init__(self, compiled: Any, spec: SubgraphSpec, config: dict[str, str],
+                 compile_batch: Callable[[int], Any] | None = None):
         inputs, input_ports = engine_io(compiled.inputs, spec.inputs)
         outputs, output_ports = engine_io(compiled.outputs, spec.outputs)
         super().__init__(spec, inputs, outputs)
@@ -52,25 +61,36 @@ class OpenVinoRunner(Runner):
         self._output_ports = [(t.name, i, np.dtype(t.dtype)) for t, i in zip(spec.outputs, output_ports)]
         self.output_ports = {name: i for name, i, _ in self._output_ports}
         self._compiled: Any = compiled
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._compile_batch = compile_batch if spec.inputs[0].batch is not None else None
+        self._by_batch: dict[int, Any] = {}  # batch → its own compiled model (compile_batch)
+        self._lock = threading.Lock()
+        self._requests: dict[int | None, queue.SimpleQueue] = defaultdict(queue.SimpleQueue)
 
-    def create_request(self) -> Any:
-        """A new OpenVINO infer request on this runner's compiled model (see chain.py)."""
+    def _model(self, batch: int | None) -> Any:
         if self._compiled is None:
             raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
-        return self._compiled.create_infer_request()
+        if self._compile_batch is None or batch is None:
+            return self._compiled
+        with self._lock:  # one compile per batch, whichever thread asks first
+            if batch not in self._by_batch:
+                self._by_batch[batch] = self._compile_batch(batch)
+            return self._by_batch[batch]
+
+    def create_request(self, batch: int | None = None) -> Any:
+        """A new OpenVINO infer request on the compiled model for ``batch`` (see chain.py)."""
+        return self._model(batch).create_infer_request()
 
     def element_type(self, output_port: int) -> Any:
         """The OpenVINO element type of one output port (what a tensor bound to it must hold)."""
-        if self._compiled is None:
-            raise RunnerClosedError(f"{self.spec.name}: runner is closed; load it again")
-        return self._compiled.outputs[output_port].get_element_type()
+        return self._model(None).outputs[output_port].get_element_type()
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = batch_of(self.spec.inputs, feeds, self.spec.name) if self._compile_batch is not None else None
+        pool = self._requests[batch]
         try:
-            request = self._requests.get_nowait()
+            request = pool.get_nowait()
         except queue.Empty:
-            request = self.create_request()
+            request = self.create_request(batch)
         try:
             # infer() releases the GIL; the request's output memory is reused by its next call: copy out
             results = request.infer({i: feeds[name] for name, i in self.input_ports.items()},
@@ -79,9 +99,9 @@ class OpenVinoRunner(Runner):
         except RuntimeError as e:
             raise RuntimeFailure(f"{self.spec.name}: OpenVINO inference failed: {reason(e)}") from e
         finally:
-            self._requests.put(request)
+            pool.put(request)
 
     def close_impl(self) -> None:
         self._compiled = None
-        while not self._requests.empty():
-            self._requests.get_nowait()
+        self._by_batch.clear()
+        self._requests.clear()
