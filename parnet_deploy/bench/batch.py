@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..data.batching import batch_bounds
 from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..artifacts.export_manifest import ExportManifest
 
 
-def batch_range(manifest: ExportManifest) -> tuple[int, int]:
-    """``(min, max)`` batch of an export: its bounded batch axis, or (B, B) for a static batch B."""
-    dim = manifest.batch
-    if dim is not None:
-        return dim.min, dim.max
-    b = int(manifest.whole.inputs[0].shape[0])
-    return b, b
-
-
 def resolve_batch(manifest: ExportManifest, batch: int | None, flag: str = "--batch") -> int:
     """``batch`` checked against the export (None: its smallest); a UserError naming the bounds."""
-    lo, hi = batch_range(manifest)
+    lo, hi = batch_bounds(manifest.whole.inputs[0])
     if batch is None:
         return lo
     if lo == hi and batch != lo:
