@@ -372,6 +372,14 @@ def test_a_dynamic_batch_on_a_split_onnx_model(two, tmp_path):
                     r.infer({n: np.concatenate([x, x[:1]]) for n, x in feeds.items()})
                 with pytest.raises(UserError, match=r"the inputs disagree on the batch"):
                     r.infer({"rgb": feeds["rgb"], "depth": feeds["depth"][:2]})
+    # calibration and the gate read an .npz of samples in batches of up to 3 (8 samples: 3, 3, 2)
+    from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
+
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, rgb=rng.standard_normal((8, 3, 24, 24)).astype(np.float32),
+             depth=rng.standard_normal((8, 1, 24, 24)).astype(np.float32))
+    _, q = quantize_export(target, QuantizeConfig(calib=str(calib), max_drop=20, output=tmp_path), **QUIET)
+    assert q.batch == BatchDim(1, 3) and q.precision == "int8" and q.quantization.drop_points <= 20
 
 
 class BakedBatch(nn.Module):

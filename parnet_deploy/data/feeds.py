@@ -1,13 +1,13 @@
 """Samples for a model of any inputs (not only images): an ``.npz`` with one array per input.
 
 Each array is named as the graph input it feeds and holds ``N`` samples along its first axis, each of
-the input's shape without its batch of 1: ``(N, *shape[1:])``, in the input's dtype (floats of
-another width are converted). Calibration and accuracy gates of non-image exports read these.
+the input's shape without its batch dim: ``(N, *shape[1:])``, in the input's dtype (floats of
+another width are converted). Calibration and accuracy gates of non-image exports read these, in
+batches the graph takes (``data/batching.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +33,6 @@ class FeedSet:
         if set(input_names) != set(self.arrays):
             raise UserError(f"{self.name}: holds {sorted(self.arrays)}, the model takes {sorted(input_names)}")
         return {n: self.arrays[n][:limit] for n in input_names}
-
-    def samples(self, input_names: tuple[str, ...], limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-        """Batch-1 feeds, ``{input: array (1, ...)}``."""
-        arrays = self.arrays_for(input_names, limit)
-        for i in range(len(next(iter(arrays.values())))):
-            yield {n: a[i:i + 1] for n, a in arrays.items()}
 
 
 def check_size(path: Path) -> None:
@@ -75,8 +69,8 @@ def load_feeds(source: str, inputs: tuple[TensorSpec, ...]) -> FeedSet:
 
 
 def _checked(path: Path, spec: TensorSpec, a: np.ndarray) -> np.ndarray:
-    if len(spec.shape) == 0 or spec.shape[0] != 1:
-        raise UserError(f"{path}: the input {spec.name!r} has shape {list(spec.shape)}; samples need a batch of 1")
+    if len(spec.shape) == 0:  # samples go along dim 0, batched as the graph takes them
+        raise UserError(f"{path}: the input {spec.name!r} is a scalar; samples need a batch dim 0")
     if a.ndim != len(spec.shape) or tuple(a.shape[1:]) != tuple(spec.shape[1:]):
         expected = ", ".join(map(str, ("N", *spec.shape[1:])))
         raise UserError(f"{path}: {spec.name!r} is {list(a.shape)}, expected [{expected}]")

@@ -44,12 +44,6 @@ class Dataset:
                             f"({', '.join(input_names)}): give an .npz with one array per input")
         return {input_names[0]: self.images[:limit]}
 
-    def samples(self, input_names: tuple[str, ...], limit: int | None = None):
-        """Batch-1 feeds ``{input: image}`` for a model of one input."""
-        (name, images), = self.arrays_for(input_names, limit).items()
-        for i in range(len(images)):
-            yield {name: images[i:i + 1]}
-
 
 def _digits(part: str) -> Dataset:
     try:
