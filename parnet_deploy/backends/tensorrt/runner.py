@@ -10,7 +10,7 @@ sized for the profile's maximum once, bound once (a view ``[:batch]`` of a buffe
 address); each call sets its input shapes (``set_input_shape``) at the call's batch, fills the
 first ``batch`` rows and reads the outputs' first ``batch`` rows. A batch outside the bounds is
 a UserError naming them, before anything reaches the GPU. The load check compares the engine's
-profile bounds with the manifest's. tests/test_tensorrt_fake.py runs this on the CPU against a
+profile bounds with the manifest's. tests/test_batch_gpu_paths.py runs this on the CPU against a
 fake ``tensorrt`` module and a fake torch.cuda; it has never run against real TensorRT.
 """
 
