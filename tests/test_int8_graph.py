@@ -437,3 +437,84 @@ def test_onnxruntime_runs_int8_cuts_as_uint8_and_gives_int8(graphs, tmp_path):
         assert np.abs(mid.astype(np.int16) - ref).max() <= 1  # requantization rounding at most
         np.testing.assert_array_equal(tail.infer({"r0": mid})["logits"],
                                       _run(to_u8_activations(rewritten), xi[None])[0])
+
+
+def _moved_model(*, concat_read_twice: bool = False, constant_leaf: bool = False) -> onnx.ModelProto:
+    """Two ReLU streams ra, rb stacked and interleaved (Unsqueeze -> Concat -> Reshape, the Fusion's shuffle)
+    into one quantizer, then a Conv; rb is also read by an Add. Hand-built Q/DQ: scale 0.05, zero point 0."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(a, n) for n, a in {
+        "wa": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "wb": rng.standard_normal((4, 3, 3, 3)).astype(
+            np.float32), "wc": rng.standard_normal((2, 8, 1, 1)).astype(np.float32),
+        "axis": np.array([2], np.int64), "shape": np.array([1, 8, 8, 8], np.int64),
+        "scale": np.array(0.05, np.float32), "zp": np.array(0, np.uint8), "k": np.ones((1, 4, 1, 8, 8), np.float32),
+    }.items()]
+    node = helper.make_node
+    nodes = [node("Conv", ["image", "wa"], ["ca"], name="conva", pads=[1] * 4),
+             node("Relu", ["ca"], ["ra"], name="relua"),
+             node("Conv", ["image", "wb"], ["cb"], name="convb", pads=[1] * 4),
+             node("Relu", ["cb"], ["rb"], name="relub"),
+             node("Add", ["rb", "rb"], ["side"], name="side_add"),
+             node("Unsqueeze", ["ra", "axis"], ["ua"], name="unsq_a"),
+             *([] if constant_leaf else [node("Unsqueeze", ["rb", "axis"], ["ub"], name="unsq_b")]),
+             node("Concat", ["ua", "k" if constant_leaf else "ub"], ["stack"], name="stack", axis=2),
+             node("Reshape", ["stack", "shape"], ["shuffled"], name="shuffle"),
+             node("QuantizeLinear", ["shuffled", "scale", "zp"], ["q"], name="q_shuffled"),
+             node("DequantizeLinear", ["q", "scale", "zp"], ["dq"], name="dq_shuffled"),
+             node("Conv", ["dq", "wc"], ["out"], name="convc")]
+    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 8, 8]),
+               helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 4, 8, 8])]
+    if concat_read_twice:
+        nodes.append(node("ReduceMax", ["stack"], ["peek"], name="peek", keepdims=0))
+        outputs.append(helper.make_tensor_value_info("peek", TensorProto.FLOAT, []))
+    graph = helper.make_graph(nodes, "moved", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                              [1, 3, 8, 8])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_quantize_before_movement_moves_the_pair_above_concat_and_reshape():
+    """rewrite.quantize_before_movement: ra and rb enter the Unsqueeze -> Concat -> Reshape tree through a
+    pair with the tree's quantizer's scale and zero point (rb's Add still reads it in float); the outputs are
+    bitwise what they were (moving data commutes with one scale, and Q(DQ(q)) = q); ra then crosses a cut as
+    uint8 (rewrite.quantize_boundaries), as a ParNet stream's output does."""
+    from parnet_deploy.precision.rewrite import quantize_before_movement, quantize_boundaries
+
+    before = _moved_model()
+    after = quantize_before_movement(before)
+    onnx.checker.check_model(after, full_check=True)
+    producers, inits = _producers(after), _inits(after)
+    for reader, tensor in (("unsq_a", "ra"), ("unsq_b", "rb")):
+        dq = producers[next(n for n in after.graph.node if n.name == reader).input[0]]
+        q = producers[dq.input[0]]
+        assert (dq.op_type, q.op_type, q.input[0]) == ("DequantizeLinear", "QuantizeLinear", tensor)
+        for node in (q, dq):
+            assert float(inits[node.input[1]]) == np.float32(0.05) and inits[node.input[2]].dtype == np.uint8
+            assert int(inits[node.input[2]]) == 0
+    assert {n.name for n, _ in _readers(after, "rb") if n.op_type != "QuantizeLinear"} == {"side_add"}
+    assert sum(n.op_type == "QuantizeLinear" for n in after.graph.node) == 3
+    x = np.random.default_rng(4).standard_normal((6, 1, 3, 8, 8)).astype(np.float32)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sessions = [ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+                for m in (before, after)]
+    for xi in x:
+        a, b = (s.run(None, {"image": xi}) for s in sessions)
+        assert a[0].std() > 0
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    _, crossed = quantize_boundaries(after, ["ra", "rb"])
+    assert crossed == {"ra": "uint8"}  # rb is also read by the float Add
+
+
+@pytest.mark.parametrize("variant", ["concat_read_twice", "constant_leaf"])
+def test_quantize_before_movement_leaves_a_tree_read_elsewhere_or_fed_a_constant(variant):
+    """A tensor inside the tree read by something else (it would see quantized values) or a constant leaf
+    (no activation to quantize): the graph is left as it was."""
+    from parnet_deploy.precision.rewrite import quantize_before_movement
+
+    before = _moved_model(**{variant: True})
+    after = quantize_before_movement(before)
+    assert [n.op_type for n in after.graph.node].count("QuantizeLinear") == 1
+    assert sorted(n.name for n in after.graph.node) == sorted(n.name for n in before.graph.node)

@@ -148,6 +148,8 @@ def quantize(fp32_path: Path, out_path: Path, calib: Dataset | FeedSet, config: 
                 if flavor.name in wanted and (flavor.unsigned_activations, flavor.seven_bit_weights) == (
                         unsigned, seven_bit):
                     quantized = rewrite.follow_placement(raw_model, flavor.select(graph, edges), model)
+                    if flavor.quantized_cuts:  # before the gate: it judges the graph that ships
+                        quantized = rewrite.quantize_before_movement(quantized)
                     rewrite.check(quantized, symmetric_int8=not unsigned)
                     onnx.save(quantized, wanted[flavor.name])
     return excluded

@@ -114,12 +114,15 @@ class Flavor:
     select: Callable[[gs.Graph, set[Edge]], set[Edge]]  # from a level's edges
     unsigned_activations: bool  # uint8 asymmetric (zero point 0 on ReLU outputs); else int8 symmetric
     seven_bit_weights: bool  # x86 int8 kernels without VNNI saturate with 8-bit weights (`int8.quantize`)
-    quantized_cuts: bool  # cuts whose every reader quantizes them cross quantized (`rewrite.quantize_boundaries`)
+    # a quantizer's pair also goes on what Concat/Reshape/... carry into it (`rewrite.quantize_before_movement`),
+    # and cuts whose every reader quantizes them cross quantized (`rewrite.quantize_boundaries`)
+    quantized_cuts: bool
 
 
 FLAVORS = (  # the first is the export's own graph files (model.onnx, ...): the C runtime runs it
     Flavor("openvino", ("openvino",), "the level's inputs, the pools' and BatchNormalization's included; uint8 "
-           "activations, 7-bit weights; uint8 cuts", lambda graph, edges: edges, unsigned_activations=True,
+           "activations, 7-bit weights; what Concat/Reshape/... only move into a quantizer quantized before it "
+           "moves; uint8 cuts", lambda graph, edges: edges, unsigned_activations=True,
            seven_bit_weights=True, quantized_cuts=True),
     Flavor("onnxruntime", ("onnxruntime",), "the level's inputs but the pools' and BatchNormalization's; int8 "
            "symmetric activations (run as uint8, zero point 128), 7-bit weights; float cuts", onnxruntime_inputs,

@@ -5,7 +5,9 @@ quantized node and some float ones gets a single pair that every reader uses (a 
 to a Conv reads the fake-quantized tensor). `follow_placement` gives every wanted (node, input) edge a
 pair of its own and points every other reader back at the float tensor; constants that ORT quantized as
 an elementwise op's input (not a weighted op's weight) go back to their float initializers.
-`quantize_boundaries` lets a cut between subgraphs cross as its 8-bit quantization.
+`quantize_boundaries` lets a cut between subgraphs cross as its 8-bit quantization;
+`quantize_before_movement` first moves a QuantizeLinear's quantization above the ops that only move
+data into it (a stream's output that a Concat and a Reshape carry to the Fusion's quantizer).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..errors import ToolchainError
 from .placement import WEIGHTED, Edge
 
 _Q, _DQ = "QuantizeLinear", "DequantizeLinear"
+MOVEMENT = ("Concat", "Flatten", "Reshape", "Squeeze", "Transpose", "Unsqueeze")  # values moved, never changed
 
 
 def fold_gemm_beta(graph: gs.Graph) -> None:
@@ -132,6 +135,71 @@ def _same_quantization(a: gs.Node, b: gs.Node) -> bool:
     return True
 
 
+def _zero_point_dtype(q: gs.Node) -> np.dtype:
+    """The 8-bit type a QuantizeLinear outputs (its zero point's; uint8 without one, as ONNX says)."""
+    zero_point = q.inputs[2] if len(q.inputs) > 2 else None
+    return zero_point.values.dtype if isinstance(zero_point, gs.Constant) else np.dtype(np.uint8)
+
+
+def _moved_from(q: gs.Node) -> list[tuple[gs.Node, int]] | None:
+    """The (node, input) edges where data enters the tree of `MOVEMENT` ops that feeds ``q``'s input, or
+    None when there is no such tree or a tensor inside it is read elsewhere, is a graph output, or a leaf
+    is a constant."""
+    node = q.inputs[0].inputs[0] if q.inputs[0].inputs else None
+    if node is None or node.op not in MOVEMENT or len(q.inputs[0].outputs) != 1:
+        return None
+    leaves, todo = [], [node]
+    while todo:
+        node = todo.pop()
+        data = node.inputs if node.op == "Concat" else node.inputs[:1]  # Reshape's shape, Unsqueeze's axes...
+        for i, t in enumerate(data):
+            src = t.inputs[0] if t.inputs else None
+            if isinstance(t, gs.Constant):
+                return None
+            if src is not None and src.op in MOVEMENT:
+                if len(t.outputs) != 1 or len(src.outputs) != 1:
+                    return None
+                todo.append(src)
+            else:
+                leaves.append((node, i))
+    return leaves
+
+
+def quantize_before_movement(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every tensor that only `MOVEMENT` ops carry into a QuantizeLinear that quantizer's pair.
+
+    ``y -> Unsqueeze -> Concat -> Reshape -> Q`` becomes ``y -> Q -> DQ -> Unsqueeze -> ...`` with
+    Q's scale and zero point, on every input of the Concat. The values are the same: moving data
+    commutes with an elementwise quantization of one scale, and Q(DQ(q)) = q. OpenVINO then moves
+    8-bit data, and a stream's output read this way can cross its cut quantized (`quantize_boundaries`).
+    """
+    graph = gs.import_onnx(model)
+    names = {n.name for n in graph.nodes} | set(graph.tensors())
+    counter = itertools.count(1)
+
+    def fresh(base: str) -> str:
+        name = base
+        while name in names:
+            name = f"{base}_{next(counter)}"
+        names.add(name)
+        return name
+
+    for q in [n for n in graph.nodes if n.op == _Q]:
+        for node, i in _moved_from(q) or []:
+            x = node.inputs[i]
+            quantized = gs.Variable(fresh(f"{x.name}_QuantizeLinear_Output"), dtype=_zero_point_dtype(q),
+                                    shape=x.shape)
+            dequantized = gs.Variable(fresh(f"{x.name}_DequantizeLinear_Output"), dtype=q.inputs[1].dtype,
+                                      shape=x.shape)
+            graph.nodes.append(gs.Node(_Q, fresh(f"{x.name}_QuantizeLinear"), dict(q.attrs), [x, *q.inputs[1:]],
+                                       [quantized]))
+            graph.nodes.append(gs.Node(_DQ, fresh(f"{x.name}_DequantizeLinear"),
+                                       {k: v for k, v in q.attrs.items() if k == "axis"},
+                                       [quantized, *q.inputs[1:]], [dequantized]))
+            node.inputs[i] = dequantized
+    return gs.export_onnx(graph.cleanup().toposort())
+
+
 def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, dict[str, str]]:
     """Let the named tensors (the cuts between subgraphs) cross quantized where every reader quantizes them.
 
@@ -161,8 +229,7 @@ def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.
         while float_name in taken:
             float_name, k = f"{name}_float_{k}", k + 1
         taken.add(float_name)
-        zero_point = readers[0].inputs[2] if len(readers[0].inputs) > 2 else None
-        dtype = zero_point.values.dtype if isinstance(zero_point, gs.Constant) else np.dtype(np.uint8)
+        dtype = _zero_point_dtype(readers[0])
         tensor.name, quantized.name = float_name, name
         quantized.dtype, quantized.shape = dtype, tensor.shape
         crossed[name] = dtype.name
