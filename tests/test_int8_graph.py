@@ -439,7 +439,8 @@ def test_onnxruntime_runs_int8_cuts_as_uint8_and_gives_int8(graphs, tmp_path):
                                       _run(to_u8_activations(rewritten), xi[None])[0])
 
 
-def _moved_model(*, concat_read_twice: bool = False, constant_leaf: bool = False) -> onnx.ModelProto:
+def _moved_model(*, concat_read_twice: bool = False, constant_leaf: bool = False, per_channel: bool = False
+                 ) -> onnx.ModelProto:
     """Two ReLU streams ra, rb stacked and interleaved (Unsqueeze -> Concat -> Reshape, the Fusion's shuffle)
     into one quantizer, then a Conv; rb is also read by an Add. Hand-built Q/DQ: scale 0.05, zero point 0."""
     rng = np.random.default_rng(3)
@@ -447,7 +448,9 @@ def _moved_model(*, concat_read_twice: bool = False, constant_leaf: bool = False
         "wa": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "wb": rng.standard_normal((4, 3, 3, 3)).astype(
             np.float32), "wc": rng.standard_normal((2, 8, 1, 1)).astype(np.float32),
         "axis": np.array([2], np.int64), "shape": np.array([1, 8, 8, 8], np.int64),
-        "scale": np.array(0.05, np.float32), "zp": np.array(0, np.uint8), "k": np.ones((1, 4, 1, 8, 8), np.float32),
+        "scale": np.full(8, 0.05, np.float32) if per_channel else np.array(0.05, np.float32),
+        "zp": np.zeros(8, np.uint8) if per_channel else np.array(0, np.uint8),
+        "k": np.ones((1, 4, 1, 8, 8), np.float32),
     }.items()]
     node = helper.make_node
     nodes = [node("Conv", ["image", "wa"], ["ca"], name="conva", pads=[1] * 4),
@@ -459,8 +462,8 @@ def _moved_model(*, concat_read_twice: bool = False, constant_leaf: bool = False
              *([] if constant_leaf else [node("Unsqueeze", ["rb", "axis"], ["ub"], name="unsq_b")]),
              node("Concat", ["ua", "k" if constant_leaf else "ub"], ["stack"], name="stack", axis=2),
              node("Reshape", ["stack", "shape"], ["shuffled"], name="shuffle"),
-             node("QuantizeLinear", ["shuffled", "scale", "zp"], ["q"], name="q_shuffled"),
-             node("DequantizeLinear", ["q", "scale", "zp"], ["dq"], name="dq_shuffled"),
+             node("QuantizeLinear", ["shuffled", "scale", "zp"], ["q"], name="q_shuffled", axis=1),
+             node("DequantizeLinear", ["q", "scale", "zp"], ["dq"], name="dq_shuffled", axis=1),
              node("Conv", ["dq", "wc"], ["out"], name="convc")]
     outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 8, 8]),
                helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 4, 8, 8])]
@@ -508,10 +511,11 @@ def test_quantize_before_movement_moves_the_pair_above_concat_and_reshape():
     assert crossed == {"ra": "uint8"}  # rb is also read by the float Add
 
 
-@pytest.mark.parametrize("variant", ["concat_read_twice", "constant_leaf"])
+@pytest.mark.parametrize("variant", ["concat_read_twice", "constant_leaf", "per_channel"])
 def test_quantize_before_movement_leaves_a_tree_read_elsewhere_or_fed_a_constant(variant):
-    """A tensor inside the tree read by something else (it would see quantized values) or a constant leaf
-    (no activation to quantize): the graph is left as it was."""
+    """A tensor inside the tree read by something else (it would see quantized values), a constant leaf (no
+    activation to quantize) or a per-channel quantizer (the Concat and Reshape move channels): the graph is
+    left as it was."""
     from parnet_deploy.precision.rewrite import quantize_before_movement
 
     before = _moved_model(**{variant: True})

@@ -141,12 +141,16 @@ def _zero_point_dtype(q: gs.Node) -> np.dtype:
     return zero_point.values.dtype if isinstance(zero_point, gs.Constant) else np.dtype(np.uint8)
 
 
-def _moved_from(q: gs.Node) -> list[tuple[gs.Node, int]] | None:
+def _moved_from(q: gs.Node, graph_outputs: set[str]) -> list[tuple[gs.Node, int]] | None:
     """The (node, input) edges where data enters the tree of `MOVEMENT` ops that feeds ``q``'s input, or
-    None when there is no such tree or a tensor inside it is read elsewhere, is a graph output, or a leaf
-    is a constant."""
+    None when there is no such tree, ``q`` is per channel (moving data moves channels), the tree's output
+    is read by anything but quantizers like ``q`` (``q`` the first of them), a tensor inside it is read
+    elsewhere or is a graph output, or a leaf is a constant."""
     node = q.inputs[0].inputs[0] if q.inputs[0].inputs else None
-    if node is None or node.op not in MOVEMENT or len(q.inputs[0].outputs) != 1:
+    readers = list(q.inputs[0].outputs)
+    if (node is None or node.op not in MOVEMENT or readers[0] is not q or q.inputs[0].name in graph_outputs
+            or any(r.op != _Q or not _same_quantization(q, r) for r in readers)
+            or not all(isinstance(t, gs.Constant) and t.values.size == 1 for t in q.inputs[1:])):
         return None
     leaves, todo = [], [node]
     while todo:
@@ -157,7 +161,7 @@ def _moved_from(q: gs.Node) -> list[tuple[gs.Node, int]] | None:
             if isinstance(t, gs.Constant):
                 return None
             if src is not None and src.op in MOVEMENT:
-                if len(t.outputs) != 1 or len(src.outputs) != 1:
+                if len(t.outputs) != 1 or len(src.outputs) != 1 or t.name in graph_outputs:
                     return None
                 todo.append(src)
             else:
@@ -185,7 +189,7 @@ def quantize_before_movement(model: onnx.ModelProto) -> onnx.ModelProto:
         return name
 
     for q in [n for n in graph.nodes if n.op == _Q]:
-        for node, i in _moved_from(q) or []:
+        for node, i in _moved_from(q, {t.name for t in graph.outputs}) or []:
             x = node.inputs[i]
             quantized = gs.Variable(fresh(f"{x.name}_QuantizeLinear_Output"), dtype=_zero_point_dtype(q),
                                     shape=x.shape)
