@@ -45,6 +45,17 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     return frozenset(t for t in re.split(f"[{_WS}]+", _fields(cpuinfo).get("flags", "")) if t)
 
 
+# the flags that change which int8/bf16 kernels oneDNN picks (a benchmark's ratios depend on them: without
+# VNNI, uint8 x int8 products pass through vpmaddubsw; with AVX512-BF16, float layers may run in bf16)
+KERNEL_FLAGS = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def kernel_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """Which of `KERNEL_FLAGS` this CPU has, in that order."""
+    flags = cpu_flags(cpuinfo)
+    return tuple(f for f in KERNEL_FLAGS if f in flags)
+
+
 def native_bf16(cpuinfo: str | None = None) -> bool:
     """bf16 arithmetic in hardware (AVX512-BF16 or AMX-BF16); elsewhere bf16 is emulated and slow."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags(cpuinfo))

@@ -106,3 +106,17 @@ def test_a_replayed_graph_is_its_own_critical_path():
 
     graph = [StageSummary("cuda-graph", 1.5, 1.7, 0.0)]
     assert critical_path(None, graph, "streams") == (["cuda-graph"], 1.5)
+
+
+def test_environment_records_the_kernel_flags_in_a_fixed_order():
+    """Benchmarks record the flags that pick oneDNN's int8/bf16 kernels (VNNI, BF16, AMX) beside the CPU model;
+    a flag is matched whole (``avx512_vnni_x`` is not ``avx512_vnni``)."""
+    from parnet_deploy import hardware
+    from parnet_deploy.bench.environment import describe_cpu, environment
+
+    text = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx512_bf16 avx2 sse avx512_vnni_x avx512_vnni\n"
+    assert hardware.kernel_flags(text) == ("avx2", "avx512_vnni", "avx512_bf16")
+    assert describe_cpu({"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512_vnni"]}) == "AMD EPYC (avx2, avx512_vnni)"
+    assert describe_cpu({"cpu": "Ampere Altra"}) == "Ampere Altra"
+    env = environment()
+    assert env["cpu_flags"] == list(hardware.kernel_flags()) and set(env["cpu_flags"]) <= set(hardware.KERNEL_FLAGS)
