@@ -4,8 +4,8 @@ without), from the same fp32 graph and calibration images.
 
     python benchmarks/int8_cuts.py            # ParNet-S 224, batch 1, 2 threads
 
-Measures, pair by pair (`int8_peers.paired_ratio`): streams / whole for each graph, and the whole graphs
-against each other; and, with OpenVINO's per-layer counters (``PERF_COUNT``), the layers' time by type in
+Measures, pair by pair (`int8_peers.paired_ratio`): streams / whole for each graph, and each mode's two
+graphs against each other; and, with OpenVINO's per-layer counters (``PERF_COUNT``), the layers' time by type in
 the whole graph and summed over the five subgraphs (the reorders at the cuts are what the split adds).
 Writes benchmarks/results/int8_cuts.{json,md}.
 """
@@ -113,9 +113,10 @@ def main() -> int:
             print(f"paired: streams / whole, {g}, {args.pair_rounds} rounds ...", flush=True)
             w, s = runners[g]["whole"], runners[g]["streams"]
             paired[f"streams / whole, {g}"] = paired_ratio(lambda s=s: s(x), lambda w=w: w(x), args.pair_rounds, 5)
-        print("paired: whole now / whole before ...", flush=True)
-        paired["whole: now / before"] = paired_ratio(lambda: runners["now"]["whole"](x),
-                                                     lambda: runners["before"]["whole"](x), args.pair_rounds, 5)
+        for m in ("whole", "streams"):
+            print(f"paired: {m} now / {m} before ...", flush=True)
+            paired[f"{m}: now / before"] = paired_ratio(lambda m=m: runners["now"][m](x),
+                                                        lambda m=m: runners["before"][m](x), args.pair_rounds, 5)
         for r in runners.values():
             for runner in r.values():
                 runner.close()
