@@ -13,6 +13,7 @@ data into it (a stream's output that a Concat and a Reshape carry to the Fusion'
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -45,6 +46,21 @@ def name_nodes_uniquely(graph: gs.Graph) -> None:
         seen.add(node.name)
 
 
+def _namer(graph: gs.Graph) -> Callable[[str], str]:
+    """``fresh(base)``: ``base``, or ``base_1``, ``base_2``... whichever no node or tensor of ``graph`` has yet."""
+    names = {n.name for n in graph.nodes} | set(graph.tensors())
+    counter = itertools.count(1)
+
+    def fresh(base: str) -> str:
+        name = base
+        while name in names:
+            name = f"{base}_{next(counter)}"
+        names.add(name)
+        return name
+
+    return fresh
+
+
 def _readers(tensor: gs.Tensor) -> list[tuple[gs.Node, int]]:
     """Every (node, input index) that reads ``tensor``, once each (a node may read it twice)."""
     nodes = {id(n): n for n in tensor.outputs}.values()
@@ -57,15 +73,7 @@ def follow_placement(model: onnx.ModelProto, edges: set[Edge], float_model: onnx
     float_constants = {i.name: i for i in float_model.graph.initializer}
     tensors = graph.tensors()
     restored: dict[str, gs.Constant] = {n: t for n, t in tensors.items() if isinstance(t, gs.Constant)}
-    names = {n.name for n in graph.nodes} | set(tensors)
-    counter = itertools.count(1)
-
-    def fresh(base: str) -> str:
-        name = base
-        while name in names:
-            name = f"{base}_{next(counter)}"
-        names.add(name)
-        return name
+    fresh = _namer(graph)
 
     def float_constant(dq: gs.Node) -> gs.Constant:
         """The float initializer ORT quantized into ``dq``'s input (ORT names it ``<name>_quantized``)."""
@@ -178,16 +186,7 @@ def quantize_before_movement(model: onnx.ModelProto) -> onnx.ModelProto:
     8-bit data, and a stream's output read this way can cross its cut quantized (`quantize_boundaries`).
     """
     graph = gs.import_onnx(model)
-    names = {n.name for n in graph.nodes} | set(graph.tensors())
-    counter = itertools.count(1)
-
-    def fresh(base: str) -> str:
-        name = base
-        while name in names:
-            name = f"{base}_{next(counter)}"
-        names.add(name)
-        return name
-
+    fresh = _namer(graph)
     for q in [n for n in graph.nodes if n.op == _Q]:
         for node, i in _moved_from(q, {t.name for t in graph.outputs}) or []:
             x = node.inputs[i]
