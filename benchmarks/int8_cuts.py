@@ -23,18 +23,15 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import torch
 
-import parnet_deploy as pd
 from parnet_deploy.bench.environment import describe_cpu, environment
 from parnet_deploy.export import load_manifest
-from parnet_deploy.export.pipeline import ExportConfig, export_model
 from parnet_deploy.precision import rewrite
 from parnet_deploy.precision.quantize import QuantizeConfig, quantize_export
 from parnet_deploy.runtime import load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from int8_peers import RESULTS, paired_ratio  # noqa: E402
+from int8_peers import RESULTS, fp32_export, model_arguments, paired_ratio  # noqa: E402
 
 GRAPHS = ("before", "now")
 
@@ -81,23 +78,14 @@ def layer_ms(export: Path, threads: int, x: np.ndarray, calls: int) -> tuple[dic
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", default="parnet_s")
-    p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--calib-images", type=int, default=32)
-    p.add_argument("--pair-rounds", type=int, default=150)
+    p = model_arguments(argparse.ArgumentParser(description=__doc__,
+                                                formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--profile-calls", type=int, default=200)
     args = p.parse_args()
-    torch.manual_seed(0)
     res, t = (args.resolution, args.resolution), args.threads
-    x = np.random.default_rng(0).standard_normal((1, 3, *res)).astype(np.float32)
-    images = np.random.default_rng(1).standard_normal((args.calib_images, 3, *res)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="parnet-int8-cuts-") as tmp:
         tmp = Path(tmp)
-        fp32, _ = export_model(pd.create_model(args.arch), ExportConfig(output=tmp, name="fp32", resolution=res,
-                                                                        split="shared", verify=False), log=print)
-        np.savez(tmp / "calib.npz", images=images)
+        fp32, x, _ = fp32_export(args, tmp)
         config = QuantizeConfig(calib=str(tmp / "calib.npz"), max_drop=100.0, output=tmp)
         exports = {}
         with mock.patch.object(rewrite, "quantize_before_movement", lambda model: model):

@@ -210,33 +210,46 @@ def capi_streams(export: Path, tmp: Path, rounds: int, threads: int) -> dict | N
     return {**out, **median_ratio(out.pop("ratios")), "rounds": rounds, "calls_per_block": 5}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def model_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The model, threads and calibration options every int8 benchmark here shares (see `fp32_export`)."""
     p.add_argument("--arch", default="parnet_s")
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calib-images", type=int, default=32)
+    p.add_argument("--pair-rounds", type=int, default=150, help="rounds of each paired ratio (paired_ratio)")
+    return p
+
+
+def fp32_export(args: argparse.Namespace, tmp: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The fp32 export of a random-weight ``args.arch`` in ``tmp`` and ``tmp/calib.npz`` (its calibration
+    images); returns the export, the timed input and the images. The same seeds in every int8 benchmark."""
+    torch.manual_seed(0)
+    res = (args.resolution, args.resolution)
+    x = np.random.default_rng(0).standard_normal((1, 3, *res)).astype(np.float32)
+    images = np.random.default_rng(1).standard_normal((args.calib_images, 3, *res)).astype(np.float32)
+    fp32, _ = export_model(pd.create_model(args.arch), ExportConfig(output=tmp, name="fp32", resolution=res,
+                                                                    split="shared", verify=False), log=print)
+    np.savez(tmp / "calib.npz", images=images)
+    return fp32, x, images
+
+
+def main() -> int:
+    p = model_arguments(argparse.ArgumentParser(description=__doc__,
+                                                formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--duration", type=float, default=3.0, help="seconds per row per round (at least)")
     p.add_argument("--digits", type=Path, default=Path("export/digits"), help="fp32 digits export (make demo)")
     p.add_argument("--modelopt-python", help="a Python with nvidia-modelopt: adds ModelOpt's placement")
-    p.add_argument("--pair-rounds", type=int, default=150, help="rounds of each paired ratio (PAIRS, paired_ratio)")
     p.add_argument("--capi-rounds", type=int, default=150, help="rounds of the C library's streams/whole timing "
                    "(make capi first; 0: skip)")
     args = p.parse_args()
     if not (args.digits / "manifest.json").is_file():
         print(f"int8_peers: no digits export at {args.digits}: run make demo first", file=sys.stderr)
         return 2
-    torch.manual_seed(0)
-    res = (args.resolution, args.resolution)
-    x = np.random.default_rng(0).standard_normal((1, 3, *res)).astype(np.float32)
-    images = np.random.default_rng(1).standard_normal((args.calib_images, 3, *res)).astype(np.float32)
-    t = args.threads
+    res, t = (args.resolution, args.resolution), args.threads
     with tempfile.TemporaryDirectory(prefix="parnet-int8-peers-") as tmp:
         tmp = Path(tmp)
-        fp32, _ = export_model(pd.create_model(args.arch), ExportConfig(output=tmp, name="fp32", resolution=res,
-                                                                        split="shared", verify=False), log=print)
-        np.savez(tmp / "calib.npz", images=images)
+        fp32, x, images = fp32_export(args, tmp)
         ours, manifest = quantize_export(fp32, QuantizeConfig(calib=str(tmp / "calib.npz"), max_drop=100.0,
                                                               output=tmp), log=print)
         previous = previous_export(fp32, Dataset(images, None, "calib.npz"), tmp / "previous")
