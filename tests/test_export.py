@@ -91,7 +91,9 @@ def test_manifest_records_the_dag_and_config(exports):
         ("stem", None), ("stream0", 0), ("stream1", 1), ("stream2", 2), ("fusion", None)]
     fusion = next(s for s in raw["subgraphs"] if s["name"] == "fusion")
     assert [t["name"] for t in fusion["inputs"]] == ["y0", "y1", "y2"]
-    assert fusion["inputs"][0]["shape"] == [1, 16, 16, 16] and fusion["outputs"][0]["shape"] == [1, 10]
+    # y0 leaves stream 0 through its downsample, at stream 1's shape (ParNet.stream_output)
+    assert [t["shape"] for t in fusion["inputs"]] == [[1, 32, 8, 8], [1, 32, 8, 8], [1, 64, 4, 4]]
+    assert fusion["outputs"][0]["shape"] == [1, 10]
     for key in ("parnet_deploy", "torch", "onnx"):
         assert raw["versions"][key]
 

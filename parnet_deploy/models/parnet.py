@@ -325,9 +325,19 @@ class ParNet(nn.Module):
             xs.append(x)
         return xs
 
+    def stream_output(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """``y{k}``: stream k on its input; stream 0 ends with ``downsamples_2.0``, which reads nothing else.
+
+        Cutting after that downsample rather than before it halves the bytes y0 carries, and on OpenVINO's
+        CPU plugin the cut falls where the whole graph holds the tensor in plain NCHW already (the Fusion's
+        interleaving concat reads it so), where the stream's last conv writes channels-last: the cut then
+        costs no layout reorder (benchmarks/results/int8_cuts.md)."""
+        y = self.streams[k](x)
+        return self.downsamples_2[0](y) if k == 0 else y
+
     def fusion(self, y0: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-        d0 = self.downsamples_2[0](y0)
-        d1 = self.downsamples_2[1](y1, d0)
+        """``y0`` already downsampled (``stream_output``)."""
+        d1 = self.downsamples_2[1](y1, y0)
         return self.head(self.combine(y2, d1))
 
     def cut_plan(self, split: str) -> tuple[Cut, ...]:
@@ -338,7 +348,7 @@ class ParNet(nn.Module):
         fusion = Cut("fusion", tuple(f"y{k}" for k in range(n)), (LOGITS,), None, lambda *ys: [self.fusion(*ys)])
         if split == "shared":
             stem = Cut("stem", (IMAGE,), tuple(f"x{k}" for k in range(n)), None, self.stem)
-            return (stem, *(Cut(f"stream{k}", (f"x{k}",), (f"y{k}",), k, lambda x, k=k: [self.streams[k](x)])
+            return (stem, *(Cut(f"stream{k}", (f"x{k}",), (f"y{k}",), k, lambda x, k=k: [self.stream_output(k, x)])
                             for k in range(n)), fusion)
         if split == "replicated":
             return (*(Cut(f"stream{k}", (IMAGE,), (f"y{k}",), k, lambda image, k=k: [self._stream_from_image(k, image)])
@@ -349,7 +359,7 @@ class ParNet(nn.Module):
         x = image
         for init in self.inits[:k + 1]:
             x = init(x)
-        return self.streams[k](x)
+        return self.stream_output(k, x)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
@@ -364,5 +374,5 @@ class ParNet(nn.Module):
         if not isinstance(x, torch.fx.Proxy):
             self.check_input(x)
         xs = self.stem(x)
-        ys = [stream(xk) for stream, xk in zip(self.streams, xs)]
+        ys = [self.stream_output(k, xk) for k, xk in enumerate(xs)]
         return self.fusion(*ys)
