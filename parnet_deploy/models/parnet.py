@@ -326,12 +326,12 @@ class ParNet(nn.Module):
         return xs
 
     def stream_output(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """``y{k}``: stream k on its input; stream 0 ends with ``downsamples_2.0``, which reads nothing else.
+        """``y{k}``: stream k on its input; stream 0 ends with ``downsamples_2.0``, which reads nothing else (the
+        paper's table A1 lists it as "Stream1-Downsampling", in the first stream's column).
 
-        Cutting after that downsample rather than before it halves the bytes y0 carries, and on OpenVINO's
-        CPU plugin the cut falls where the whole graph holds the tensor in plain NCHW already (the Fusion's
-        interleaving concat reads it so), where the stream's last conv writes channels-last: the cut then
-        costs no layout reorder (benchmarks/results/int8_cuts.md)."""
+        Cut after that downsample, y0 carries half the bytes, and on OpenVINO's CPU plugin it is cut where the
+        whole graph holds it in plain NCHW anyway (the Fusion's interleaving concat reads it so) rather than where
+        a conv writes it channels-last: the cut adds no layout reorder (benchmarks/results/int8_cuts.md)."""
         y = self.streams[k](x)
         return self.downsamples_2[0](y) if k == 0 else y
 
