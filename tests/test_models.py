@@ -136,5 +136,7 @@ def test_cut_plan_is_declared_once_and_composes_to_the_model(tiny_model, split, 
             assert all(n in values for n in cut.inputs), cut.name
             values.update(zip(cut.outputs, slice_of(model, cut.name, split)(*(values[n] for n in cut.inputs))))
         assert torch.equal(values["logits"], model(x))
+    # stream 0 leaves through its downsample (ParNet.stream_output): y0 crosses at stream 1's shape
+    assert values["y0"].shape == values["y1"].shape == (1, model.config.planes[1], 8, 8)
     with pytest.raises(ConfigError, match="unknown split 'diagonal'; choose one of replicated, shared"):
         model.cut_plan("diagonal")
