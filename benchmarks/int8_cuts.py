@@ -12,7 +12,8 @@ Measures, pair by pair (`int8_peers.paired_ratio`): streams / whole for each gra
 against the graph before it; and, with OpenVINO's per-layer counters (``PERF_COUNT``), the layers' time by type in
 the whole graph and summed over the five subgraphs (the reorders at the cuts are what the split adds); and what
 moving from one compiled model to the next costs: each subgraph's call in the chain against a second call right
-after it, at the benchmark's threads and at one thread.
+after it, at the benchmark's threads and at one thread. The current graph's streams / whole is then paired again
+``--repeats`` times, one run after another: the spread between runs.
 Writes benchmarks/results/int8_cuts.{json,md}.
 """
 
@@ -134,6 +135,8 @@ def main() -> int:
     p = model_arguments(argparse.ArgumentParser(description=__doc__,
                                                 formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--profile-calls", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=5,
+                   help="more paired streams / whole runs of the current graph, one after another: the spread of runs")
     args = p.parse_args()
     res, t = (args.resolution, args.resolution), args.threads
     with tempfile.TemporaryDirectory(prefix="parnet-int8-cuts-") as tmp:
@@ -166,6 +169,11 @@ def main() -> int:
                 print(f"paired: {m}, {num} / {den} ...", flush=True)
                 paired[f"{m}: {num} / {den}"] = paired_ratio(lambda m=m, g=num: runners[g][m](x),
                                                              lambda m=m, g=den: runners[g][m](x), args.pair_rounds, 5)
+        repeats = []
+        for k in range(args.repeats):
+            print(f"paired: streams / whole, now, repeat {k + 1}/{args.repeats} ...", flush=True)
+            w, s = runners["now"]["whole"], runners["now"]["streams"]
+            repeats.append(paired_ratio(lambda s=s: s(x), lambda w=w: w(x), args.pair_rounds, 5))
         for r in runners.values():
             for runner in r.values():
                 runner.close()
@@ -179,7 +187,7 @@ def main() -> int:
     date = datetime.now(UTC).isoformat(timespec="seconds")
     data = {"arch": args.arch, "resolution": list(res), "batch": 1, "command": command, "date": date,
             "environment": env, "cuts": cuts, "streams_vs_whole_max_abs_diff": diff,
-            "now_vs_uint8_moves_max_abs_diff": diff_now, "paired": paired,
+            "now_vs_uint8_moves_max_abs_diff": diff_now, "paired": paired, "streams_whole_now_repeats": repeats,
             "layers_ms": {g: {"whole": w, "subgraphs": s} for g, (w, s) in layers.items()},
             "switch_ms": {f"{n} threads": v for n, v in switch.items()}}
     RESULTS.mkdir(exist_ok=True)
@@ -200,6 +208,13 @@ def main() -> int:
              "| ratio | numerator ms | denominator ms | paired | 95% interval |", "|---|---:|---:|---:|---|"]
     lines += [f"| {k} | {v['numerator_ms']:.2f} | {v['denominator_ms']:.2f} | {v['ratio']:.3f} | "
               f"{v['ci95'][0]:.3f}–{v['ci95'][1]:.3f} |" for k, v in paired.items()]
+    if repeats:
+        ratios = [r["ratio"] for r in repeats]
+        lines += ["", f"Streams / whole, now, paired again {len(repeats)} times, one run after another (the spread "
+                  "between runs, which one run's interval does not cover): "
+                  + ", ".join(f"{r['ratio']:.3f} ({r['ci95'][0]:.3f}–{r['ci95'][1]:.3f})" for r in repeats)
+                  + f"; median {float(np.median(ratios)):.3f}, {sum(r <= 1.05 for r in ratios)} of {len(ratios)} "
+                  "at or under 1.05."]
     types = sorted({k for w, s in layers.values() for k in (*w, *s)}, key=lambda k: -layers["now"][0].get(k, 0))
     lines += ["", f"OpenVINO's per-layer counters (`PERF_COUNT`, mean ms per call over {args.profile_calls} calls; "
               "the subgraphs summed):", "",
