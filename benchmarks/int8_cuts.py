@@ -159,21 +159,23 @@ def main() -> int:
         logits = {g: runners[g]["streams"](x) for g in GRAPHS}
         diff = max(float(np.abs(logits[g] - runners[g]["whole"](x)).max()) for g in GRAPHS)
         diff_now = float(np.abs(logits["now"] - logits["uint8 moves"]).max())
+        def pair(num: tuple[str, str], den: tuple[str, str]) -> dict:
+            """(graph, mode) against (graph, mode), paired."""
+            return paired_ratio(lambda: runners[num[0]][num[1]](x), lambda: runners[den[0]][den[1]](x),
+                                args.pair_rounds, 5)
+
         paired = {}
         for g in GRAPHS:
             print(f"paired: streams / whole, {g}, {args.pair_rounds} rounds ...", flush=True)
-            w, s = runners[g]["whole"], runners[g]["streams"]
-            paired[f"streams / whole, {g}"] = paired_ratio(lambda s=s: s(x), lambda w=w: w(x), args.pair_rounds, 5)
+            paired[f"streams / whole, {g}"] = pair((g, "streams"), (g, "whole"))
         for num, den in CHANGES:
             for m in ("whole", "streams") if num == "uint8 moves" else ("streams",):
                 print(f"paired: {m}, {num} / {den} ...", flush=True)
-                paired[f"{m}: {num} / {den}"] = paired_ratio(lambda m=m, g=num: runners[g][m](x),
-                                                             lambda m=m, g=den: runners[g][m](x), args.pair_rounds, 5)
+                paired[f"{m}: {num} / {den}"] = pair((num, m), (den, m))
         repeats = []
         for k in range(args.repeats):
             print(f"paired: streams / whole, now, repeat {k + 1}/{args.repeats} ...", flush=True)
-            w, s = runners["now"]["whole"], runners["now"]["streams"]
-            repeats.append(paired_ratio(lambda s=s: s(x), lambda w=w: w(x), args.pair_rounds, 5))
+            repeats.append(pair(("now", "streams"), ("now", "whole")))
         for r in runners.values():
             for runner in r.values():
                 runner.close()

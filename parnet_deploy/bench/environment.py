@@ -20,8 +20,8 @@ def environment(extra: dict | None = None) -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     libs = {d: _version(d) for d in ("parnet-deploy", "onnxruntime", "onnx", "torch", "numpy", "openvino")}
     return {"cpu": cpu_model(), "cpu_flags": list(kernel_flags()), "cores": cores, "machine": platform.machine(),
-            "os": platform.platform(),
-            "python": platform.python_version(), "libraries": {k: v for k, v in libs.items() if v},
+            "os": platform.platform(), "python": platform.python_version(),
+            "libraries": {k: v for k, v in libs.items() if v},
             **(extra or {})}
 
 

@@ -214,7 +214,7 @@ def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.
     """
     graph = gs.import_onnx(model)
     tensors = graph.tensors()
-    taken = set(tensors)
+    fresh = _namer(graph)
     crossed: dict[str, str] = {}
     for name in names:
         tensor = tensors.get(name)
@@ -228,12 +228,8 @@ def quantize_boundaries(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.
         for q in readers[1:]:
             for dq in list(q.outputs[0].outputs):
                 dq.inputs[[i for i, t in enumerate(dq.inputs) if t is q.outputs[0]][0]] = quantized
-        float_name, k = f"{name}_float", 1
-        while float_name in taken:
-            float_name, k = f"{name}_float_{k}", k + 1
-        taken.add(float_name)
         dtype = _zero_point_dtype(readers[0])
-        tensor.name, quantized.name = float_name, name
+        tensor.name, quantized.name = fresh(f"{name}_float"), name
         quantized.dtype, quantized.shape = dtype, tensor.shape
         crossed[name] = dtype.name
     return gs.export_onnx(graph.cleanup().toposort()), crossed
