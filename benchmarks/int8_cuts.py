@@ -8,8 +8,10 @@ calibration (the same fp32 weights and images):
 
     python benchmarks/int8_cuts.py            # ParNet-S 224, batch 1, 2 threads
 
-Measures, pair by pair (`int8_peers.paired_ratio`): streams / whole for each graph, and each change's streams
-against the graph before it; and, with OpenVINO's per-layer counters (``PERF_COUNT``), the layers' time by type in
+Measures, pair by pair (`int8_peers.paired_ratio`): streams / whole for each graph, each change's streams
+against the graph before it, and the current graph's streams in waves (`chain.waves`: on 2 threads stream0 and
+stream1 side by side on one thread each, then stream2 on two) against the same chain one subgraph at a time;
+and, with OpenVINO's per-layer counters (``PERF_COUNT``), the layers' time by type in
 the whole graph and summed over the five subgraphs (the reorders at the cuts are what the split adds); and what
 moving from one compiled model to the next costs: each subgraph's call in the chain against a second call right
 after it, at the benchmark's threads and at one thread. The current graph's streams / whole is then paired again
@@ -34,6 +36,7 @@ from unittest import mock
 
 import numpy as np
 
+from parnet_deploy.backends.openvino.chain import ChainedStreamsExecutor
 from parnet_deploy.bench.environment import describe_cpu, environment
 from parnet_deploy.export import load_manifest
 from parnet_deploy.models import ParNet
@@ -172,6 +175,15 @@ def main() -> int:
             for m in ("whole", "streams") if num == "uint8 moves" else ("streams",):
                 print(f"paired: {m}, {num} / {den} ...", flush=True)
                 paired[f"{m}: {num} / {den}"] = pair((num, m), (den, m))
+        now = runners["now"]["streams"]
+        in_turn = ChainedStreamsExecutor(now.manifest, now._load_runner, 1)  # waves of one: one at a time
+        feeds = {now.input_spec.name: x}
+        diff_waves = float(np.abs(now.executor.infer(feeds)[now.output_spec.name]
+                                  - in_turn.infer(feeds)[now.output_spec.name]).max())
+        print("paired: streams, now: waves / one at a time ...", flush=True)
+        paired["streams, now: waves / one at a time"] = paired_ratio(lambda: now.executor.infer(feeds),
+                                                                     lambda: in_turn.infer(feeds), args.pair_rounds, 5)
+        in_turn.close()
         repeats = []
         for k in range(args.repeats):
             print(f"paired: streams / whole, now, repeat {k + 1}/{args.repeats} ...", flush=True)
@@ -189,7 +201,8 @@ def main() -> int:
     date = datetime.now(UTC).isoformat(timespec="seconds")
     data = {"arch": args.arch, "resolution": list(res), "batch": 1, "command": command, "date": date,
             "environment": env, "cuts": cuts, "streams_vs_whole_max_abs_diff": diff,
-            "now_vs_uint8_moves_max_abs_diff": diff_now, "paired": paired, "streams_whole_now_repeats": repeats,
+            "now_vs_uint8_moves_max_abs_diff": diff_now, "waves_vs_one_at_a_time_max_abs_diff": diff_waves,
+            "waves": [list(w) for w in now.executor.waves], "paired": paired, "streams_whole_now_repeats": repeats,
             "layers_ms": {g: {"whole": w, "subgraphs": s} for g, (w, s) in layers.items()},
             "switch_ms": {f"{n} threads": v for n, v in switch.items()}}
     RESULTS.mkdir(exist_ok=True)
@@ -204,7 +217,10 @@ def main() -> int:
              "same cuts) and now (with it, y0 cut after the downsample: `ParNet.stream_output`). Cuts (dtype, shape):",
              ""] + [f"- {g}: " + ", ".join(f"{n} {d}" for n, d in c.items()) for g, c in cuts.items()] + [
              "", f"Streams and whole give logits within {diff:.2g} of each other in every graph; now and uint8 "
-             f"moves within {diff_now:.2g} (the same quantized values: the downsample moved, not the scales).", "",
+             f"moves within {diff_now:.2g} (the same quantized values: the downsample moved, not the scales). Streams "
+             "run in waves (`chain.waves`): " + ", ".join("{" + ", ".join(w) + "}" for w in now.executor.waves)
+             + f", each wave's subgraphs side by side on {t} threads between them; the same chain one subgraph at a "
+             f"time (on {t} threads each) gives logits within {diff_waves:.2g}.", "",
              f"Paired ratios ({args.pair_rounds} rounds of 5 calls each, back to back, order swapped every round; "
              "median of the per-round ratios, 95% bootstrap interval):", "",
              "| ratio | numerator ms | denominator ms | paired | 95% interval |", "|---|---:|---:|---:|---|"]

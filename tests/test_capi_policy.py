@@ -24,6 +24,7 @@ import pytest
 from parnet_deploy import hardware
 from parnet_deploy.backends.openvino import backend as ov_backend
 from parnet_deploy.backends.openvino import config as ov_config
+from parnet_deploy.backends.openvino.chain import ChainedStreamsExecutor
 from parnet_deploy.errors import UserError
 from parnet_deploy.runtime.executors import EXECUTORS
 
@@ -152,8 +153,10 @@ def test_bf16_is_refused_where_the_cpu_has_none(monkeypatch):
 
 
 def _python_concurrency(monkeypatch, mode: str, width: int, threads: int) -> dict:
-    """What the Python runtime does: its executor for `mode` over a manifest of `width`
-    independent subgraphs, loading each through the OpenVINO backend (compilation stubbed)."""
+    """What the Python runtime does: the OpenVINO backend's executor for `mode` (its own chain, or the
+    generic one) over a manifest of `width` independent subgraphs, each loaded through the backend
+    (compilation stubbed): how many the DAG scheduler runs at once, the runs of side-by-side subgraphs,
+    and each graph's threads in the order they are loaded."""
     monkeypatch.setattr(ov_backend.builder, "compile_onnx", lambda path, device, config, batch=None: None)
     monkeypatch.setattr(ov_backend, "OpenVinoRunner",
                         lambda compiled, spec, config, compile_batch=None: SimpleNamespace(config=config,
@@ -161,27 +164,36 @@ def _python_concurrency(monkeypatch, mode: str, width: int, threads: int) -> dic
     backend = ov_backend.OpenVinoBackend(threads=threads)
     out, inp = [SimpleNamespace(name="y")], [SimpleNamespace(name="x", batch=None)]  # batch: static shapes
     subgraphs = [SimpleNamespace(name=f"s{i}", file=f"s{i}.onnx", inputs=inp, outputs=[]) for i in range(width)]
+    dag = SimpleNamespace(width=width, levels=lambda: (tuple(s.name for s in subgraphs),),
+                          spec=lambda name: next(s for s in subgraphs if s.name == name))
     manifest = SimpleNamespace(whole=SimpleNamespace(name="whole", file="whole.onnx", inputs=inp, outputs=out),
-                               subgraphs=subgraphs, dag=SimpleNamespace(width=width))
+                               subgraphs=subgraphs, dag=dag)
     runners = []
 
     def load_runner(spec, concurrency):
         runners.append(backend.load(Path(spec.file), spec, concurrency=concurrency))
         return runners[-1]
 
-    executor = EXECUTORS[mode](manifest, load_runner, backend.parallelism)
+    executor = (backend.executor(mode, manifest, load_runner)
+                or EXECUTORS[mode](manifest, load_runner, backend.parallelism))
     executor.close()
-    graph_threads = {int(r.config["INFERENCE_NUM_THREADS"]) for r in runners}
-    assert len(graph_threads) == 1
-    return {"graphs": executor.workers, "graph_threads": graph_threads.pop()}
+    chained = isinstance(executor, ChainedStreamsExecutor)
+    runs = [len(w) for w in executor.waves] if chained else [1] * len(runners)
+    return {"graphs": 1 if chained else executor.workers, "runs": runs,
+            "threads": [int(r.config["INFERENCE_NUM_THREADS"]) for r in runners]}
 
 
 def test_concurrency_and_threads_are_pythons(probe, monkeypatch):
     table = [(m, w, t) for m in MODES for w in WIDTHS for t in THREADS]
     got = _ask(probe, *[str(a) for row in table for a in ("concurrency", *row)])
     for row, answer in zip(table, got):
-        assert answer == _python_concurrency(monkeypatch, *row), row
-    # the rule itself: concurrent subgraphs keep at least 2 threads each
-    assert dict(zip(table, got))[("streams", 3, 4)] == {"graphs": 2, "graph_threads": 2}
-    assert dict(zip(table, got))[("streams", 6, 16)] == {"graphs": 6, "graph_threads": 2}
-    assert dict(zip(table, got))[("whole", 6, 16)] == {"graphs": 1, "graph_threads": 16}
+        assert {k: answer[k] for k in ("graphs", "runs", "threads")} == _python_concurrency(monkeypatch, *row), row
+    # the rules themselves: concurrent subgraphs keep at least 2 threads each; on fewer than 4 threads a
+    # level's subgraphs run side by side in runs of up to the threads, sharing them
+    answers = dict(zip(table, got))
+    assert answers[("streams", 3, 4)] == {"graphs": 2, "graph_threads": 2, "runs": [1, 1, 1], "threads": [2, 2, 2]}
+    assert answers[("streams", 6, 16)] == {"graphs": 6, "graph_threads": 2, "runs": [1] * 6, "threads": [2] * 6}
+    assert answers[("whole", 6, 16)] == {"graphs": 1, "graph_threads": 16, "runs": [1], "threads": [16]}
+    assert answers[("streams", 3, 2)] == {"graphs": 1, "graph_threads": 2, "runs": [2, 1], "threads": [1, 1, 2]}
+    assert answers[("streams", 4, 3)] == {"graphs": 1, "graph_threads": 3, "runs": [3, 1], "threads": [1, 1, 1, 3]}
+    assert answers[("streams", 3, 1)] == {"graphs": 1, "graph_threads": 1, "runs": [1, 1, 1], "threads": [1, 1, 1]}

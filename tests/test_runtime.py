@@ -74,8 +74,9 @@ def test_streams_equal_whole_and_follow_the_dag(export_dirs, backend, split, wor
 
 @pytest.mark.parametrize("split", ["replicated", "shared"])
 def test_openvino_streams_on_two_threads_chain_requests(export_dirs, split):
-    """One subgraph at a time with the boundary tensors handed over inside OpenVINO: bitwise the generic
-    executor's outputs, the manifest's order, safe from many threads; wider budgets keep the generic one."""
+    """Boundary tensors handed over inside OpenVINO, the streams in waves (two side by side on one thread
+    each, then the third on two): bitwise the generic executor's outputs, no wave before the last has
+    ended, safe from many threads; wider budgets keep the generic executor."""
     from parnet_deploy.backends.openvino.chain import ChainedStreamsExecutor
     from parnet_deploy.export import load_manifest
 
@@ -83,6 +84,11 @@ def test_openvino_streams_on_two_threads_chain_requests(export_dirs, split):
     manifest = load_manifest(d)
     chained = runtime.load(d, backend="openvino", mode="streams", threads=2)
     assert isinstance(chained.executor, ChainedStreamsExecutor)
+    stem = (("stem",),) if split == "shared" else ()
+    assert chained.executor.waves == (*stem, ("stream0", "stream1"), ("stream2",), ("fusion",))
+    assert chained.executor.workers == 2
+    threads = {name: r.properties["INFERENCE_NUM_THREADS"] for name, r in chained.executor.runners.items()}
+    assert threads == {**{s: "2" for s, in stem}, "stream0": "1", "stream1": "1", "stream2": "2", "fusion": "2"}
     with runtime.load(d, backend="openvino", mode="streams", threads=6) as wide:
         assert isinstance(wide.executor, StreamsExecutor) and wide.executor.workers == 3
     be = get_backend("openvino", threads=2)
@@ -90,14 +96,70 @@ def test_openvino_streams_on_two_threads_chain_requests(export_dirs, split):
     for seed in range(3):
         assert np.array_equal(chained(_x(seed)), generic.infer({"image": _x(seed)})["logits"])
     _, times = chained.executor.infer_timed({"image": _x()})
-    assert [t.name for t in times] == [s.name for s in manifest.subgraphs]
-    assert all(a.end <= b.start for a, b in zip(times, times[1:]))
+    stage = {t.name: t for t in times}
+    assert sorted(stage) == sorted(s.name for s in manifest.subgraphs) and len(times) == len(stage)
+    for wave, after in zip(chained.executor.waves, chained.executor.waves[1:]):
+        assert len({stage[n].start for n in wave}) == 1  # a wave starts together
+        assert max(stage[n].end for n in wave) <= min(stage[n].start for n in after)
     expected = {s: chained(_x(s)) for s in range(4)}
     assert threaded_mismatches(lambda seed: chained(_x(seed)), expected, calls=5) == []
     with pytest.raises(UserError, match=r"input 'image' must be a C-contiguous float32 array of shape \[1, 3, 64"):
         chained.executor.infer({"image": _x().astype(np.float64)})
     chained.close()
     generic.close()
+
+
+def test_openvino_waves_cut_each_level_into_runs_of_the_threads(export_dirs):
+    from parnet_deploy.backends.openvino.chain import waves
+    from parnet_deploy.export import load_manifest
+
+    dag = load_manifest(export_dirs["shared"]).dag
+    assert waves(dag, 1) == (("stem",), ("stream0",), ("stream1",), ("stream2",), ("fusion",))
+    assert waves(dag, 2) == (("stem",), ("stream0", "stream1"), ("stream2",), ("fusion",))
+    assert waves(dag, 3) == waves(dag, 8) == (("stem",), ("stream0", "stream1", "stream2"), ("fusion",))
+
+
+class _FakeRequest:
+    """An infer request whose calls are recorded and may fail."""
+
+    def __init__(self, log, name, fail=None):
+        self.log, self.name, self.fail, self.latency = log, name, fail, 1.0
+
+    def _step(self, method):
+        self.log.append(f"{self.name}.{method}")
+        if self.fail == method:
+            raise RuntimeError(f"Exception from src/x.cpp:1:\n{self.name} broke")
+
+    def start_async(self):
+        self._step("start_async")
+
+    def infer(self):
+        self._step("infer")
+
+    def wait(self):
+        self._step("wait")
+
+
+@pytest.mark.parametrize("fail, message", [("infer", "b: OpenVINO inference failed: b broke"),
+                                           ("wait", "a: OpenVINO inference failed: a broke")])
+def test_openvino_wave_failure_names_the_subgraph_and_waits_for_the_others(fail, message):
+    """Whichever request of a wave fails, the call raises naming its subgraph, and only after every request
+    it started has finished (their tensors are the chain's); nothing after the wave runs."""
+    from types import SimpleNamespace
+
+    from parnet_deploy.backends.openvino.chain import _Chain
+    from parnet_deploy.errors import RuntimeFailure
+
+    log = []
+    a = _FakeRequest(log, "a", fail if fail == "wait" else None)
+    b = _FakeRequest(log, "b", fail if fail == "infer" else None)
+    c = _FakeRequest(log, "c")
+    chain = object.__new__(_Chain)
+    chain.feeds, chain.tensors = [], {}
+    chain.waves = [[(SimpleNamespace(name="a"), a), (SimpleNamespace(name="b"), b)], [(SimpleNamespace(name="c"), c)]]
+    with pytest.raises(RuntimeFailure, match=f"^{message}$"):
+        chain.run({}, [], 0.0)
+    assert log == ["a.start_async", "b.infer", "a.wait"]
 
 
 def test_concurrent_subgraphs_keep_two_threads_each():

@@ -19,8 +19,9 @@ class RequestSet {
     using Port = std::pair<size_t, size_t>;  // (node, port)
 
     RequestSet(const std::vector<Node> &nodes, size_t n_inputs, const std::vector<size_t> &output_bytes,
-               int concurrency, int64_t batch_max)
-        : nodes_(nodes), output_bytes_(output_bytes), concurrency_(concurrency), batch_max_(batch_max), waiting_(nodes.size()),
+               int concurrency, const std::vector<size_t> &waves, int64_t batch_max)
+        : nodes_(nodes), output_bytes_(output_bytes), concurrency_(concurrency), waves_(waves), batch_max_(batch_max),
+          wave_errors_(nodes.size()), waiting_(nodes.size()),
           producers_(nodes.size()), input_readers_(n_inputs), output_writer_(output_bytes.size()),
           output_readers_(output_bytes.size()), bound_inputs_(n_inputs, nullptr),
           bound_outputs_(output_bytes.size(), nullptr), scratch_(output_bytes.size()) {
@@ -67,12 +68,15 @@ class RequestSet {
         if (concurrency_ > 1)
             for (size_t i = 0; i < nodes.size(); i++)
                 requests_[i]->set_done([this, i](std::exception_ptr e) { finished(static_cast<int>(i), e); });
+        else  // run_in_waves reads each failure after the node's wait(), which returns after this call
+            for (size_t i = 0; i < nodes.size(); i++)
+                requests_[i]->set_done([this, i](std::exception_ptr e) noexcept { wave_errors_[i] = e; });
     }
 
     void run(const void *const *inputs, void *const *outputs, int64_t batch) {
         bind(inputs, outputs, batch);
         if (concurrency_ <= 1) {
-            for (auto &r : requests_) r->infer();
+            run_in_waves();
         } else {
             run_concurrently();
         }
@@ -130,6 +134,33 @@ class RequestSet {
         std::string s = "[";
         for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
         return s + "]";
+    }
+
+    // Each run of waves_ side by side: all but its last node started asynchronously, the last in the
+    // calling thread; every started node waited for before the next run, or before a failure is thrown
+    // (their tensors belong to this set). The first failure in the run's order wins, the caller's own first.
+    void run_in_waves() {
+        size_t first = 0;
+        for (size_t size : waves_) {
+            const size_t last = first + size - 1;
+            size_t started = 0;
+            std::exception_ptr failed;
+            try {
+                for (size_t i = first; i < last; i++, started++) {
+                    wave_errors_[i] = nullptr;
+                    requests_[i]->start_async();
+                }
+                requests_[last]->infer();
+            } catch (...) {
+                failed = std::current_exception();
+            }
+            for (size_t i = first; i < first + started; i++) {
+                requests_[i]->wait();
+                if (!failed && wave_errors_[i]) failed = runtime_error(wave_errors_[i]);
+            }
+            if (failed) std::rethrow_exception(failed);
+            first += size;
+        }
     }
 
     // A node starts as soon as all its producers are done, at most `concurrency_` at a time.
@@ -207,7 +238,9 @@ class RequestSet {
     const std::vector<Node> &nodes_;
     const std::vector<size_t> &output_bytes_;
     const int concurrency_;
+    const std::vector<size_t> &waves_;
     const int64_t batch_max_;
+    std::vector<std::exception_ptr> wave_errors_;  // per node: its last asynchronous run's failure
     std::vector<std::unique_ptr<Request>> requests_;
 
     std::mutex mutex_;
@@ -237,14 +270,20 @@ class RequestSet {
 };
 
 Executor::Executor(std::vector<Node> nodes, size_t n_inputs, std::vector<size_t> output_bytes, int concurrency,
-                   int64_t batch_max)
+                   std::vector<size_t> waves, int64_t batch_max)
     : nodes_(std::move(nodes)), n_inputs_(n_inputs), output_bytes_(std::move(output_bytes)), concurrency_(concurrency),
-      batch_max_(batch_max) {
+      waves_(std::move(waves)), batch_max_(batch_max) {
+    size_t sum = 0;
+    for (size_t size : waves_) {
+        if (size == 0) fail(PRT_E_RUNTIME, "executor: an empty wave");
+        sum += size;
+    }
+    if (concurrency_ <= 1 && sum != nodes_.size()) fail(PRT_E_RUNTIME, "executor: the waves do not cover the nodes");
     free_.push_back(make_set());  // allocate before the first call
 }
 
 std::unique_ptr<RequestSet> Executor::make_set() {
-    return std::make_unique<RequestSet>(nodes_, n_inputs_, output_bytes_, concurrency_, batch_max_);
+    return std::make_unique<RequestSet>(nodes_, n_inputs_, output_bytes_, concurrency_, waves_, batch_max_);
 }
 
 Executor::~Executor() = default;

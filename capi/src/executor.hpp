@@ -31,11 +31,13 @@ class Executor {
   public:
     // `nodes` in an execution order, reading graph inputs 0..n_inputs-1 and together producing
     // graph outputs 0..output_bytes.size()-1 (each exactly once; output_bytes: each one's size);
-    // `concurrency`: how many nodes may run at once (1: in order, in the calling thread).
+    // `concurrency`: how many nodes may run at once (1: in order, in the calling thread, except that
+    // each run of `waves` consecutive nodes, sizes summing to the nodes', runs side by side: all
+    // but its last started asynchronously, the last in the calling thread).
     // `batch_max`: 0 for static shapes; else the graphs have a bounded batch (dim 0 of every
     // boundary tensor, Port::shape[0] == -1) of at most batch_max, and output_bytes are at batch_max.
     Executor(std::vector<Node> nodes, size_t n_inputs, std::vector<size_t> output_bytes, int concurrency,
-             int64_t batch_max = 0);
+             std::vector<size_t> waves, int64_t batch_max = 0);
     ~Executor();
     // inputs[i]: graph input i; outputs[j]: graph output j's memory, or nullptr where the caller
     // does not want it (computed into memory of the request set: never into an earlier caller's).
@@ -51,6 +53,7 @@ class Executor {
     size_t n_inputs_;
     std::vector<size_t> output_bytes_;
     int concurrency_;
+    std::vector<size_t> waves_;
     int64_t batch_max_;
     std::mutex mutex_;
     std::vector<std::unique_ptr<RequestSet>> free_;

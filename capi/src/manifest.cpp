@@ -297,19 +297,26 @@ ExportManifest export_fields(const Fields &f) {
 
 }  // namespace
 
-size_t dag_width(const ExportManifest &m) {
+std::vector<std::vector<size_t>> dag_levels(const ExportManifest &m) {
     std::map<std::string, size_t> depth_of_producer;  // tensor -> depth of the subgraph producing it
-    std::map<size_t, size_t> per_depth;
-    size_t width = 1;
-    for (const SubgraphSpec &s : m.subgraphs) {  // an execution order (check_dag)
+    std::vector<std::vector<size_t>> levels;
+    for (size_t i = 0; i < m.subgraphs.size(); i++) {  // an execution order (check_dag)
+        const SubgraphSpec &s = m.subgraphs[i];
         size_t depth = 0;
         for (const TensorSpec &t : s.inputs) {
             const auto it = depth_of_producer.find(t.name);
             if (it != depth_of_producer.end()) depth = std::max(depth, it->second + 1);
         }
-        width = std::max(width, ++per_depth[depth]);
+        if (levels.size() <= depth) levels.resize(depth + 1);
+        levels[depth].push_back(i);
         for (const TensorSpec &t : s.outputs) depth_of_producer[t.name] = depth;
     }
+    return levels;
+}
+
+size_t dag_width(const ExportManifest &m) {
+    size_t width = 1;
+    for (const auto &level : dag_levels(m)) width = std::max(width, level.size());
     return width;
 }
 

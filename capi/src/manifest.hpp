@@ -60,6 +60,9 @@ struct EnginesManifest {
     std::map<std::string, FileSpec> files;
 };
 
+// The subgraphs (indices) by depth in the DAG: every member of a level can run at the same time.
+// = artifacts/dag.py Dag.levels
+std::vector<std::vector<size_t>> dag_levels(const ExportManifest &m);
 // How many subgraphs can ever run at once: the largest number at one depth of the DAG.
 size_t dag_width(const ExportManifest &m);
 

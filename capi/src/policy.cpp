@@ -101,7 +101,22 @@ Concurrency concurrency(bool streams, size_t dag_width, int threads) {
         c.graphs = std::max(1, std::min(width, threads / 2));
     }
     c.graph_threads = std::max(1, threads / c.graphs);
+    if (streams && c.graphs == 1) c.wave = threads;
     return c;
+}
+
+std::vector<size_t> runs(const Concurrency &c, const std::vector<size_t> &levels) {
+    const size_t size = c.graphs == 1 ? static_cast<size_t>(std::max(1, c.wave)) : 1;
+    std::vector<size_t> out;
+    for (size_t n : levels)
+        for (size_t done = 0; done < n; done += size) out.push_back(std::min(size, n - done));
+    return out;
+}
+
+std::vector<int> graph_threads(const Concurrency &c, const std::vector<size_t> &runs) {
+    std::vector<int> out;
+    for (size_t k : runs) out.insert(out.end(), k, std::max(1, c.graph_threads / static_cast<int>(k)));
+    return out;
 }
 
 }  // namespace policy

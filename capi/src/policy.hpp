@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 namespace prt {
 namespace policy {
@@ -39,11 +40,23 @@ int default_threads();
 // runs one graph; streams mode runs up to dag_width subgraphs at once, each keeping at least 2
 // threads. = runtime/executors.py StreamsExecutor.auto_workers and the threads // concurrency of
 // backends/openvino/backend.py load().
+// With graphs == 1 in streams mode, the subgraphs of one DAG level run side by side in runs of up
+// to `wave`, a run of k on max(1, graph_threads / k) threads each. = backends/openvino/chain.py waves
+// (the Python runtime's OpenVINO streams on fewer than 4 threads).
 struct Concurrency {
-    int graphs = 1;          // concurrency
-    int graph_threads = 1;   // threads of each compiled graph
+    int graphs = 1;          // concurrency of the DAG scheduler
+    int graph_threads = 1;   // threads of each compiled graph (of a run of one)
+    int wave = 1;
 };
 Concurrency concurrency(bool streams, size_t dag_width, int threads);
+
+// The runs of side-by-side graphs, in order, for DAG levels of these sizes (whole mode: {1}): with
+// graphs == 1 each level cut into runs of at most `wave`; else runs of one (the DAG scheduler runs
+// them at once). = chain.py waves
+std::vector<size_t> runs(const Concurrency &c, const std::vector<size_t> &levels);
+// Per graph, in the runs' order: its intra-op threads, max(1, graph_threads / k) in a run of k.
+// = the threads // concurrency of backends/openvino/backend.py load()
+std::vector<int> graph_threads(const Concurrency &c, const std::vector<size_t> &runs);
 
 }  // namespace policy
 }  // namespace prt

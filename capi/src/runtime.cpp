@@ -120,7 +120,9 @@ std::string choose_precision_hint(const Plan &plan, const Options &options) {
 // How the graphs are compiled and run.
 struct Settings {
     std::vector<SubgraphSpec> specs;  // the graphs to load, in an execution order
-    int concurrency = 1;              // how many run at once
+    std::vector<int> threads;         // per spec: its intra-op threads
+    int concurrency = 1;              // how many run at once (the DAG scheduler)
+    std::vector<size_t> waves;        // concurrency 1: runs of consecutive specs that run side by side
     CompileOptions compile;
 };
 
@@ -132,10 +134,21 @@ Settings choose_settings(const Plan &plan, const Options &options, const std::st
     const int threads = options.threads > 0 ? options.threads : policy::default_threads();
     const policy::Concurrency c = policy::concurrency(streams, dag_width(plan.graph), threads);
     Settings s;
-    s.specs = streams ? plan.graph.subgraphs : std::vector<SubgraphSpec>{plan.graph.whole};
     s.concurrency = c.graphs;
     s.compile = CompileOptions{options.device, c.graph_threads, choose_precision_hint(plan, options),
                                plan.graph.batch_min, plan.graph.batch_max};
+    std::vector<size_t> level_sizes{1};
+    if (streams) {  // level by level: an execution order too
+        level_sizes.clear();
+        for (const std::vector<size_t> &level : dag_levels(plan.graph)) {
+            level_sizes.push_back(level.size());
+            for (size_t i : level) s.specs.push_back(plan.graph.subgraphs[i]);
+        }
+    } else {
+        s.specs = {plan.graph.whole};
+    }
+    s.waves = policy::runs(c, level_sizes);
+    s.threads = policy::graph_threads(c, s.waves);
     return s;
 }
 
@@ -241,8 +254,12 @@ void wire_node(Node node, const SubgraphSpec &s, const GraphIo &io, const std::s
 std::vector<Node> build_nodes(const ArtifactDir &dir, const Plan &plan, const Settings &settings, Backend &backend) {
     const GraphIo io = graph_io(plan.graph.whole);
     Wiring w;
-    for (const SubgraphSpec &s : settings.specs)
-        wire_node(compile_node(dir, plan, s, backend, settings.compile), s, io, dir.path() + "/" + s.file, w);
+    for (size_t i = 0; i < settings.specs.size(); i++) {
+        const SubgraphSpec &s = settings.specs[i];
+        CompileOptions compile = settings.compile;
+        compile.threads = settings.threads[i];
+        wire_node(compile_node(dir, plan, s, backend, compile), s, io, dir.path() + "/" + s.file, w);
+    }
     return std::move(w.nodes);
 }
 
@@ -374,7 +391,7 @@ std::unique_ptr<Runtime> Runtime::open(const std::string &path, const Options &o
     std::vector<size_t> output_bytes;
     for (const IoTensor &t : rt->outputs_) output_bytes.push_back(t.bytes_at(rt->batch_max_));
     rt->executor_ = std::make_unique<Executor>(std::move(nodes), rt->inputs_.size(), std::move(output_bytes),
-                                               settings.concurrency, rt->dynamic_ ? rt->batch_max_ : 0);
+                                               settings.concurrency, settings.waves, rt->dynamic_ ? rt->batch_max_ : 0);
     return rt;
 }
 

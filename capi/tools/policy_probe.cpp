@@ -6,13 +6,15 @@
 //     cpuinfo FILE                    cpu_model and native_bf16 of FILE's text as /proc/cpuinfo
 //     hints                           every precision's inference-precision hint
 //     hint PRECISION                  the inference-precision hint ("" for an unknown precision)
-//     concurrency MODE WIDTH THREADS  graphs and graph_threads (MODE: whole | streams)
+//     concurrency MODE WIDTH THREADS  graphs, graph_threads, and the runs and per-graph threads of a
+//                                     DAG of WIDTH independent subgraphs (MODE: whole | streams)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -64,7 +66,10 @@ int main(int argc, char **argv) {
             const long width = number(argv[++i]), threads = number(argv[++i]);
             const policy::Concurrency c =
                 policy::concurrency(mode == "streams", static_cast<size_t>(width), static_cast<int>(threads));
-            print({{"graphs", c.graphs}, {"graph_threads", c.graph_threads}});
+            const std::vector<size_t> runs =
+                policy::runs(c, {mode == "streams" ? static_cast<size_t>(width) : size_t{1}});
+            print({{"graphs", c.graphs}, {"graph_threads", c.graph_threads}, {"runs", runs},
+                   {"threads", policy::graph_threads(c, runs)}});
         } else {
             usage("unknown command or missing arguments");
         }

@@ -40,13 +40,14 @@ class OpenVinoBackend(Backend, info=INFO):
 
     def executor(self, mode: str, manifest: ExportManifest, load_runner: LoadRunner,
                  cuda_graph: bool = False) -> Executor | None:
-        """Streams that run one subgraph at a time (few cores) pass boundary tensors inside OpenVINO
-        (chain.py); concurrent streams, and the whole graph, take the generic executors."""
+        """Streams on few cores (where the generic executor would run one subgraph at a time) pass boundary
+        tensors inside OpenVINO and run in waves (chain.py); on more cores, and the whole graph, the generic
+        executors."""
         if mode != "streams" or cuda_graph or concurrent_subgraphs(manifest.dag.width, self.parallelism) > 1:
             return super().executor(mode, manifest, load_runner, cuda_graph)
         from .chain import ChainedStreamsExecutor
 
-        return ChainedStreamsExecutor(manifest, load_runner)
+        return ChainedStreamsExecutor(manifest, load_runner, self.threads)
 
     def describe(self) -> dict[str, str]:
         info = {"backend": self.name, "version": self.version(), "device": self.device,
