@@ -93,7 +93,8 @@ int prt_abi_version(void);
 /* Open an export (parnet-export) or engine (parnet-build --backend openvino) directory.
    options: NULL or "key=value;key=value", keys:
      mode            whole (default: one graph) | streams (one infer request per subgraph; independent
-                     subgraphs run concurrently when threads allow two per subgraph)
+                     subgraphs run concurrently when threads allow two per subgraph; on 2 or 3
+                     threads, side by side in waves that share the threads)
      threads         positive integer, in all (default: all cores)
      device          cpu (= CPU, default) or an OpenVINO device name: CPU, GPU, GPU.1, NPU
      precision_hint  f32 | bf16 | f16: the float precision OpenVINO computes in (default f32; int8 and
