@@ -63,6 +63,36 @@ def test_engine_bench_json(tiny, mode):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_openvino_streams_bench_follows_the_waves(tiny):
+    """On 2 threads OpenVINO runs the streams in waves: the report says so, hands over from each member of a
+    wave to each of the next, and judges overhead against the waves (each as long as its longest member)."""
+    root, _, d = tiny
+    out = root / "waves.json"
+    r = _bench("--engine", d, "--mode", "streams", "--backend", "openvino", "--threads", "2", *FAST,
+               "--json", out, cwd=root)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert data["schedule"] == "waves of up to 2" and "waves of up to 2" in r.stdout
+    assert set(data["handoffs_ms"]) == {"stem->stream0", "stem->stream1", "stream0->stream2", "stream1->stream2",
+                                        "stream2->fusion"}
+    stage = {s["name"]: s for s in data["stages"]}
+    assert stage["stream0"]["start_ms"] == stage["stream1"]["start_ms"]  # a wave starts together
+    assert stage["stream2"]["start_ms"] >= stage["stream1"]["start_ms"] + stage["stream1"]["median_ms"] * 0.5
+
+
+def test_schedule_waves():
+    from types import SimpleNamespace
+
+    from parnet_deploy.bench.engine import schedule_waves
+
+    manifest = SimpleNamespace(subgraphs=[SimpleNamespace(name=n) for n in ("a", "b", "c")])
+    assert schedule_waves(SimpleNamespace(workers=1), manifest, "streams") == (("a",), ("b",), ("c",))
+    assert schedule_waves(SimpleNamespace(workers=2), manifest, "streams") is None  # as the DAG allows
+    assert schedule_waves(SimpleNamespace(workers=2, waves=(("a",), ("b", "c"))), manifest, "streams") == (
+        ("a",), ("b", "c"))
+    assert schedule_waves(SimpleNamespace(workers=1), manifest, "whole") is None
+
+
 def test_compare_rows(tiny):
     root, ckpt, _ = tiny
     out = root / "cmp.json"

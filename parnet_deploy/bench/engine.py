@@ -37,7 +37,7 @@ class StageSummary:
 class EngineBenchResult:
     path: str
     mode: str
-    schedule: str  # "sequential" or "N concurrent"
+    schedule: str  # "sequential", "waves of up to N" or "N concurrent"
     latency: LatencyStats
     stages: list[StageSummary]
     handoffs: dict[str, float]  # "producer->consumer": median gap in ms
@@ -92,7 +92,7 @@ class EngineBenchResult:
             lines.append("  handoffs     " + ", ".join(f"{k} {v:.3f}" for k, v in self.handoffs.items()))
         if self.critical_path:
             lines.append(f"  critical path (*) {' -> '.join(self.critical_path)}: {self.critical_path_ms:.2f} ms"
-                         + (" (reachable with one device per stream)" if self.schedule == "sequential"
+                         + (" (reachable with one device per stream)" if not self.schedule.endswith("concurrent")
                             and self.mode != "whole" else ""))
         else:
             lines.append("  critical path: not measured (stages on other ranks are timed by their own process)")
@@ -112,15 +112,27 @@ def summarize_stages(calls: list[list[StageTime]], order: list[str]) -> list[Sta
     return out
 
 
-def handoffs(manifest: ExportManifest, calls: list[list[StageTime]], sequential: bool) -> dict[str, float]:
+def schedule_waves(executor, manifest: ExportManifest, mode: str) -> tuple[tuple[str, ...], ...] | None:
+    """The subgraphs in the groups the executor runs one after another (each group's members at once):
+    one at a time, each alone; an executor that runs the DAG in waves says so (openvino/chain.py);
+    None for the whole graph and for a DAG run as it allows."""
+    if mode == "whole":
+        return None
+    waves = getattr(executor, "waves", None)
+    if waves is None and executor.workers == 1:
+        waves = tuple((s.name,) for s in manifest.subgraphs)
+    return waves
+
+
+def handoffs(manifest: ExportManifest, calls: list[list[StageTime]],
+             waves: tuple[tuple[str, ...], ...] | None) -> dict[str, float]:
     """Median gap (ms) between a producer finishing and its consumer starting.
 
-    Run one at a time, the subgraphs hand over to the next one in execution order; run
-    concurrently, along the DAG's edges.
+    Run in ``waves`` (one at a time: waves of one), each member of a wave hands over to each of the
+    next; run as the DAG allows, along the DAG's edges.
     """
-    if sequential:
-        order = [s.name for s in manifest.subgraphs]
-        pairs = list(zip(order, order[1:]))
+    if waves:
+        pairs = [(a, b) for wave, after in zip(waves, waves[1:]) for a in wave for b in after]
     else:
         pairs = [(e.producer, c) for e in manifest.dag.edges for c in e.consumers if e.producer != "input"]
     gaps: dict[str, list[float]] = {}
@@ -199,14 +211,18 @@ def bench_engine(path: str | Path, mode: str = "whole", backend: str | None = No
         stages = summarize_stages(calls, order)
         path_names, path_ms = critical_path(runner.manifest, stages, mode)
         workers = runner.executor.workers
-        sequential = workers == 1
-        compute_ms = sum(s.median_ms for s in stages) if sequential else path_ms
+        waves = schedule_waves(runner.executor, runner.manifest, mode)
+        duration = {s.name: s.median_ms for s in stages}
+        if waves and all(n in duration for wave in waves for n in wave):  # a wave lasts as its longest member
+            compute_ms = sum(max(duration[n] for n in wave) for wave in waves)
+        else:  # some stages timed elsewhere (distributed), or one replayed graph
+            compute_ms = sum(duration.values()) if workers == 1 else path_ms
+        schedule = ("one session" if mode == "whole" else "sequential" if workers == 1
+                    else f"waves of up to {workers}" if waves else f"{workers} concurrent")
         env = environment({"runtime": runner.backend.describe(), "workers": workers})
         gpu = runner.executor.gpu_time_ms  # CUDA-event compute time (CUDA-stream executor)
         gpu_stats = LatencyStats.from_seconds(np.asarray(gpu[-len(samples):]) / 1e3) if gpu else None
         return EngineBenchResult(
-            str(path), mode,
-            "one session" if mode == "whole" else "sequential" if sequential else f"{workers} concurrent",
-            latency, stages,
-            handoffs(runner.manifest, calls, sequential) if mode != "whole" else {}, path_names, path_ms, env,
+            str(path), mode, schedule, latency, stages,
+            handoffs(runner.manifest, calls, waves) if mode != "whole" else {}, path_names, path_ms, env,
             timing, diagnose(latency, compute_ms, mode), [s * 1e3 for s in samples], gpu_stats, batch)
