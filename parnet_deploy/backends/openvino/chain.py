@@ -9,9 +9,10 @@ output and every consumer's input, so a call only sets the graph inputs and runs
 
 Subgraphs that could run at once (one DAG level) run in waves of up to ``threads`` subgraphs, each
 compiled for ``threads // len(wave)`` threads: on 2 cores ParNet's streams run as stream0 and stream1
-side by side on one thread each, then stream2 on two. Two 1-thread streams side by side took as long
-as one of them alone, and 0.86-0.97x the two in turn on two threads (benchmarks/results/int8_cuts.md);
-three side by side on two cores only fight (see ``concurrent_subgraphs``).
+side by side on one thread each, then stream2 on two. Side by side each 1-thread stream ran about 6%
+longer than alone, and the waves took 0.944x and 0.951x the same chain one subgraph at a time in two
+runs (ParNet-S int8, 2 cores, benchmarks/results/int8_cuts.md); three side by side on two cores only
+fight (see ``concurrent_subgraphs``).
 
 A chain is one request per subgraph and serves one call at a time; calls from several threads
 each take a chain from a pool (as :class:`OpenVinoRunner` pools requests).
